@@ -1,0 +1,38 @@
+"""hf_mae: masked pretraining for scientific data as Hugging Face transformers models.
+
+Importing the package registers every architecture with ``AutoConfig``/``AutoModel`` and the task Auto
+classes, so a saved checkpoint loads with ``AutoModel.from_pretrained(path)``.
+
+Example:
+    >>> import torch, hf_mae
+    >>> from transformers import AutoModel
+    >>> mae = hf_mae.ChemoMAE(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4)
+    >>> x_recon, z, visible = mae(torch.randn(2, 64))
+"""
+
+from .models import (
+    ChemoDecoderMLP,
+    ChemoEncoder,
+    ChemoMAE,
+    ChemoMAEConfig,
+    ChemoMAEForPreTraining,
+    SpectralMAEConfig,
+    WaveDecoderMLP,
+    WaveEncoder,
+    WaveMAE,
+    WaveMAEConfig,
+    WaveMAEForPreTraining,
+    make_block_mask,
+)
+from .processing.spectra import SpectraProcessor
+from ._auto import register_all
+
+__version__ = "0.1.0"
+
+register_all()
+
+__all__ = [
+    "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
+    "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
+    "SpectraProcessor",
+]

@@ -1,0 +1,1 @@
+"""Loaders for real data sets and data collators."""

@@ -1,0 +1,26 @@
+"""Model classes and configs. Files here import only torch, transformers and each other, so each
+architecture can travel to the Hub as self-contained remote code."""
+
+from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
+from .masking import make_block_mask
+from .modeling_spectral_mae import (
+    ChemoDecoderMLP,
+    ChemoEncoder,
+    ChemoMAE,
+    ChemoMAEForPreTraining,
+    SpectralEncoder,
+    SpectralMAEForPreTrainingOutput,
+    SpectralMAEOutput,
+    WaveDecoderMLP,
+    WaveEncoder,
+    WaveMAE,
+    WaveMAEForPreTraining,
+    masked_reconstruction_loss,
+)
+
+__all__ = [
+    "ChemoMAEConfig", "WaveMAEConfig", "SpectralMAEConfig", "make_block_mask",
+    "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining",
+    "ChemoEncoder", "WaveEncoder", "SpectralEncoder", "ChemoDecoderMLP", "WaveDecoderMLP",
+    "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
+]

@@ -1,0 +1,127 @@
+"""The transformer layer every hf_mae encoder and decoder is built from.
+
+Pre-norm blocks (LayerNorm -> attention -> residual, LayerNorm -> MLP -> residual) as in ViT/MAE, with
+attention dispatched through transformers' attention interface so ``attn_implementation="eager"`` or
+``"sdpa"`` (and the kernels transformers adds later) work without changes here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+
+def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
+                            **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention. q/k/v: (B, heads, T, d); mask: additive (B, 1, 1|T, T). Returns (B, T, heads, d)."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling     # (B, h, T, T)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    out = torch.matmul(probs, value).transpose(1, 2).contiguous()    # (B, T, h, d)
+    return out, probs
+
+
+def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, T) bool with True = padding -> additive (B, 1, 1, T) mask, or None when nothing is padded."""
+    if key_padding is None:
+        return None
+    mask = torch.zeros(key_padding.shape, dtype=dtype, device=key_padding.device)
+    mask = mask.masked_fill(key_padding, torch.finfo(dtype).min)
+    return mask[:, None, None, :]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim ** -0.5
+        self.attention_dropout = dropout
+        self.is_causal = False  # bidirectional: the SDPA path would default to causal otherwise
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length, _ = hidden_states.shape
+        # (B, T, 3D) -> 3 x (B, heads, T, d)
+        q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = attention(self, q, k, v, attention_mask,
+                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
+        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: D -> F -> D with GELU."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.act(self.fc1(x))))
+
+
+class TransformerLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block. Activation checkpointing wraps the whole block when enabled."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, intermediate_size: int,
+                 dropout: float = 0.0, layer_norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.attn = SelfAttention(config, hidden_size, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = MLP(hidden_size, intermediate_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        hidden_states = hidden_states + self.dropout(self.attn(self.norm1(hidden_states), attention_mask))
+        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
+
+
+class TransformerStack(nn.Module):
+    """``num_layers`` blocks and a final LayerNorm: (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, config, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
+                 dropout: float = 0.0, layer_norm_eps: float = 1e-6):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TransformerLayer(config, hidden_size, num_heads, intermediate_size, dropout, layer_norm_eps)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask)
+        return self.norm(hidden_states)
+
+
+def sinusoidal_positions(n_positions: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fixed sin/cos position table (1, n_positions, dim) from "Attention is all you need".
+
+    Computed on the fly (it is tiny) rather than stored as a buffer: buffers built in ``__init__`` are
+    garbage after ``from_pretrained`` builds the model on the meta device.
+    """
+    position = torch.arange(n_positions, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n_positions, dim, device=device, dtype=torch.float32)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table[None].to(dtype)

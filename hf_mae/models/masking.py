@@ -1,0 +1,106 @@
+"""Masking for every masked autoencoder in hf_mae: one implementation, batched, no host syncs.
+
+The recipe is the MAE one (He et al. 2022): draw uniform noise per token, ``argsort`` it, keep the first
+``n_keep`` tokens. Every sample gets exactly the same number of masked tokens, so the visible tokens pack
+into a dense ``(B, n_keep, D)`` tensor with no padding. Passing ``noise`` (or a ``torch.Generator``) makes
+the mask reproducible; the same noise always gives the same mask.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def draw_noise(batch_size: int, n_tokens: int, *, device=None, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Uniform noise ``(B, N)`` that decides which tokens are masked; ``noise`` is validated and returned as is."""
+    if noise is not None:
+        if noise.shape != (batch_size, n_tokens):
+            raise ValueError(f"`noise` must have shape {(batch_size, n_tokens)}, got {tuple(noise.shape)}.")
+        return noise.to(device) if device is not None else noise
+    if generator is not None:
+        # Draw on the generator's device, then move: a CPU generator reproduces the same mask everywhere.
+        return torch.rand(batch_size, n_tokens, generator=generator, device=generator.device).to(device)
+    return torch.rand(batch_size, n_tokens, device=device)
+
+
+def split_by_noise(noise: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shuffle tokens by noise: ``(ids_keep, mask, ids_restore)``.
+
+    noise: (B, N). ids_keep: (B, n_keep) kept token indices in ascending order (ascending keeps the
+    packed sequence in spectral/spatial order, which makes outputs independent of the shuffle).
+    mask: (B, N) bool, True = masked. ids_restore: (B, N), un-shuffles ``cat([kept, masked])`` back to
+    token order, for decoders that put mask tokens in place.
+    """
+    ids_shuffle = torch.argsort(noise, dim=1)                       # ascending: small noise is kept
+    ids_keep = ids_shuffle[:, :n_keep].sort(dim=1).values           # (B, n_keep)
+    mask = torch.ones_like(noise, dtype=torch.bool)
+    mask.scatter_(1, ids_keep, False)                               # (B, N) True = masked
+    # Order tokens as [kept ascending, masked ascending]; ids_restore inverts that order.
+    ids_order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    ids_restore = torch.argsort(ids_order, dim=1)
+    return ids_keep, mask, ids_restore
+
+
+def make_block_mask(batch_size: int, seq_len: int, n_blocks: int, n_mask: int, *, device=None,
+                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Block-wise mask over a 1D sequence: ``(B, L)`` bool, ``True`` = masked.
+
+    The sequence is cut into ``n_blocks`` contiguous blocks of ``seq_len // n_blocks`` points and exactly
+    ``n_mask`` blocks are hidden in every sample.
+
+    Example:
+        >>> m = make_block_mask(4, 128, n_blocks=8, n_mask=6, generator=torch.Generator().manual_seed(0))
+        >>> m.shape, int(m[0].sum())
+        (torch.Size([4, 128]), 96)
+    """
+    check_block_layout(seq_len, n_blocks)
+    block_mask = make_token_mask(batch_size, n_blocks, n_mask, device=device, generator=generator, noise=noise)
+    return block_mask.repeat_interleave(seq_len // n_blocks, dim=1)
+
+
+def make_token_mask(batch_size: int, n_tokens: int, n_mask: int, *, device=None,
+                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, N)`` bool mask with exactly ``n_mask`` True (masked) tokens per row."""
+    if isinstance(n_mask, bool) or not isinstance(n_mask, int) or not 0 <= n_mask <= n_tokens:
+        raise ValueError(f"`n_mask` must be an integer in [0, {n_tokens}], got {n_mask!r}.")
+    noise = draw_noise(batch_size, n_tokens, device=device, generator=generator, noise=noise)
+    return split_by_noise(noise, n_tokens - n_mask)[1]
+
+
+def check_block_layout(seq_len: int, n_blocks: int) -> None:
+    """Blocks must tile the sequence exactly: a ragged last block would be silently dropped otherwise."""
+    if seq_len % n_blocks != 0:
+        raise ValueError(
+            f"`seq_len`={seq_len} must be divisible by `n_blocks`={n_blocks}: blocks are equal and contiguous. "
+            f"Resample the spectra to a multiple of n_blocks (the spectra processor does this)."
+        )
+
+
+def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Pick tokens along dim 1: tokens (B, N, D), ids (B, K) -> (B, K, D)."""
+    return torch.gather(tokens, 1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def visible_block_ids(visible_mask: torch.Tensor, n_blocks: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Turn a caller's ``(B, L)`` visible mask (True = visible) into visible block indices.
+
+    Returns ``ids_keep`` (B, K), K the largest visible-block count in the batch, and a ``(B, K)`` key-padding
+    mask (True = padding) when samples see different numbers of blocks, else ``None``. Reading K back is a
+    host sync: masks drawn by the model itself never come this way.
+    """
+    batch, length = visible_mask.shape
+    blocks = visible_mask.view(batch, n_blocks, length // n_blocks)
+    block_visible = blocks.all(dim=-1)                               # (B, N)
+    if not torch.equal(block_visible, blocks.any(dim=-1)):
+        raise ValueError(
+            "`visible_mask` must be block-aligned: every block of seq_len / n_blocks points must be entirely "
+            "visible or entirely masked (one block is one token)."
+        )
+    counts = block_visible.sum(dim=1)                                # (B,)
+    n_keep = int(counts.max())
+    ids_keep = torch.argsort((~block_visible).to(torch.int8), dim=1, stable=True)[:, :n_keep]
+    if bool((counts == n_keep).all()):
+        return ids_keep, None
+    key_padding = torch.arange(n_keep, device=visible_mask.device)[None, :] >= counts[:, None]
+    return ids_keep, key_padding

@@ -1,0 +1,316 @@
+"""ChemoMAE and WaveMAE: masked autoencoders for 1D spectra (NIR, IR, Raman, hyperspectral pixels).
+
+One tensor from input to loss:
+
+    x (B, L) spectrum on the model's wavelength grid
+      -> blocks (B, N, S)           N = n_blocks contiguous blocks of S = L / N points
+      -> tokens (B, N, D)           each block linearly embedded, plus its position embedding
+      -> visible tokens (B, K, D)   K = N - n_mask blocks kept (same K for every sample: no padding)
+      -> [CLS] + visible (B, 1+K, D) -> transformer -> CLS (B, D)
+      -> z (B, latent_dim)          projected and L2-normalised: a point on the unit hypersphere
+      -> x_recon (B, L)             decoder (linear for ChemoMAE, 3-layer MLP for WaveMAE)
+      -> loss                       on masked points only (ForPreTraining models)
+
+Each block is one token (a 1D patch), as in the published chemomae package: masking is block-wise, so a
+token per point inside a block would add cost but no information about what is hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
+from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
+from .masking import draw_noise, gather_tokens, make_block_mask, split_by_noise, visible_block_ids
+from .validation import check_int, check_tensor
+
+__all__ = [
+    "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining", "ChemoEncoder", "WaveEncoder",
+    "ChemoDecoderMLP", "WaveDecoderMLP", "SpectralEncoder", "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput",
+    "SpectralMAEPreTrainedModel", "make_block_mask", "masked_reconstruction_loss",
+]
+
+
+class SpectralMAEOutput(NamedTuple):
+    """What ``ChemoMAE``/``WaveMAE`` return; unpacks as ``x_recon, z, visible_mask = mae(x)``."""
+
+    x_recon: torch.Tensor       # (B, L) reconstruction of the whole spectrum
+    z: torch.Tensor             # (B, latent_dim) L2-normalised latent
+    visible_mask: torch.Tensor  # (B, L) bool, True = visible to the encoder
+
+
+@dataclass
+class SpectralMAEForPreTrainingOutput(ModelOutput):
+    """Output of the pretraining models: ``loss`` on masked points, plus what the MAE returned."""
+
+    loss: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    latent: torch.Tensor | None = None
+    visible_mask: torch.Tensor | None = None
+
+
+class SpectralEncoder(nn.Module):
+    """Encoder shared by ChemoMAE and WaveMAE: visible blocks + [CLS] -> transformer -> unit-norm latent.
+
+    ``forward(x, visible_mask)`` takes spectra (B, L) and a (B, L) bool mask (True = visible, block-aligned;
+    None = everything visible) and returns ``z`` (B, latent_dim) with ``z.norm(dim=1) == 1``.
+    """
+
+    def __init__(self, config: SpectralMAEConfig):
+        super().__init__()
+        self.config = config
+        self.n_blocks, self.block_size = config.n_blocks, config.block_size
+        self.patch_embed = nn.Linear(config.block_size, config.d_model)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.n_blocks, config.d_model)) if config.use_learnable_pos else None
+        self.transformer = TransformerStack(config, config.d_model, config.num_layers, config.nhead,
+                                            config.dim_feedforward, config.dropout, config.layer_norm_eps)
+        self.to_latent = nn.Linear(config.d_model, config.latent_dim)
+
+    def position_embeddings(self, dtype: torch.dtype, device) -> torch.Tensor:
+        if self.pos_embed is not None:
+            return self.pos_embed
+        return sinusoidal_positions(self.n_blocks, self.config.d_model, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *,
+                ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode. ``ids_keep`` (B, K) visible block indices is the fast path used by the MAE's own masks."""
+        batch = x.shape[0]
+        tokens = self.patch_embed(x.view(batch, self.n_blocks, self.block_size))     # (B, N, D)
+        tokens = tokens + self.position_embeddings(tokens.dtype, tokens.device)
+        key_padding = None
+        if ids_keep is None and visible_mask is not None:
+            ids_keep, key_padding = visible_block_ids(visible_mask, self.n_blocks)
+        if ids_keep is not None:
+            tokens = gather_tokens(tokens, ids_keep)                                  # (B, K, D)
+        hidden = torch.cat([self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)  # (B, 1+K, D)
+        attention_mask = None
+        if key_padding is not None:  # only when samples see different numbers of blocks
+            cls_pad = torch.zeros(batch, 1, dtype=torch.bool, device=key_padding.device)
+            attention_mask = padding_to_attention_mask(torch.cat([cls_pad, key_padding], dim=1), hidden.dtype)
+        hidden = self.transformer(hidden, attention_mask)                            # (B, 1+K, D)
+        return F.normalize(self.to_latent(hidden[:, 0]), dim=-1)                     # (B, latent_dim)
+
+
+ChemoEncoder = SpectralEncoder
+WaveEncoder = SpectralEncoder
+
+
+class ChemoDecoderMLP(nn.Module):
+    """ChemoMAE's decoder: one linear map latent (B, latent_dim) -> spectrum (B, L).
+
+    Deliberately weak, so the encoder carries the learning burden.
+    """
+
+    def __init__(self, config: SpectralMAEConfig):
+        super().__init__()
+        self.proj = nn.Linear(config.latent_dim, config.seq_len)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.proj(z)
+
+
+class WaveDecoderMLP(nn.Module):
+    """WaveMAE's decoder: latent -> dec_hidden -> dec_hidden -> L, GELU and dropout between layers."""
+
+    def __init__(self, config: SpectralMAEConfig):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(config.latent_dim, config.dec_hidden), nn.GELU(), nn.Dropout(config.dec_dropout),
+            nn.Linear(config.dec_hidden, config.dec_hidden), nn.GELU(), nn.Dropout(config.dec_dropout),
+            nn.Linear(config.dec_hidden, config.seq_len),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: torch.Tensor,
+                               loss_type: str = "mse", huber_delta: float = 1.0) -> torch.Tensor:
+    """Reconstruction error on masked points only. x_recon, x: (B, L); masked: (B, L) bool, True = hidden.
+
+    ``mse``/``huber``: mean over masked points; ``sse``: sum over masked points, mean over samples.
+    Computed in float32 (also under bf16 autocast), with a multiply instead of boolean indexing so that
+    nothing waits for the accelerator.
+    """
+    x_recon, x = x_recon.float(), x.float()
+    if loss_type == "huber":
+        err = F.huber_loss(x_recon, x, reduction="none", delta=huber_delta)
+    else:
+        err = (x_recon - x).square()
+    weight = masked.to(err.dtype)
+    if loss_type == "sse":
+        return (err * weight).sum() / x.shape[0]
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class SpectralMAEPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and class attributes shared by the spectral MAEs."""
+
+    config_class = SpectralMAEConfig
+    base_model_prefix = "mae"
+    main_input_name = "input_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerLayer"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, SpectralEncoder):
+            init.trunc_normal_(module.cls_token, std=self.config.initializer_range)
+            if module.pos_embed is not None:
+                init.trunc_normal_(module.pos_embed, std=self.config.initializer_range)
+
+
+class _SpectralMAE(SpectralMAEPreTrainedModel):
+    """The MAE itself. Subclasses choose the config and the decoder."""
+
+    decoder_class: type[nn.Module]
+
+    def __init__(self, config: SpectralMAEConfig | None = None, **kwargs):
+        if config is None:
+            config = self.config_class(**kwargs)
+        elif kwargs:
+            raise ValueError(f"Pass either `config` or keyword arguments, not both (got {sorted(kwargs)}).")
+        super().__init__(config)
+        self.encoder = SpectralEncoder(config)
+        self.decoder = self.decoder_class(config)
+        self.post_init()
+
+    # -- masks ---------------------------------------------------------------------------------------
+    def _n_mask(self, n_mask: int | None) -> int:
+        n_mask = self.config.n_mask if n_mask is None else n_mask
+        check_int("n_mask", n_mask, minimum=0, maximum=self.config.n_blocks - 1)
+        return n_mask
+
+    def _draw_blocks(self, batch_size: int, n_mask: int, device, generator, noise):
+        """ids_keep (B, K) visible blocks and visible_mask (B, L), with K known without a host sync."""
+        noise = draw_noise(batch_size, self.config.n_blocks, device=device, generator=generator, noise=noise)
+        ids_keep, block_masked, _ = split_by_noise(noise, self.config.n_blocks - n_mask)
+        visible_mask = (~block_masked).repeat_interleave(self.config.block_size, dim=1)   # (B, L)
+        return ids_keep, visible_mask
+
+    def make_visible(self, batch_size: int, *, n_mask: int | None = None, device=None,
+                     generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """A (B, L) bool visible mask (True = visible) with ``n_mask`` hidden blocks per sample."""
+        check_int("batch_size", batch_size)
+        device = device if device is not None else self.device
+        return self._draw_blocks(batch_size, self._n_mask(n_mask), device, generator, noise)[1]
+
+    def _check_inputs(self, x: torch.Tensor, visible_mask: torch.Tensor | None) -> None:
+        check_tensor("x", x, ndim=2, shape=(None, self.config.seq_len))
+        if visible_mask is not None:
+            check_tensor("visible_mask", visible_mask, ndim=2, shape=tuple(x.shape), floating=False)
+            if visible_mask.dtype != torch.bool:
+                raise ValueError(f"`visible_mask` must be a bool tensor (True = visible), got dtype {visible_mask.dtype}.")
+
+    # -- forward ---------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *, n_mask: int | None = None,
+                noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SpectralMAEOutput:
+        """Mask, encode and reconstruct: returns ``(x_recon, z, visible_mask)``.
+
+        Without ``visible_mask`` a fresh block mask with ``n_mask`` hidden blocks is drawn; ``noise``
+        (B, n_blocks) or ``generator`` makes it reproducible.
+
+        Example:
+            >>> import torch
+            >>> from hf_mae.models import ChemoMAE
+            >>> mae = ChemoMAE(seq_len=128, latent_dim=32, n_blocks=8, n_mask=6)
+            >>> x_recon, z, visible = mae(torch.randn(4, 128))
+            >>> x_recon.shape, z.shape, int(visible[0].sum())
+            (torch.Size([4, 128]), torch.Size([4, 32]), 32)
+        """
+        self._check_inputs(x, visible_mask)
+        if visible_mask is None:
+            ids_keep, visible_mask = self._draw_blocks(x.shape[0], self._n_mask(n_mask), x.device, generator, noise)
+            z = self.encoder(x, ids_keep=ids_keep)
+        else:
+            z = self.encoder(x, visible_mask)
+        return SpectralMAEOutput(self.decoder(z), z, visible_mask)
+
+    def encode(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent ``z`` (B, latent_dim), L2-normalised. ``visible_mask=None`` means all visible: deterministic
+        features for clustering and probes (call ``model.eval()`` first so dropout is off)."""
+        self._check_inputs(x, visible_mask)
+        return self.encoder(x, visible_mask)
+
+    def reconstruct(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *, n_mask: int | None = None,
+                    noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Only the reconstruction (B, L) of ``forward``."""
+        return self.forward(x, visible_mask, n_mask=n_mask, noise=noise, generator=generator).x_recon
+
+
+class ChemoMAE(_SpectralMAE):
+    """ChemoMAE (linear decoder). ``ChemoMAE(seq_len=..., ...)`` or ``ChemoMAE(ChemoMAEConfig(...))``."""
+
+    config_class = ChemoMAEConfig
+    decoder_class = ChemoDecoderMLP
+
+
+class WaveMAE(_SpectralMAE):
+    """WaveMAE (3-layer MLP decoder). ``WaveMAE(seq_len=..., ...)`` or ``WaveMAE(WaveMAEConfig(...))``."""
+
+    config_class = WaveMAEConfig
+    decoder_class = WaveDecoderMLP
+
+
+class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
+    """The MAE with its loss, for ``Trainer``: ``forward(input_values)`` returns a loss on masked points."""
+
+    mae_class: type[_SpectralMAE]
+    # The loss is a mean over this micro-batch: Trainer must divide by the accumulation steps itself.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: SpectralMAEConfig | None = None, **kwargs):
+        if config is None:
+            config = self.config_class(**kwargs)
+        super().__init__(config)
+        self.mae = self.mae_class(config)
+        self.post_init()
+
+    def forward(self, input_values: torch.Tensor, visible_mask: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None, n_mask: int | None = None,
+                return_loss: bool = True) -> SpectralMAEForPreTrainingOutput:
+        """input_values (B, L) -> loss on the masked points, reconstruction, latent and visible mask."""
+        x_recon, z, visible_mask = self.mae(input_values, visible_mask, n_mask=n_mask, noise=noise)
+        loss = None
+        if return_loss:
+            loss = masked_reconstruction_loss(x_recon, input_values, ~visible_mask,
+                                              self.config.loss_type, self.config.huber_delta)
+        return SpectralMAEForPreTrainingOutput(loss=loss, reconstruction=x_recon, latent=z, visible_mask=visible_mask)
+
+    def encode(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The latent of the wrapped MAE (all visible by default)."""
+        return self.mae.encode(x, visible_mask)
+
+
+class ChemoMAEForPreTraining(_SpectralMAEForPreTraining):
+    """ChemoMAE with its masked reconstruction loss.
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import ChemoMAEForPreTraining
+        >>> model = ChemoMAEForPreTraining(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4)
+        >>> model(torch.randn(2, 64)).loss.ndim
+        0
+    """
+
+    config_class = ChemoMAEConfig
+    mae_class = ChemoMAE
+
+
+class WaveMAEForPreTraining(_SpectralMAEForPreTraining):
+    """WaveMAE with its masked reconstruction loss (see ``ChemoMAEForPreTraining``)."""
+
+    config_class = WaveMAEConfig
+    mae_class = WaveMAE

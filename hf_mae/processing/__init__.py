@@ -1,0 +1,1 @@
+"""Turning raw inputs into model tensors; processors are saved with the model."""

@@ -1,0 +1,1 @@
+"""Pretraining jobs built on transformers.Trainer."""

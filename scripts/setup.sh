@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One-time set-up: keeps a torch that is already installed (a CUDA build, say); otherwise installs the
+# pinned CPU wheel first, so that resolving hf-mae's dependencies never pulls CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    "$PY" -m pip install --quiet "torch==2.13.0"
+fi
+"$PY" -m pip install --quiet -e ".[data,test]"
