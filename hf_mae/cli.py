@@ -1,0 +1,60 @@
+"""The ``hf-mae`` command.
+
+    hf-mae pretrain MODEL [--flag value ...]   pretrain one architecture (every TrainingArguments flag works)
+    hf-mae pretrain MODEL --help               that job's flags
+
+Sub-commands and pretraining jobs are looked up lazily by import path, so ``hf-mae --help`` stays fast and
+an optional dependency of one job never breaks another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# MODEL name -> "module:function"; the function takes the remaining argv and returns an exit code.
+PRETRAIN_JOBS: dict[str, str] = {
+    "chemomae": "hf_mae.training.pretrain_spectra:pretrain_chemomae",
+    "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
+}
+
+# Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _load(target: str) -> Callable[[Sequence[str]], int | None]:
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _usage() -> str:
+    lines = ["usage: hf-mae COMMAND [ARGS]", "", "commands:",
+             f"  pretrain MODEL   pretrain a model; MODEL is one of: {', '.join(sorted(PRETRAIN_JOBS))}"]
+    lines += [f"  {name:<16} {help_text}" for name, (_, help_text) in sorted(COMMANDS.items())]
+    lines.append("\n`hf-mae COMMAND --help` lists a command's flags.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "pretrain":
+        if not rest or rest[0] in ("-h", "--help"):
+            print(f"usage: hf-mae pretrain MODEL [flags]\nMODEL is one of: {', '.join(sorted(PRETRAIN_JOBS))}")
+            return 0 if rest else 2
+        if rest[0] not in PRETRAIN_JOBS:
+            print(f"hf-mae pretrain: unknown MODEL {rest[0]!r}; expected one of {sorted(PRETRAIN_JOBS)}", file=sys.stderr)
+            return 2
+        return int(_load(PRETRAIN_JOBS[rest[0]])(rest[1:]) or 0)
+    if command in COMMANDS:
+        return int(_load(COMMANDS[command][0])(rest) or 0)
+    print(f"hf-mae: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
