@@ -1,4 +1,5 @@
-"""Pictures for papers and model cards: reconstructions with the masked blocks shaded, and loss curves.
+"""Pictures for papers and model cards: reconstructions with the masked blocks shaded, loss curves, and a
+cosine UMAP (or t-SNE) map of the latents coloured by a label.
 
 matplotlib is an optional dependency (``pip install "hf-mae[plot]"``); it is imported only when a function
 here is called. Figures are drawn on the Agg canvas directly, without pyplot, so nothing here touches a
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_reconstructions", "plot_loss_curve", "load_log_history", "masked_spans"]
+__all__ = ["plot_reconstructions", "plot_loss_curve", "plot_embedding", "embed_2d", "load_log_history",
+           "masked_spans"]
 
 
 def _figure(width: float, height: float):
@@ -210,3 +213,86 @@ def plot_loss_curve(log_history, path: str | os.PathLike, *, log_scale: bool = F
     ax.legend(frameon=False)
     figure.tight_layout()
     return _save(figure, path, dpi)
+
+
+def embed_2d(latents, *, method: str = "auto", random_state: int = 0) -> tuple[np.ndarray, str]:
+    """Project latents (N, D) to 2D with the cosine metric: UMAP (umap-learn) or t-SNE (scikit-learn).
+
+    ``method="auto"`` uses UMAP when umap-learn is installed and otherwise falls back to t-SNE with a
+    warning that says so. Returns the (N, 2) coordinates and the method used (``"umap"`` or ``"tsne"``).
+    """
+    z = _as_rows(latents, "latents")
+    if z.shape[0] < 4:
+        raise ValueError(f"`latents` needs at least 4 samples for a 2D map, got {z.shape[0]}.")
+    if (np.linalg.norm(z, axis=1) == 0).any():
+        raise ValueError("`latents` has zero vectors: the cosine metric is undefined for them.")
+    if method not in ("auto", "umap", "tsne"):
+        raise ValueError(f"`method` must be 'auto', 'umap' or 'tsne', got {method!r}.")
+    if method in ("auto", "umap"):
+        try:
+            import umap
+        except ImportError:
+            if method == "umap":
+                raise ImportError("method='umap' needs umap-learn: pip install \"hf-mae[umap]\".") from None
+            warnings.warn("umap-learn is not installed: drawing a cosine t-SNE instead "
+                          "(pip install \"hf-mae[umap]\" for UMAP).", stacklevel=2)
+        else:
+            reducer = umap.UMAP(n_neighbors=min(15, z.shape[0] - 1), metric="cosine", random_state=random_state)
+            return np.asarray(reducer.fit_transform(z)), "umap"
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError as err:
+        raise ImportError("A 2D map of the latents needs umap-learn or scikit-learn: "
+                          "pip install \"hf-mae[umap]\" or pip install scikit-learn.") from err
+    perplexity = float(min(30.0, (z.shape[0] - 1) / 3))
+    tsne = TSNE(n_components=2, metric="cosine", init="random", perplexity=perplexity, random_state=random_state)
+    return tsne.fit_transform(z), "tsne"
+
+
+def plot_embedding(latents, labels, path: str | os.PathLike, *, method: str = "auto", label_name: str = "label",
+                   title: str | None = None, random_state: int = 0, max_categories: int = 10,
+                   dpi: int = 120) -> tuple[Path, str]:
+    """A 2D cosine map (UMAP, or t-SNE when umap-learn is absent) of latents coloured by ``labels``.
+
+    Labels with at most ``max_categories`` distinct values (or any non-numeric labels) get one colour each
+    and a legend; other numeric labels (a property such as moisture) get a colour scale. ``labels=None``
+    draws every point in one colour. Returns the path written and the method used.
+
+    Example:
+        >>> import numpy as np
+        >>> z = np.random.randn(40, 8); y = np.repeat([0, 1], 20)
+        >>> plot_embedding(z, y, "map.png", method="tsne")  # doctest: +SKIP
+        (PosixPath('map.png'), 'tsne')
+    """
+    z = _as_rows(latents, "latents")
+    if labels is not None:
+        labels = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels).ravel()
+        if labels.shape[0] != z.shape[0]:
+            raise ValueError(f"`labels` has {labels.shape[0]} values for {z.shape[0]} latents.")
+    coords, used = embed_2d(z, method=method, random_state=random_state)
+    figure = _figure(5.5, 4.5)
+    ax = figure.subplots()
+    if labels is None:
+        ax.scatter(coords[:, 0], coords[:, 1], s=8, color="tab:blue")
+    elif labels.dtype.kind not in "biuf" or len(np.unique(labels)) <= max_categories:
+        from matplotlib import colormaps
+
+        categories = np.unique(labels)
+        palette = colormaps["tab10" if len(categories) <= 10 else "tab20"]
+        for i, category in enumerate(categories):
+            keep = labels == category
+            ax.scatter(coords[keep, 0], coords[keep, 1], s=8, color=palette(i % palette.N), label=str(category))
+        ax.legend(title=label_name, fontsize=7, markerscale=2, frameon=False, loc="best")
+    else:
+        values = labels.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("`labels` contains NaN or infinite values.")
+        points = ax.scatter(coords[:, 0], coords[:, 1], s=8, c=values, cmap="viridis")
+        figure.colorbar(points, ax=ax, label=label_name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(f"{used.upper() if used == 'umap' else 't-SNE'} 1 (cosine)")
+    ax.set_ylabel(f"{used.upper() if used == 'umap' else 't-SNE'} 2 (cosine)")
+    ax.set_title(title or f"latents coloured by {label_name}", fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path, dpi), used
