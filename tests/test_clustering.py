@@ -15,6 +15,16 @@ TRUE_KAPPAS = [30.0, 60.0, 100.0, 45.0]
 TRUE_WEIGHTS = [0.1, 0.2, 0.3, 0.4]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP spin-waits
+    make small ops 10-100x slower; run this module single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def mixture():
     """2000 points in 16 dimensions from four vMF components with known means, kappas and weights."""
