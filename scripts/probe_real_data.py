@@ -89,8 +89,9 @@ def fit_score(model, x_train, y_train, x_test, y_test) -> tuple[float, float]:
 
 def pretrain(name: str, run_dir: Path, steps: int, seed: int) -> float:
     """``hf-mae pretrain chemomae`` on a data set's train split; returns seconds spent (0 if reused)."""
+    timing = run_dir / "pretrain_seconds.txt"
     if (run_dir / "model.safetensors").is_file():
-        return 0.0
+        return float(timing.read_text()) if timing.is_file() else 0.0
     from hf_mae.training.pretrain_spectra import pretrain_chemomae
 
     start = time.perf_counter()
@@ -99,7 +100,9 @@ def pretrain(name: str, run_dir: Path, steps: int, seed: int) -> float:
                               "--disable_tqdm", "true", *MODEL_FLAGS])
     if code != 0:
         raise SystemExit(f"pretraining on {name} failed with exit code {code}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    timing.write_text(f"{seconds:.1f}")
+    return seconds
 
 
 def probe_spectra(name: str, run_dir: Path, folds: int, seed: int) -> list[dict]:
@@ -188,6 +191,21 @@ def markdown(spectral: list[dict], molecules: list[dict], args, timings: dict) -
                  for m in methods]
         lines.append(f"| {row['data']} ({row['n']}) | {row['property']} | {row['std of y (test)']:.3g} | "
                      + " | ".join(cells) + " |")
+    baselines = methods[2:]
+    verdicts = []
+    for row in spectral:
+        ours, control = row[methods[0]][0], row[methods[1]][0]
+        best = min(baselines, key=lambda m: row[m][0])
+        where = f"{row['data']} {row['property']}"
+        if ours > row[best][0]:
+            verdicts.append(f"- {where}: the pretrained latent **loses** to {best} (RMSE {ours:.3g} vs "
+                            f"{row[best][0]:.3g}, x{ours / row[best][0]:.2f}); pretraining "
+                            + ("helps" if ours < control else "does not help") + f" over the untrained control ({control:.3g}).")
+        else:
+            verdicts.append(f"- {where}: the pretrained latent beats every baseline (RMSE {ours:.3g} vs {best} "
+                            f"{row[best][0]:.3g}).")
+    if verdicts:
+        lines += ["", "Where the model loses:", "", *verdicts]
     if molecules:
         reg, cls = molecules
         rm, r2_ = reg["Morgan FP + ridge"]
