@@ -14,15 +14,8 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 TRUE_KAPPAS = [30.0, 60.0, 100.0, 45.0]
 TRUE_WEIGHTS = [0.1, 0.2, 0.3, 0.4]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP spin-waits
-    make small ops 10-100x slower; run this module single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: single-threaded is faster, much faster on a shared machine (see conftest).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,8 @@ from hf_mae.features import FEATURE_RULES, feature_rule, register_feature_rule
 
 TINY = dict(seq_len=32, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, n_blocks=4, n_mask=2, latent_dim=8)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a shared 2-core machine OpenMP spin-waits
-    make small ops 10-100x slower; run this module single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: single-threaded is faster, much faster on a shared machine (see conftest).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture
