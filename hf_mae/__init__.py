@@ -16,6 +16,10 @@ from .models import (
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    SpectralGPTConfig,
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTModel,
     SpectralMAEConfig,
     WaveDecoderMLP,
     WaveEncoder,
@@ -24,6 +28,7 @@ from .models import (
     WaveMAEForPreTraining,
     make_block_mask,
 )
+from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
 from ._auto import register_all
 
@@ -35,4 +40,6 @@ __all__ = [
     "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
     "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
     "SpectraProcessor",
+    "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
+    "HyperspectralProcessor",
 ]
