@@ -48,6 +48,7 @@ class SpectralGPTConfig(PreTrainedConfig):
         contrastive_temperature: InfoNCE temperature (0.07).
         contrastive_symmetric: also score aux -> HSI matches (CLIP-style); the seed scores HSI -> aux only.
         contrastive_loss_weight: weight of the contrastive term in ``loss``.
+        eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
 
     Example:
         >>> from hf_mae import SpectralGPTConfig
@@ -88,6 +89,7 @@ class SpectralGPTConfig(PreTrainedConfig):
     contrastive_temperature: float = 0.07
     contrastive_symmetric: bool = False
     contrastive_loss_weight: float | int = 1.0
+    eval_mask_seed: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -122,6 +124,7 @@ class SpectralGPTConfig(PreTrainedConfig):
             )
         check_float("contrastive_temperature", self.contrastive_temperature, minimum=0.0, minimum_exclusive=True)
         check_float("contrastive_loss_weight", self.contrastive_loss_weight, minimum=0.0)
+        check_int("eval_mask_seed", self.eval_mask_seed, minimum=0)
         for name in ("norm_pix_loss", "contrastive_symmetric"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}.")

@@ -224,6 +224,10 @@ class SpectralGPTPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["TransformerLayer", "CrossAttentionLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+    # Loading the encoder (or the classifier) from a pretraining checkpoint leaves the pretraining-only parts
+    # behind by design; do not report them as unexpected.
+    _keys_to_ignore_on_load_unexpected = [r"^aux_", r"^conditioning\.", r"^hsi_projection\.", r"^decoder",
+                                          r"^mask_token$"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -425,13 +429,19 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, aux_pixel_values: dict[str, torch.Tensor] | None = None,
                 aux_present: dict[str, torch.Tensor] | None = None, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, return_loss: bool = True) -> SpectralGPTForPreTrainingOutput:
-        """Mask, condition, encode, decode; return the losses, reconstruction, mask and embeddings."""
+        """Mask, condition, encode, decode; return the losses, reconstruction, mask and embeddings.
+
+        In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` or ``generator`` is given, so
+        eval losses compare between checkpoints and evaluation leaves the training random stream alone.
+        """
         self._check_pixel_values(pixel_values)
         batch, config = pixel_values.shape[0], self.config
         aux_pixel_values, aux_present = self._check_aux(batch, aux_pixel_values, aux_present)
 
         # Embed and mask the HSI tokens: the encoder sees the visible quarter only.
         tokens = self.spectral_gpt.embeddings(pixel_values)                         # (B, N, D)
+        if not self.training and noise is None and generator is None:
+            generator = torch.Generator().manual_seed(config.eval_mask_seed)
         noise = draw_noise(batch, config.num_patches, device=tokens.device, generator=generator, noise=noise)
         ids_keep, mask, ids_restore = split_by_noise(noise, config.num_patches - config.num_masked)
         visible = gather_tokens(tokens, ids_keep)                                   # (B, K, D)
