@@ -311,8 +311,8 @@ def test_classifier_fine_tunes_with_trainer(tmp_path):
     dataset = [{"pixel_values": c, "labels": y} for c, y in zip(cubes, labels)]
     torch.manual_seed(0)
     model = SpectralGPTForImageClassification(tiny_config(num_labels=2, aux_modalities=[]))
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=25, per_device_train_batch_size=8, learning_rate=3e-3,
-                             logging_steps=5, report_to="none", save_strategy="no", use_cpu=True, seed=0)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=8, learning_rate=3e-3,
+                             logging_steps=4, report_to="none", save_strategy="no", use_cpu=True, seed=0)
     trainer = Trainer(model=model, args=args, train_dataset=dataset)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
