@@ -198,3 +198,14 @@ def test_pretrain_job_on_a_folder_of_cubes(tmp_path, capsys):
     assert code == 0
     assert "num_bands=8" in capsys.readouterr().out
     check_run(out, 8)
+
+
+def test_job_defaults_are_the_config_defaults():
+    from dataclasses import fields
+
+    from hf_mae.training.pretrain_spectral_gpt import SpectralGPTModelArguments
+
+    config, args = SpectralGPTConfig(), SpectralGPTModelArguments()
+    for f in fields(SpectralGPTModelArguments):
+        if getattr(args, f.name) is not None:  # None: derived (bands from the data, one channel per modality)
+            assert getattr(args, f.name) == getattr(config, f.name), f.name

@@ -38,8 +38,8 @@ def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dty
     return mask[:, None, None, :]
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+class _MultiHeadAttention(nn.Module):
+    """Head bookkeeping, the attention kernel dispatch and the output projection shared by both attentions."""
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
@@ -49,53 +49,50 @@ class SelfAttention(nn.Module):
         self.scaling = self.head_dim ** -0.5
         self.attention_dropout = dropout
         self.is_causal = False  # bidirectional: the SDPA path would default to causal otherwise
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """q: (B, h, T, d), k/v: (B, h, S, d) -> (B, T, D), with the kernel the config asks for (eager, sdpa ...)."""
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = attention(self, query, key, value, attention_mask,
+                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
+        return self.proj(out.reshape(query.shape[0], query.shape[2], -1))   # (B, T, h, d) -> (B, T, D)
+
+
+class SelfAttention(_MultiHeadAttention):
+    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__(config, hidden_size, num_heads, dropout)
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         # (B, T, 3D) -> 3 x (B, heads, T, d)
         q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = attend(self, q, k, v, attention_mask)                  # (B, T, heads, d)
-        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
 
 
-def attend(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-           attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Run the attention kernel the config asks for (eager, sdpa, ...). q: (B, h, T, d), k/v: (B, h, S, d)."""
-    attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-        module.config._attn_implementation, eager_attention_forward
-    )
-    out, _ = attention(module, query, key, value, attention_mask,
-                       dropout=module.attention_dropout if module.training else 0.0, scaling=module.scaling)
-    return out                                                       # (B, T, h, d)
-
-
-class CrossAttention(nn.Module):
+class CrossAttention(_MultiHeadAttention):
     """Multi-head attention of ``hidden_states`` (queries) over ``context`` (keys and values).
 
     hidden_states: (B, T, D), context: (B, S, D), attention_mask: additive (B, 1, 1, S) or None -> (B, T, D).
     """
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
-        super().__init__()
-        self.config = config
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.scaling = self.head_dim ** -0.5
-        self.attention_dropout = dropout
-        self.is_causal = False
+        super().__init__(config, hidden_size, num_heads, dropout)
         self.q = nn.Linear(hidden_size, hidden_size)
         self.kv = nn.Linear(hidden_size, 2 * hidden_size)
-        self.proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         q = self.q(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, T, d)
         k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = attend(self, q, k, v, attention_mask)                  # (B, T, h, d)
-        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
 
 
 class MLP(nn.Module):
