@@ -46,3 +46,6 @@ def register_all() -> None:
             auto_class.register(config_class, model_class, exist_ok=True)
         if processor_class is not None:
             AutoFeatureExtractor.register(config_class, processor_class, exist_ok=True)
+    from .features import register_feature_pipeline  # pipeline("latent-feature-extraction")
+
+    register_feature_pipeline()

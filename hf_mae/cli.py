@@ -21,7 +21,9 @@ PRETRAIN_JOBS: dict[str, str] = {
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plot": ("hf_mae.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
+}
 
 
 def _load(target: str) -> Callable[[Sequence[str]], int | None]:
