@@ -325,3 +325,13 @@ def test_classifier_fine_tunes_with_trainer(tmp_path):
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "clf").eval()
     with torch.no_grad():
         assert torch.equal(reloaded(cubes[:4]).logits, model(cubes[:4]).logits)
+
+
+def test_extract_features_uses_the_hsi_encoder(model):
+    from hf_mae.features import extract_features
+
+    cubes = torch.randn(5, 6, 32, 32)
+    features = extract_features(model, cubes.numpy(), batch_size=2, progress=False)
+    with torch.no_grad():
+        expected = model.get_hsi_encoder()(cubes).pooler_output.numpy()
+    assert features.shape == (5, 32) and np.allclose(features, expected, atol=1e-5)

@@ -240,6 +240,12 @@ class SpectralGPTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, SpectralGPTForPreTraining):
             init.trunc_normal_(module.mask_token, std=std)
 
+    def get_features(self, pixel_values: torch.Tensor, **unused) -> torch.Tensor:
+        """Deterministic (B, hidden_size) features: the HSI encoder on every token, averaged; no mask, no aux.
+        ``hf_mae.features.extract_features`` and the "latent-feature-extraction" pipeline call this."""
+        encoder = self if isinstance(self, SpectralGPTModel) else self.spectral_gpt
+        return encoder(pixel_values).pooler_output
+
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         config = self.config
         check_tensor("pixel_values", pixel_values, ndim=4)
