@@ -23,6 +23,7 @@ PRETRAIN_JOBS: dict[str, str] = {
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("hf_mae.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
+    "benchmark": ("hf_mae.benchmark:main", "speed and memory next to the peer packages -> BENCHMARKS.md"),
 }
 
 

@@ -34,6 +34,11 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, MPS, XPU ...
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defaults: dict[str, Any],
                prog: str) -> tuple:
     """Parse ``argv`` into the given dataclasses plus ``TrainingArguments`` (always last).
@@ -41,9 +46,11 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defa
     ``defaults`` override the dataclass and TrainingArguments defaults; the command line overrides both.
     """
     parser = HfArgumentParser([*dataclass_types, TrainingArguments], prog=prog)
-    # pin_memory only helps (and only works quietly) with an accelerator
-    pin = {"dataloader_pin_memory": torch.cuda.is_available()}
-    parser.set_defaults(**{**COMMON_TRAINING_DEFAULTS, **pin, **defaults})
+    # pin_memory only helps (and only works quietly) with an accelerator; without any, `--bf16` means CPU autocast
+    # (TrainingArguments refuses bf16 on a machine with no accelerator unless use_cpu is set)
+    device = {"dataloader_pin_memory": torch.cuda.is_available(),
+              "use_cpu": not _has_accelerator()}
+    parser.set_defaults(**{**COMMON_TRAINING_DEFAULTS, **device, **defaults})
     return parser.parse_args_into_dataclasses(args=list(argv or []))
 
 

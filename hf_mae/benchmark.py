@@ -1,0 +1,812 @@
+"""``hf-mae benchmark``: speed and memory of hf_mae models next to their peers, written to BENCHMARKS.md.
+
+    hf-mae benchmark                            # every row, a few minutes per section on 2 CPU cores
+    hf-mae benchmark --only chemomae,matmul     # some sections
+    hf-mae benchmark --quick --output /tmp/B.md # tiny sizes and one repeat: a smoke run
+    python scripts/benchmark.py ...             # the same
+
+Sections: the machine's matmul peak (fp32, bf16); ChemoMAE against the ``chemomae`` package (0.2.4) at its
+published size, fp32 and bf16, hand-written loop and ``Trainer``; SpectralGPT and the V5 protein encoder
+against transformers' ``ViTMAEForPreTraining`` at equal width, depth, token count and mask ratio; SMILES BERT
+against stock ``BertForMaskedLM``; a scale table (batch size, tokens, activation checkpointing); and, when
+CUDA is present, GPU rows with and without ``torch.compile`` and the host-device syncs of a training step.
+
+How: every measurement runs in a fresh worker process (``python -m hf_mae.benchmark --worker SPEC``) so
+that its peak RSS belongs to one model and one precision; within each repeat our rows and the peer's
+alternate; figures are medians over repeats, each shown with the 1-minute load average it ran under (other
+work on the machine slows everything, and a ratio measured side by side is the robust figure). A train
+step is forward, loss, backward and AdamW; an encode is an all-visible forward under ``inference_mode``.
+FLOPs are counted by ``torch.utils.flop_counter`` (matrix multiplies and attention), so "% of peak" is the
+share of the matmul peak the whole step achieves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# ---------------------------------------------------------------------------------------------------------
+# Sizes
+# ---------------------------------------------------------------------------------------------------------
+
+# The shared ChemoMAE configuration (issue and ../notes/peers.md): both packages at this size.
+CHEMO = dict(seq_len=256, n_blocks=32, n_mask=16, d_model=256, nhead=4, num_layers=4, dim_feedforward=1024,
+             latent_dim=64, dropout=0.0)
+CHEMO_BATCH = 64
+# Small MAEs for the ViTMAE comparisons: width 192, 4 layers, 3 heads of 64, FFN 768; decoder 128 x 2.
+SMALL = dict(hidden=192, layers=4, heads=3, ffn=768, dec_hidden=128, dec_layers=2, dec_heads=4, dec_ffn=512,
+             mask_ratio=0.75)
+SMILES = dict(vocab=600, hidden=256, layers=4, heads=4, ffn=1024, length=64)
+
+
+def _quick(spec: dict) -> dict:
+    """Shrink a spec for ``--quick`` (a smoke run, not a measurement)."""
+    spec = dict(spec)
+    spec["batch"] = max(1, spec.get("batch", 8) // 8)
+    spec["steps"] = 2
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Worker side: build one case, time it, report
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    """One measured thing: ``step()`` processes ``samples`` samples; ``flops`` per step (None = not counted)."""
+
+    step: Callable[[], None]
+    samples: int
+    flops: float | None = None
+    sync: Callable[[], None] = lambda: None
+    info: dict = field(default_factory=dict)
+
+
+def _autocast(precision: str, device: str):
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _count_flops(fn: Callable[[], None]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def _train_case(model, loss_fn: Callable[[], "torch.Tensor"], spec: dict, optimizer=None) -> Case:  # noqa: F821
+    """forward + loss + backward + optimizer step, under autocast for bf16; the model stays fp32 (AMP)."""
+    import torch
+
+    model.train()
+    if optimizer is None:
+        fused = spec["device"] in ("cpu", "cuda")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+
+    def forward_backward():
+        with _autocast(spec["precision"], spec["device"]):
+            loss = loss_fn()
+        loss.backward()
+
+    def step():
+        forward_backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if spec.get("compile"):
+        forward_backward = torch.compile(forward_backward)
+    flops = _count_flops(forward_backward) if not spec.get("compile") else None
+    optimizer.zero_grad(set_to_none=True)
+    return Case(step, spec["batch"], flops)
+
+
+def _encode_case(encode: Callable[[], object], spec: dict) -> Case:
+    import torch
+
+    def step():
+        with torch.inference_mode(), _autocast(spec["precision"], spec["device"]):
+            encode()
+
+    return Case(step, spec["batch"], None if spec.get("compile") else _count_flops(step))
+
+
+def _chemo_ours(spec: dict) -> Case:
+    import torch
+
+    from hf_mae import ChemoMAEConfig, ChemoMAEForPreTraining
+
+    torch.manual_seed(0)
+    model = ChemoMAEForPreTraining(ChemoMAEConfig(**CHEMO, dec_dropout=0.0)).to(spec["device"])
+    x = torch.randn(spec["batch"], CHEMO["seq_len"], device=spec["device"])
+    if spec["mode"] == "encode":
+        model.eval()
+        return _encode_case(lambda: model.encode(x), spec)
+    return _train_case(model, lambda: model(x).loss, spec)
+
+
+def _chemo_peer(spec: dict) -> Case:
+    import torch
+    from chemomae.models import ChemoMAE
+    from chemomae.models.losses import masked_mse
+    from chemomae.training.optim import build_optimizer
+
+    torch.manual_seed(0)
+    peer = ChemoMAE(seq_len=CHEMO["seq_len"], n_patches=CHEMO["n_blocks"], n_mask=CHEMO["n_mask"],
+                    d_model=CHEMO["d_model"], nhead=CHEMO["nhead"], num_layers=CHEMO["num_layers"],
+                    dim_feedforward=CHEMO["dim_feedforward"], latent_dim=CHEMO["latent_dim"],
+                    dropout=CHEMO["dropout"], decoder_num_layers=1).to(spec["device"])
+    x = torch.randn(spec["batch"], CHEMO["seq_len"], device=spec["device"])
+    if spec["mode"] == "encode":
+        peer.eval()
+        return _encode_case(lambda: peer.encode(x), spec)
+
+    def loss():
+        x_recon, _, visible = peer(x)
+        return masked_mse(x_recon, x, ~visible)
+
+    return _train_case(peer, loss, spec, optimizer=build_optimizer(peer))
+
+
+class _StepTimer:
+    """Trainer callback: wall time between consecutive optimizer steps (data loading included)."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                timer.stamps.append(time.perf_counter())
+
+        self.stamps: list[float] = []
+        self.callback = Callback()
+
+    def step_times(self, warmup: int) -> list[float]:
+        return [b - a for a, b in zip(self.stamps[warmup:], self.stamps[warmup + 1:])]
+
+
+def _chemo_trainer(spec: dict) -> dict:
+    """ChemoMAE through ``Trainer`` (``spec["job"]``: through the ``hf-mae pretrain chemomae`` command)."""
+    import numpy as np
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    timer = _StepTimer()
+    steps = spec["warmup"] + spec["steps"] + 1
+    out_dir = Path(spec["tmp"]) / f"trainer-{spec['precision']}-{os.getpid()}"
+    if spec.get("job"):
+        from hf_mae.training import pretrain_spectra
+
+        class TimedTrainer(Trainer):  # the job's own Trainer, with the timing callback added
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.add_callback(timer.callback)
+
+        pretrain_spectra.Trainer = TimedTrainer
+        argv = ["--output_dir", str(out_dir), "--per_device_train_batch_size", str(spec["batch"]), "--max_steps",
+                str(steps), "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1000",
+                "--disable_tqdm", "true", "--dropout", "0", "--dec_dropout", "0", "--report_to", "none"]
+        if spec["precision"] == "bf16":
+            argv.append("--bf16")
+        with contextlib.redirect_stdout(sys.stderr):
+            pretrain_spectra.pretrain_chemomae(argv)
+    else:
+        import datasets
+
+        from hf_mae import ChemoMAEConfig, ChemoMAEForPreTraining
+        from hf_mae.data.spectra import DataCollatorForSpectra
+
+        torch.manual_seed(0)
+        model = ChemoMAEForPreTraining(ChemoMAEConfig(**CHEMO, dec_dropout=0.0))
+        rows = np.random.default_rng(0).standard_normal((spec["batch"] * 8, CHEMO["seq_len"]), dtype=np.float32)
+        data = datasets.Dataset.from_dict({"input_values": rows}).with_format("numpy")
+        args = TrainingArguments(str(out_dir), per_device_train_batch_size=spec["batch"], max_steps=steps,
+                                 bf16=spec["precision"] == "bf16", use_cpu=spec["device"] == "cpu",
+                                 report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1000,
+                                 dataloader_pin_memory=spec["device"] == "cuda")
+        Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSpectra(),
+                callbacks=[timer.callback]).train()
+    times = timer.step_times(spec["warmup"])
+    return {"step_s": times, "samples": spec["batch"]}
+
+
+def _vitmae(spec: dict, *, tokens_side: int, patch: int, channels: int):
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
+
+    config = ViTMAEConfig(hidden_size=SMALL["hidden"], num_hidden_layers=SMALL["layers"],
+                          num_attention_heads=SMALL["heads"], intermediate_size=SMALL["ffn"],
+                          decoder_hidden_size=SMALL["dec_hidden"], decoder_num_hidden_layers=SMALL["dec_layers"],
+                          decoder_num_attention_heads=SMALL["dec_heads"], decoder_intermediate_size=SMALL["dec_ffn"],
+                          image_size=tokens_side * patch, patch_size=patch, num_channels=channels,
+                          mask_ratio=SMALL["mask_ratio"] if spec["mode"] == "train" else 0.0)
+    return config, (ViTMAEForPreTraining if spec["mode"] == "train" else ViTMAEModel)(config)
+
+
+def _vitmae_case(spec: dict, *, tokens_side: int, patch: int, channels: int) -> Case:
+    import torch
+
+    torch.manual_seed(0)
+    config, model = _vitmae(spec, tokens_side=tokens_side, patch=patch, channels=channels)
+    model = model.to(spec["device"])
+    pixels = torch.randn(spec["batch"], channels, config.image_size, config.image_size, device=spec["device"])
+    if spec["mode"] == "encode":
+        model.eval()
+        return _encode_case(lambda: model(pixels), spec)
+    return _train_case(model, lambda: model(pixels).loss, spec)
+
+
+def _spectral_gpt_config(spec: dict):
+    from hf_mae import SpectralGPTConfig
+
+    return SpectralGPTConfig(
+        image_size=spec.get("image_size", 112), patch_size=16, num_bands=spec.get("bands", 12), band_patch_size=3,
+        hidden_size=SMALL["hidden"], num_hidden_layers=SMALL["layers"], num_attention_heads=SMALL["heads"],
+        intermediate_size=SMALL["ffn"], decoder_hidden_size=SMALL["dec_hidden"],
+        decoder_num_hidden_layers=SMALL["dec_layers"], decoder_num_attention_heads=SMALL["dec_heads"],
+        decoder_intermediate_size=SMALL["dec_ffn"], mask_ratio=SMALL["mask_ratio"], aux_modalities=[],
+        num_conditioning_layers=0)
+
+
+def _spectral_gpt_case(spec: dict) -> Case:
+    """SpectralGPT, pure HSI MAE (no auxiliary images). Default: 112 x 112 x 12 cube, 16 x 16 x 3 patches =
+    4 band groups x 7 x 7 = 196 tokens of 768 values, like ViTMAE's 14 x 14 patches of 16 x 16 x 3."""
+    import torch
+
+    from hf_mae import SpectralGPTForPreTraining, SpectralGPTModel
+
+    torch.manual_seed(0)
+    config = _spectral_gpt_config(spec)
+    cube = torch.randn(spec["batch"], config.num_bands, config.image_size, config.image_size, device=spec["device"])
+    if spec["mode"] == "encode":
+        model = SpectralGPTModel(config).to(spec["device"]).eval()
+        return _encode_case(lambda: model(cube), spec)
+    model = SpectralGPTForPreTraining(config).to(spec["device"])
+    if spec.get("checkpointing"):
+        model.activation_checkpointing_enable()
+    case = _train_case(model, lambda: model(cube).loss, spec)
+    case.info["tokens"] = config.num_patches
+    return case
+
+
+def _protein_v5_case(spec: dict) -> Case:
+    """V5 at the small size: ``residues`` positions of 768-d embeddings (= ViTMAE's 16 x 16 x 3 patch values)
+    pooled into 49 patches; ``residues`` = 49 x 32 = 1568 matches ViTMAE's 7 x 7 tokens."""
+    import torch
+
+    from hf_mae import ProteinMAEV5Config, ProteinMAEV5ForPreTraining  # on main once the protein branch is merged
+
+    torch.manual_seed(0)
+    max_length = spec.get("max_length", 1568)
+    config = ProteinMAEV5Config(
+        input_dim=spec.get("input_dim", 768), max_length=max_length, num_patches=spec.get("patches", 49),
+        embed_dim=SMALL["hidden"], num_layers=SMALL["layers"], nhead=SMALL["heads"], dim_feedforward=SMALL["ffn"],
+        decoder_embed_dim=SMALL["dec_hidden"], decoder_num_layers=SMALL["dec_layers"],
+        decoder_nhead=SMALL["dec_heads"], decoder_dim_feedforward=SMALL["dec_ffn"], mask_ratio=SMALL["mask_ratio"],
+        dropout=0.0)
+    residues = spec.get("residues", max_length)
+    x = torch.randn(spec["batch"], residues, config.input_dim, device=spec["device"])
+    model = ProteinMAEV5ForPreTraining(config).to(spec["device"])
+    if spec["mode"] == "encode":
+        model.eval()
+        return _encode_case(lambda: model.mae(residue_embeddings=x), spec)                # all patches visible
+    if spec.get("checkpointing"):
+        model.activation_checkpointing_enable()
+    return _train_case(model, lambda: model(residue_embeddings=x).loss, spec)
+
+
+def _smiles_case(spec: dict, *, ours: bool) -> Case:
+    """SMILES BERT against stock BertForMaskedLM of the same size; 15% of positions carry labels."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=SMILES["vocab"], hidden_size=SMILES["hidden"], num_hidden_layers=SMILES["layers"],
+                 num_attention_heads=SMILES["heads"], intermediate_size=SMILES["ffn"], hidden_dropout_prob=0.0,
+                 attention_probs_dropout_prob=0.0, max_position_embeddings=128)
+    if ours:
+        from hf_mae import SMILESBERTForMaskedLM, SMILESBERTMLMConfig  # on main once the smiles branch is merged
+
+        model = SMILESBERTForMaskedLM(SMILESBERTMLMConfig(**sizes))
+    else:
+        model = BertForMaskedLM(BertConfig(**sizes))
+    model = model.to(spec["device"])
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, SMILES["vocab"], (spec["batch"], SMILES["length"]), generator=g)
+    labels = torch.where(torch.rand(ids.shape, generator=g) < 0.15, ids, torch.full_like(ids, -100))
+    ids, labels = ids.to(spec["device"]), labels.to(spec["device"])
+    mask = torch.ones_like(ids)
+    if spec["mode"] == "encode":
+        model.eval()
+        return _encode_case(lambda: model(input_ids=ids, attention_mask=mask), spec)
+    return _train_case(model, lambda: model(input_ids=ids, attention_mask=mask, labels=labels).loss, spec)
+
+
+def _matmul_case(spec: dict) -> Case:
+    import torch
+
+    m, k, n = spec["shape"]
+    dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
+    a = torch.randn(m, k, dtype=dtype, device=spec["device"])
+    b = torch.randn(k, n, dtype=dtype, device=spec["device"])
+    return Case(lambda: torch.mm(a, b), 1, 2.0 * m * k * n)
+
+
+BUILDERS: dict[str, Callable[[dict], Case]] = {
+    "chemomae": _chemo_ours,
+    "chemomae-peer": _chemo_peer,
+    "spectral-gpt": _spectral_gpt_case,
+    "vitmae-196": lambda s: _vitmae_case(s, tokens_side=14, patch=16, channels=3),
+    "protein-v5": _protein_v5_case,
+    "vitmae-49": lambda s: _vitmae_case(s, tokens_side=7, patch=16, channels=3),
+    "smiles-bert": lambda s: _smiles_case(s, ours=True),
+    "bert": lambda s: _smiles_case(s, ours=False),
+    "matmul": _matmul_case,
+}
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _count_syncs(step: Callable[[], None]) -> int:
+    """Host-device synchronisations in one step (CUDA's sync debug mode warns once per sync)."""
+    import torch
+
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+
+def run_worker(spec: dict) -> dict:
+    """Measure one spec in this process; returns the raw figures."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    # Import everything a row of this section might import, so absolute RSS compares like with like.
+    import transformers  # noqa: F401
+
+    import hf_mae  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import chemomae  # noqa: F401
+    on_cuda = spec["device"] == "cuda"
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_mib()
+    result = {"load_before": os.getloadavg()[0]}
+    if spec["case"] == "chemomae-trainer":
+        result.update(_chemo_trainer(spec))
+    else:
+        case = BUILDERS[spec["case"]](spec)
+        sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+        for _ in range(spec["warmup"]):
+            case.step()
+        if on_cuda and spec["mode"] == "train":
+            result["syncs_per_step"] = _count_syncs(case.step)
+        times = []
+        for _ in range(spec["steps"]):
+            sync()
+            start = time.perf_counter()
+            case.step()
+            sync()
+            times.append(time.perf_counter() - start)
+        result.update(step_s=times, samples=case.samples, flops=case.flops, **case.info)
+    result["load_after"] = os.getloadavg()[0]
+    result["rss_before_mib"] = rss_before
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if on_cuda:
+        result["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Orchestrator side: which specs, in which order, and the report
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One line of a table: a spec measured ``repeats`` times; ``peer`` names the row it is compared with."""
+
+    key: str
+    label: str
+    spec: dict
+    peer: str | None = None
+    runs: list[dict] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> list[dict]:
+        return [r for r in self.runs if "error" not in r]
+
+    def samples_per_s(self) -> float | None:
+        rates = [r["samples"] / statistics.median(r["step_s"]) for r in self.ok if r.get("step_s")]
+        return statistics.median(rates) if rates else None
+
+    def rates(self) -> list[float]:
+        return [r["samples"] / statistics.median(r["step_s"]) for r in self.ok if r.get("step_s")]
+
+    def median(self, name: str) -> float | None:
+        values = [r[name] for r in self.ok if r.get(name) is not None]
+        return statistics.median(values) if values else None
+
+    def loads(self) -> str:
+        return ", ".join(f"{r['load_before']:.1f}" for r in self.ok)
+
+
+def _spec(case: str, mode: str, precision: str, batch: int, **extra) -> dict:
+    return {"case": case, "mode": mode, "precision": precision, "batch": batch, "device": "cpu", **extra}
+
+
+def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
+    """Every table of the report with its rows (not yet measured)."""
+    tables: dict[str, list[Row]] = {}
+    if "matmul" in sections:
+        tables["matmul"] = [
+            Row(f"mm-{p}-{'x'.join(map(str, s))}", f"{p} {s[0]}x{s[1]} @ {s[1]}x{s[2]}",
+                _spec("matmul", "train", p, 1, shape=s, steps=10))
+            for p in ("fp32", "bf16") for s in ((2048, 2048, 2048), (1088, 256, 1024), (1088, 1024, 256))
+        ]
+    if "chemomae" in sections:
+        b = CHEMO_BATCH
+        tables["chemomae"] = [
+            Row("peer-train-fp32", "chemomae 0.2.4, train, fp32", _spec("chemomae-peer", "train", "fp32", b)),
+            Row("ours-train-fp32", "hf_mae ChemoMAE, train, fp32", _spec("chemomae", "train", "fp32", b),
+                "peer-train-fp32"),
+            Row("ours-train-bf16", "hf_mae ChemoMAE, train, bf16 autocast", _spec("chemomae", "train", "bf16", b),
+                "peer-train-fp32"),
+            Row("ours-trainer-fp32", "hf_mae ChemoMAE, Trainer, fp32",
+                _spec("chemomae-trainer", "train", "fp32", b), "peer-train-fp32"),
+            Row("ours-trainer-bf16", "hf_mae ChemoMAE, Trainer(bf16=True)",
+                _spec("chemomae-trainer", "train", "bf16", b), "peer-train-fp32"),
+            Row("ours-job-bf16", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16` (tablet NIR)",
+                _spec("chemomae-trainer", "train", "bf16", b, job=True), "peer-train-fp32"),
+            Row("peer-encode-fp32", "chemomae 0.2.4, encode, fp32", _spec("chemomae-peer", "encode", "fp32", b)),
+            Row("ours-encode-fp32", "hf_mae ChemoMAE, encode, fp32", _spec("chemomae", "encode", "fp32", b),
+                "peer-encode-fp32"),
+            Row("ours-encode-bf16", "hf_mae ChemoMAE, encode, bf16", _spec("chemomae", "encode", "bf16", b),
+                "peer-encode-fp32"),
+        ]
+    if "vitmae" in sections:
+        rows = []
+        for ours, peer, label, peer_label, batch in (
+                ("spectral-gpt", "vitmae-196", "SpectralGPT (HSI MAE, 196 tokens)", "ViTMAE (196 tokens)", 16),
+                ("protein-v5", "vitmae-49", "V5 protein MAE (49 patches)", "ViTMAE (49 tokens)", 32)):
+            for mode in ("train", "encode"):
+                for p in ("fp32", "bf16"):
+                    key = f"{peer}-{mode}-{p}"
+                    rows.append(Row(key, f"{peer_label}, {mode}, {p}", _spec(peer, mode, p, batch)))
+                    rows.append(Row(f"{ours}-{mode}-{p}", f"{label}, {mode}, {p}", _spec(ours, mode, p, batch), key))
+        tables["vitmae"] = rows
+    if "smiles" in sections:
+        tables["smiles"] = [
+            row for mode in ("train", "encode") for p in ("fp32", "bf16") for row in (
+                Row(f"bert-{mode}-{p}", f"BertForMaskedLM, {mode}, {p}", _spec("bert", mode, p, 64)),
+                Row(f"smiles-{mode}-{p}", f"SMILES BERT, {mode}, {p}", _spec("smiles-bert", mode, p, 64),
+                    f"bert-{mode}-{p}"))]
+    if "scale" in sections:
+        rows = []
+        for residues in (256, 1502):
+            for batch in (8, 32):
+                for ckpt in (False, True):
+                    rows.append(Row(f"v5-{residues}-{batch}-{ckpt}", f"V5, {residues} residues, batch {batch}"
+                                    f"{', checkpointing' if ckpt else ''}",
+                                    _spec("protein-v5", "train", "bf16", batch, residues=residues, max_length=1502,
+                                          patches=47, input_dim=960, checkpointing=ckpt, warmup=1, steps=3)))
+        for bands in (12, 24):
+            for batch in (2, 8):
+                for ckpt in (False, True):
+                    rows.append(Row(f"sgpt-{bands}-{batch}-{ckpt}", f"SpectralGPT, 224x224x{bands} "
+                                    f"({bands // 3 * 196} tokens), batch {batch}{', checkpointing' if ckpt else ''}",
+                                    _spec("spectral-gpt", "train", "bf16", batch, image_size=224, bands=bands,
+                                          checkpointing=ckpt, warmup=1, steps=3)))
+        tables["scale"] = rows
+    if cuda:
+        rows = []
+        for case, peer_case, name in (("chemomae", "chemomae-peer", "ChemoMAE"),
+                                      ("spectral-gpt", "vitmae-196", "SpectralGPT")):
+            for p in ("fp32", "bf16"):
+                for comp in (False, True):
+                    tag = f"{p}{' compiled' if comp else ''}"
+                    batch = CHEMO_BATCH if case == "chemomae" else 16
+                    peer_key = f"gpu-{peer_case}-{p}-{comp}"
+                    rows.append(Row(peer_key, f"{'chemomae 0.2.4' if case == 'chemomae' else 'ViTMAE'}, GPU, {tag}",
+                                    {**_spec(peer_case, "train", p, batch, compile=comp), "device": "cuda"}))
+                    rows.append(Row(f"gpu-{case}-{p}-{comp}", f"{name}, GPU, {tag}",
+                                    {**_spec(case, "train", p, batch, compile=comp), "device": "cuda"}, peer_key))
+        tables["gpu"] = rows
+    return tables
+
+
+def _availability() -> dict[str, str]:
+    """Cases that cannot run here, with the reason."""
+    import importlib.util
+
+    import hf_mae
+
+    missing = {}
+    if importlib.util.find_spec("chemomae") is None:
+        missing["chemomae-peer"] = "the chemomae package is not installed (pip install chemomae==0.2.4)"
+    if not hasattr(hf_mae, "ProteinMAEV5ForPreTraining"):
+        missing["protein-v5"] = "hf_mae has no ProteinMAEV5ForPreTraining yet (protein branch not merged)"
+    if not hasattr(hf_mae, "SMILESBERTForMaskedLM"):
+        missing["smiles-bert"] = "hf_mae has no SMILESBERTForMaskedLM yet (smiles branch not merged)"
+    return missing
+
+
+def _run_spec(spec: dict, timeout: int) -> dict:
+    package_root = str(Path(__file__).resolve().parents[1])  # workers import the same hf_mae as this process
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "hf_mae.benchmark", "--worker", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def measure(tables: dict[str, list[Row]], repeats: int, threads: int, quick: bool, tmp: str, timeout: int) -> None:
+    """Run every row ``repeats`` times; within a repeat, rows run in table order (peer, ours, peer, ours ...)."""
+    missing = _availability()
+    for rows in tables.values():
+        for row in rows:
+            row.skipped = missing.get(row.spec["case"])
+    for repeat in range(repeats):
+        for table, rows in tables.items():
+            for row in rows:
+                if row.skipped or (table == "scale" and repeat > 0):
+                    continue
+                spec = {"warmup": 3, "steps": 10, **row.spec, "threads": threads, "tmp": tmp}
+                if quick:
+                    spec = _quick(spec)
+                    spec["warmup"] = 1
+                result = _run_spec(spec, timeout)
+                row.runs.append(result)
+                rate = (f"{result['samples'] / statistics.median(result['step_s']):.1f}/s"
+                        if result.get("step_s") else result.get("error", "?"))
+                print(f"[{repeat + 1}/{repeats}] {row.label}: {rate} (load {result.get('load_before', 0):.1f})",
+                      flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------
+
+def _machine() -> list[str]:
+    import torch
+    import transformers
+
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    flags = ""
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text()
+        flags = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in text)
+    mem = ""
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    versions = [f"python {platform.python_version()}", f"torch {torch.__version__}",
+                f"transformers {transformers.__version__}"]
+    for name in ("accelerate", "chemomae"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions.append(f"{name} {version(name)}")
+    commit = ""
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return [f"- CPU: {cpu}, {os.cpu_count()} logical cores{mem}; ISA: {flags or 'n/a'}",
+            f"- GPU: {gpu}",
+            f"- versions: {', '.join(versions)}; hf_mae {commit or 'unknown commit'}",
+            f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}"]
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _peak(tables: dict[str, list[Row]], precision: str) -> float | None:
+    rates = [r.samples_per_s() * r.ok[0]["flops"] for r in tables.get("matmul", [])
+             if r.spec["precision"] == precision and r.ok and r.samples_per_s()]
+    return max(rates) if rates else None
+
+
+def _table(rows: list[Row], by_key: dict[str, Row], peaks: dict[str, float | None], cuda: bool = False) -> list[str]:
+    header = ["row", "samples/s (median; range)", "ratio to peer", "peak RSS MiB (increment)", "GFLOP/s",
+              "% of matmul peak", "load avg (1 min) per run"]
+    if cuda:
+        header[3] = "peak CUDA MiB"
+        header.insert(4, "syncs/step")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        if row.skipped:
+            lines.append(f"| {row.label} | skipped: {row.skipped} |" + " |" * (len(header) - 2))
+            continue
+        if not row.ok:
+            error = row.runs[0].get("error", "not run") if row.runs else "not run"
+            lines.append(f"| {row.label} | failed: {error} |" + " |" * (len(header) - 2))
+            continue
+        rate, rates = row.samples_per_s(), row.rates()
+        peer = by_key.get(row.peer) if row.peer else None
+        ratio = f"{rate / peer.samples_per_s():.2f}x vs {peer.label}" if peer and peer.samples_per_s() else ""
+        flops = row.median("flops")
+        if flops is None and row.spec["case"] == "chemomae-trainer":   # same model and step as the hand loop
+            twin = by_key.get(f"ours-train-{row.spec['precision']}")
+            flops = twin.median("flops") if twin else None
+        gflops = rate / row.spec["batch"] * flops / 1e9 if flops else None
+        peak = peaks.get(row.spec["precision"])
+        frac = f"{100 * gflops * 1e9 / peak:.0f}%" if gflops and peak else "-"
+        if cuda:
+            memory = _fmt(row.median("peak_cuda_mib"))
+            extra = [_fmt(row.median("syncs_per_step"))]
+        else:
+            increment = statistics.median([r["peak_rss_mib"] - r["rss_before_mib"] for r in row.ok])
+            memory = f"{_fmt(row.median('peak_rss_mib'))} (+{increment:,.0f})"
+            extra = []
+        cells = [row.label, f"{rate:,.1f} ({min(rates):,.0f}-{max(rates):,.0f})", ratio, memory, *extra,
+                 _fmt(gflops, 1), frac, row.loads()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _targets(by_key: dict[str, Row]) -> list[str]:
+    def rate(key):
+        row = by_key.get(key)
+        return row.samples_per_s() if row and row.ok else None
+
+    def check(name, ours, peer, factor):
+        a, b = rate(ours), rate(peer)
+        if a is None or b is None:
+            return f"- {name}: not measured"
+        verdict = "met" if a >= factor * b else "NOT met"
+        return f"- {name}: {a / b:.2f}x (target >= {factor}x): {verdict}"
+
+    lines = [check("fp32 training vs chemomae fp32", "ours-train-fp32", "peer-train-fp32", 1.1),
+             check("bf16 training (hand loop) vs chemomae fp32", "ours-train-bf16", "peer-train-fp32", 3.0),
+             check("bf16 training through Trainer(bf16=True) vs chemomae fp32", "ours-trainer-bf16",
+                   "peer-train-fp32", 3.0),
+             check("bf16 training through `hf-mae pretrain chemomae --bf16` vs chemomae fp32", "ours-job-bf16",
+                   "peer-train-fp32", 3.0),
+             check("bf16 all-visible encode vs chemomae fp32 encode", "ours-encode-bf16", "peer-encode-fp32", 3.0)]
+    peer, ours = by_key.get("peer-train-fp32"), [by_key.get(k) for k in ("ours-train-fp32", "ours-train-bf16")]
+    if peer and peer.ok and all(r and r.ok for r in ours):
+        def increment(row):
+            return statistics.median([r["peak_rss_mib"] - r["rss_before_mib"] for r in row.ok])
+
+        for row in ours:
+            verdict = "met" if increment(row) <= increment(peer) else "NOT met"
+            lines.append(f"- training memory ({row.label}): +{increment(row):,.0f} MiB vs chemomae "
+                         f"+{increment(peer):,.0f} MiB (peak RSS {row.median('peak_rss_mib'):,.0f} vs "
+                         f"{peer.median('peak_rss_mib'):,.0f} MiB): {verdict}")
+    return lines
+
+
+TITLES = {
+    "matmul": "Matrix-multiply peak of this machine (one `torch.mm`, FLOP/s = 2mkn / time)",
+    "chemomae": f"ChemoMAE vs the chemomae package 0.2.4 (batch {CHEMO_BATCH}; seq_len 256, 32 blocks, 16 masked, "
+                "d_model 256, 4 heads, 4 layers, FFN 1024, latent 64, dropout 0)",
+    "vitmae": "SpectralGPT and the V5 protein MAE vs transformers' ViTMAEForPreTraining at equal size (width 192, 4 "
+              "layers, 3 heads, FFN 768; decoder 128 x 2 layers; mask ratio 0.75; fused AdamW for both)",
+    "smiles": f"SMILES BERT vs stock BertForMaskedLM of the same size ({SMILES['layers']} layers x {SMILES['hidden']}, "
+              f"{SMILES['length']} tokens, batch 64, 15% labelled)",
+    "scale": "Scale: bf16 training step vs batch size, tokens and activation checkpointing (small width, 1 run each)",
+    "gpu": "GPU (CUDA): training step with and without torch.compile; host-device syncs per step",
+}
+
+
+def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, load_end, cuda: bool) -> None:
+    by_key = {row.key: row for rows in tables.values() for row in rows}
+    peaks = {p: _peak(tables, p) for p in ("fp32", "bf16")}
+    lines = ["# Benchmarks", "",
+             "Written by `hf-mae benchmark` (`python scripts/benchmark.py`); see `hf_mae/benchmark.py` for how each "
+             "figure is measured. Every row is a fresh process; rows alternate with their peer within each "
+             "repeat; figures are medians. The load average next to each figure is the machine's 1-minute load "
+             "when that run started: on this shared 2-core machine anything above ~2 means other work competed "
+             "for the cores, and absolute figures are then lower bounds; ratios measured side by side hold up "
+             "better.", "", "## Machine", "", *_machine(),
+             f"- torch threads: {args.threads}; repeats: {args.repeats}{' (quick run: tiny sizes)' if args.quick else ''}",
+             f"- load average (1, 5, 15 min) at start: {', '.join(f'{x:.1f}' for x in load_start)}; at end: "
+             f"{', '.join(f'{x:.1f}' for x in load_end)}", ""]
+    if "chemomae" in tables:
+        lines += ["## Targets", "", *_targets(by_key), ""]
+    for name, rows in tables.items():
+        lines += [f"## {TITLES[name]}", ""]
+        if name == "matmul":
+            lines += ["| shape | GFLOP/s (median) | load avg per run |", "|---|---|---|"]
+            for row in rows:
+                rate = row.samples_per_s()
+                flops = row.ok[0]["flops"] if row.ok else None
+                lines.append(f"| {row.label} | {_fmt(rate * flops / 1e9 if rate and flops else None)} | {row.loads()} |")
+            lines += ["", f"Peak used for the '% of matmul peak' columns: fp32 {_fmt((peaks['fp32'] or 0) / 1e9)} "
+                          f"GFLOP/s, bf16 {_fmt((peaks['bf16'] or 0) / 1e9)} GFLOP/s.", ""]
+            continue
+        lines += [*_table(rows, by_key, peaks, cuda=name == "gpu"), ""]
+    if not cuda:
+        lines += ["## GPU", "", "Not run: no CUDA device on this machine. On a machine with one, the same command "
+                  "adds the GPU rows (with and without torch.compile) and counts host-device syncs per training "
+                  "step.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hf-mae benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--output", default="BENCHMARKS.md", help="the markdown report (default BENCHMARKS.md)")
+    parser.add_argument("--json", default=None, help="also write every raw measurement here")
+    parser.add_argument("--only", default="matmul,chemomae,vitmae,smiles,scale",
+                        help="comma-separated sections: matmul, chemomae, vitmae, smiles, scale")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny batches, 2 steps, 1 repeat: a smoke run")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per measurement")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.worker:
+        print("RESULT " + json.dumps(run_worker(json.loads(args.worker))), flush=True)
+        return 0
+
+    import tempfile
+
+    import torch
+
+    sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = sections - (set(TITLES) - {"gpu"})
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {sorted(set(TITLES) - {'gpu'})}")
+    if args.quick:
+        args.repeats = 1
+    cuda = torch.cuda.is_available()
+    tables = build_rows(sections, cuda)
+    load_start = os.getloadavg()
+    print(f"load average at start: {load_start}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(tables, args.repeats, args.threads, args.quick, tmp, args.timeout)
+    load_end = os.getloadavg()
+    for rows in tables.values():
+        for row in rows:
+            if row.skipped:
+                print(f"skipped {row.label}: {row.skipped}")
+    write_report(tables, Path(args.output), args, load_start, load_end, cuda)
+    if args.json:
+        Path(args.json).write_text(json.dumps({row.key: {"label": row.label, "spec": row.spec, "runs": row.runs,
+                                                         "skipped": row.skipped}
+                                               for rows in tables.values() for row in rows}, indent=1))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
