@@ -36,3 +36,44 @@ def test_self_attention_agrees_between_eager_and_sdpa_on_both_sides_of_the_limit
         outputs.append((out, grad))
     (out_e, grad_e), (out_s, grad_s) = outputs
     assert torch.allclose(out_e, out_s, atol=1e-5) and torch.allclose(grad_e, grad_s, atol=1e-4)
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_cls_readout_computes_only_cls_in_the_last_layer_with_the_same_values_and_gradients(checkpointing):
+    from hf_mae import ChemoMAEForPreTraining
+
+    torch.manual_seed(0)
+    model = ChemoMAEForPreTraining(seq_len=64, d_model=32, nhead=2, num_layers=2, dim_feedforward=64, latent_dim=8,
+                                   n_blocks=8, n_mask=4, dropout=0.0)
+    if checkpointing:
+        model.activation_checkpointing_enable()
+    encoder = model.mae.encoder
+    x, noise = torch.randn(5, 64), torch.rand(5, 8)
+
+    def full_stack_readout():       # every token through every layer, then row 0
+        tokens = encoder.patch_embed(x.view(5, 8, 8)) + encoder.pos_embed
+        hidden = torch.cat([encoder.cls_token.expand(5, -1, -1), tokens], dim=1)
+        return torch.nn.functional.normalize(encoder.to_latent(encoder.transformer(hidden)[:, 0]), dim=-1)
+
+    weights = torch.randn(5, 8)
+
+    def grads(value):           # z is unit-norm: a loss that is not a function of |z| alone
+        model.zero_grad()
+        (value * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    z_fast = encoder(x)
+    z_full = full_stack_readout()
+    assert torch.allclose(z_fast, z_full, atol=1e-6)
+    fast, full = grads(encoder(x)), grads(full_stack_readout())
+    assert fast.keys() == full.keys()
+    for name in fast:
+        assert torch.allclose(fast[name], full[name], rtol=1e-4, atol=1e-6), name
+    # the masked path (ids_keep) and a caller's ragged visible mask (padding) also go through the CLS readout
+    visible = torch.ones(2, 64, dtype=torch.bool)
+    visible[0, :24] = False
+    z_ragged = encoder(x[:2], visible)
+    z_alone = encoder(x[:1], visible[:1])
+    assert torch.allclose(z_ragged[:1], z_alone, atol=1e-6)
+    assert model(x, noise=noise).loss.isfinite()

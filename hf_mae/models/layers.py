@@ -78,17 +78,29 @@ class _MultiHeadAttention(nn.Module):
 
 
 class SelfAttention(_MultiHeadAttention):
-    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three).
+
+    ``n_queries``: only the first ``n_queries`` tokens ask (every token still answers as key and value);
+    returns (B, n_queries, D), exactly those rows of the full output, without computing the others.
+    """
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
         super().__init__(config, hidden_size, num_heads, dropout)
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        batch, length, _ = hidden_states.shape
-        # (B, T, 3D) -> 3 x (B, heads, T, d)
-        q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                n_queries: int | None = None) -> torch.Tensor:
+        batch, length, width = hidden_states.shape
+        if n_queries is None:
+            # (B, T, 3D) -> 3 x (B, heads, T, d)
+            q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        else:  # the q rows of the fused weight for the asking tokens, the k/v rows for all
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = nn.functional.linear(hidden_states[:, :n_queries], weight[:width], bias[:width])
+            q = q.view(batch, n_queries, self.num_heads, self.head_dim).transpose(1, 2)          # (B, h, Q, d)
+            kv = nn.functional.linear(hidden_states, weight[width:], bias[width:])
+            k, v = kv.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.attend(q, k, v, attention_mask)                  # (B, T or Q, D)
 
 
 class CrossAttention(_MultiHeadAttention):
@@ -125,7 +137,12 @@ class MLP(nn.Module):
 
 
 class TransformerLayer(GradientCheckpointingLayer):
-    """Pre-norm transformer block. Activation checkpointing wraps the whole block when enabled."""
+    """Pre-norm transformer block. Activation checkpointing wraps the whole block when enabled.
+
+    ``n_queries``: update and return only the first ``n_queries`` tokens (B, n_queries, D), attending to all;
+    a last layer whose other outputs nobody reads (a [CLS] readout) then skips their attention output,
+    projection and MLP.
+    """
 
     def __init__(self, config, hidden_size: int, num_heads: int, intermediate_size: int,
                  dropout: float = 0.0, layer_norm_eps: float = 1e-6):
@@ -136,8 +153,12 @@ class TransformerLayer(GradientCheckpointingLayer):
         self.mlp = MLP(hidden_size, intermediate_size, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden_states = hidden_states + self.dropout(self.attn(self.norm1(hidden_states), attention_mask))
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                n_queries: int | None = None) -> torch.Tensor:
+        attended = self.attn(self.norm1(hidden_states), attention_mask, n_queries=n_queries)
+        if n_queries is not None:
+            hidden_states = hidden_states[:, :n_queries]
+        hidden_states = hidden_states + self.dropout(attended)
         return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
 
 
@@ -177,9 +198,13 @@ class TransformerStack(nn.Module):
         )
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask)
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                n_outputs: int | None = None) -> torch.Tensor:
+        """``n_outputs``: return only the first ``n_outputs`` tokens (B, n_outputs, D), e.g. 1 for a [CLS]
+        readout; the last layer then computes only those (the same values, about 1/num_layers less work)."""
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            hidden_states = layer(hidden_states, attention_mask, n_queries=n_outputs if index == last else None)
         return self.norm(hidden_states)
 
 

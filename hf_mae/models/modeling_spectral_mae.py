@@ -6,7 +6,7 @@ One tensor from input to loss:
       -> blocks (B, N, S)           N = n_blocks contiguous blocks of S = L / N points
       -> tokens (B, N, D)           each block linearly embedded, plus its position embedding
       -> visible tokens (B, K, D)   K = N - n_mask blocks kept (same K for every sample: no padding)
-      -> [CLS] + visible (B, 1+K, D) -> transformer -> CLS (B, D)
+      -> [CLS] + visible (B, 1+K, D) -> transformer -> CLS (B, D)   (the last layer computes the CLS row only)
       -> z (B, latent_dim)          projected and L2-normalised: a point on the unit hypersphere
       -> x_recon (B, L)             decoder (linear for ChemoMAE, 3-layer MLP for WaveMAE)
       -> loss                       on masked points only (ForPreTraining models)
@@ -96,8 +96,8 @@ class SpectralEncoder(nn.Module):
         if key_padding is not None:  # only when samples see different numbers of blocks
             cls_pad = torch.zeros(batch, 1, dtype=torch.bool, device=key_padding.device)
             attention_mask = padding_to_attention_mask(torch.cat([cls_pad, key_padding], dim=1), hidden.dtype)
-        hidden = self.transformer(hidden, attention_mask)                            # (B, 1+K, D)
-        return F.normalize(self.to_latent(hidden[:, 0]), dim=-1)                     # (B, latent_dim)
+        cls = self.transformer(hidden, attention_mask, n_outputs=1)[:, 0]           # (B, D): only CLS is read
+        return F.normalize(self.to_latent(cls), dim=-1)                              # (B, latent_dim)
 
 
 ChemoEncoder = SpectralEncoder
