@@ -80,7 +80,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host') or '%s:%d' % self.server.server_address[:2]}"
 
     def _body_chunks(self) -> Iterator[bytes]:
-        """The request body, streamed (Content-Length or chunked transfer encoding)."""
+        """The request body, streamed (Content-Length or chunked transfer encoding); read once."""
+        if self._body_read:
+            return
+        self._body_read = True
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             while True:
                 size_line = self.rfile.readline(65537)
@@ -144,21 +147,27 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._send_json(error.status, {"error": error.message}, extra)
 
     def _handle(self) -> None:
+        self._body_read = False
         try:
             url = urlsplit(self.path)
             segments = [unquote(s) for s in url.path.split("/")[1:]]
             query = {key: values[-1] for key, values in parse_qs(url.query).items()}
             self._route(segments, query)
         except HubError as error:
-            self._drain()
-            self._send_error(error)
+            self._answer_error(error)
         except (ConnectionError, TimeoutError):
-            self.close_connection = True
+            self.close_connection = True  # the client went away
         except Exception as error:  # an unexpected bug must still answer, and say what happened
-            self._drain()
-            self._send_error(HubError(500, f"Internal error: {type(error).__name__}: {error}"))
+            self._answer_error(HubError(500, f"Internal error: {type(error).__name__}: {error}"))
             if self.server.verbose:
                 raise
+
+    def _answer_error(self, error: HubError) -> None:
+        try:
+            self._drain()
+            self._send_error(error)
+        except OSError:
+            self.close_connection = True  # the connection is gone: nobody to answer
 
     def _drain(self) -> None:
         """After an error, skip what is left of the request body so the connection can be reused."""
