@@ -134,7 +134,7 @@ def push(work: str) -> None:
         args = TrainingArguments(output_dir=str(output_dir), max_steps=2, per_device_train_batch_size=4,
                                  save_steps=1, logging_steps=1, eval_strategy="steps", eval_steps=1,
                                  push_to_hub=True, hub_model_id=f"lab/{short}-trained", hub_strategy="checkpoint",
-                                 report_to="none", use_cpu=True, disable_tqdm=True, save_total_limit=1)
+                                 report_to="none", use_cpu=True, disable_tqdm=True, hub_always_push=True)
         trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows[:4])
         trainer.train()
         trainer.push_to_hub(commit_message="End of training")
@@ -149,10 +149,11 @@ def push(work: str) -> None:
 
         # a repository holding only pickled weights
         pickled = Path(work) / f"pickled-{short}"
-        model.config.save_pretrained(pickled)
+        model.save_pretrained(pickled)
+        (pickled / "model.safetensors").unlink()
         torch.save(model.state_dict(), pickled / "pytorch_model.bin")
         api.create_repo(f"lab/{short}-pickled", exist_ok=True)
-        api.upload_folder(repo_id=f"lab/{short}-pickled", folder_path=str(pickled), allow_patterns=["*.json", "*.bin"])
+        api.upload_folder(repo_id=f"lab/{short}-pickled", folder_path=str(pickled))
         for i, t in enumerate(outputs(model, name, tiny)):
             expected[f"{short}/pickled/{trainable}/{i}"] = t
         pushed[short] = {"config": name, "models": sorted(models), "trainable": trainable,
@@ -180,6 +181,9 @@ def pull(work: str, trust_remote_code: bool = False) -> dict:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
     import transformers
+
+    if not trust_remote_code:
+        import hf_mae  # noqa: F401 - registered classes: no trust_remote_code needed
 
     expected = load_file(str(Path(work) / "expected.safetensors"))
     pushed = json.loads((Path(work) / "pushed.json").read_text())
@@ -409,4 +413,4 @@ if __name__ == "__main__":
     scenarios = {"push": push, "pull": pull, "remote_code": remote_code, "protocol": protocol,
                  "interrupted_push": interrupted_push, "retry_push": retry_push}
     result = scenarios[scenario](work)
-    print("RESULT " + json.dumps(result))
+    print("\nRESULT " + json.dumps(result))

@@ -47,7 +47,7 @@ def start_scenario(name: str, work: Path, endpoint: str, *, isolated: bool = Fal
     home = work / f"hf-home-{name}"
     command = [sys.executable, *(["-I"] if isolated else []), str(CLIENTS), name, str(work)]
     return subprocess.Popen(command, cwd=work if isolated else ROOT, env=client_env(endpoint, home, with_hf_mae=not isolated),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> dict:
@@ -205,7 +205,7 @@ def _serve_cli(root: Path, port: int) -> subprocess.Popen:
     """``hf-mae hub serve`` in its own process; returns once it accepts connections."""
     process = subprocess.Popen([sys.executable, "-m", "hf_mae.cli", "hub", "serve", "--port", str(port),
                                 "--root", str(root)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

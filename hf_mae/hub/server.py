@@ -68,6 +68,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     """Routes one request to ``self.server.storage``; errors become JSON with ``X-Error-Code``."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: don't wait for an ACK in between
     server: HubServer
 
     # -- plumbing ----------------------------------------------------------------------------------
