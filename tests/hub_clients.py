@@ -33,19 +33,24 @@ def _spectral_rows(config: dict, generator: "torch.Generator") -> list[dict]:
     return [{"input_values": torch.randn(config["seq_len"], generator=generator)} for _ in range(8)]
 
 
-def _spectral_processor(config: dict) -> dict:
-    """SpectraProcessor.for_range arguments, and raw spectra to compare its outputs on."""
-    return {"for_range": (1100.0, 2498.0, config["seq_len"]), "raw_points": 3 * config["seq_len"]}
+def _spectral_processor(processor_class, config: dict):
+    """(processor, a call to compare its outputs on): raw spectra on a finer grid -> input_values."""
+    import numpy as np
+
+    axis = np.linspace(1100.0, 2498.0, 3 * config["seq_len"])
+    raw = np.random.default_rng(7).random((2, axis.size)) + 1.0
+    return processor_class.for_range(1100.0, 2498.0, config["seq_len"]), ((raw,), {"wavelengths": axis})
 
 
 _TINY_SPECTRAL = dict(seq_len=32, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, latent_dim=8,
                       dec_hidden=16, n_blocks=4, n_mask=2)
-# config class name -> what the scenarios need to build, feed and train that architecture
+# config class name -> what the scenarios need to build, feed and train that architecture, and its processor
+# (tokenizer or feature extractor) with the Auto class that loads it
 FACTORIES = {
     "ChemoMAEConfig": dict(config=_TINY_SPECTRAL, inputs=_spectral_inputs, rows=_spectral_rows,
-                           processor=_spectral_processor),
+                           processor=_spectral_processor, processor_auto="AutoFeatureExtractor"),
     "WaveMAEConfig": dict(config=_TINY_SPECTRAL, inputs=_spectral_inputs, rows=_spectral_rows,
-                          processor=_spectral_processor),
+                          processor=_spectral_processor, processor_auto="AutoFeatureExtractor"),
 }
 
 
@@ -117,14 +122,10 @@ def push(work: str) -> None:
                     expected[f"{short}/{revision or 'main'}/{auto_name}/{i}"] = t
         api.create_tag(repo, tag="v1", revision="dev")
         if processor_class is not None:
-            spec = factory["processor"](tiny)
-            processor = processor_class.for_range(*spec["for_range"])
+            processor, (args, kwargs) = factory["processor"](processor_class, tiny)
             processor.push_to_hub(repo)
-            raw = torch.rand(2, spec["raw_points"], generator=torch.Generator().manual_seed(7)).double() + 1.0
-            axis = torch.linspace(spec["for_range"][0], spec["for_range"][1], spec["raw_points"]).double()
-            expected[f"{short}/processor/raw"], expected[f"{short}/processor/axis"] = raw, axis
-            expected[f"{short}/processor/out"] = processor(raw.numpy(), wavelengths=axis.numpy(),
-                                                          return_tensors="pt")["input_values"]
+            for key, value in processor(*args, **kwargs, return_tensors="pt").items():
+                expected[f"{short}/processor/{key}"] = value
 
         # Trainer pushes checkpoints while training (hub_strategy="checkpoint") and the model at the end.
         torch.manual_seed(SEED_MAIN)
@@ -179,8 +180,8 @@ def pull(work: str, trust_remote_code: bool = False) -> dict:
     import torch
     from huggingface_hub import ModelCard, hf_hub_download
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
     import transformers
+    from transformers import AutoConfig
 
     if not trust_remote_code:
         import hf_mae  # noqa: F401 - registered classes: no trust_remote_code needed
@@ -212,10 +213,11 @@ def pull(work: str, trust_remote_code: bool = False) -> dict:
             assert needle in card.text, needle
         assert Path(hf_hub_download(f"lab/{short}-card", "loss_curve.png")).read_bytes()[:4] == b"\x89PNG"
         if info["processor"]:
-            processor = AutoFeatureExtractor.from_pretrained(f"lab/{short}", **remote)
-            got = processor(expected[f"{short}/processor/raw"].numpy(),
-                            wavelengths=expected[f"{short}/processor/axis"].numpy(), return_tensors="pt")
-            assert torch.equal(got["input_values"], expected[f"{short}/processor/out"])
+            factory = FACTORIES[name]
+            processor = getattr(transformers, factory["processor_auto"]).from_pretrained(f"lab/{short}", **remote)
+            _, (args, kwargs) = factory["processor"](type(processor), config)
+            for key, value in processor(*args, **kwargs, return_tensors="pt").items():
+                assert torch.equal(value, expected[f"{short}/processor/{key}"]), key
             loaded_from.add(type(processor).__module__)
         # pickled weights: refused unless the caller opts in
         try:

@@ -67,10 +67,16 @@ def hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pushed(hub, tmp_path_factory):
-    """Everything the push scenario published (all architectures), then pull and remote-code started at once."""
+    """Everything the push scenario published (all architectures); the two loading scenarios then start
+    together, each in its own process, and each test waits for its own."""
     work = tmp_path_factory.mktemp("push")
     finish(start_scenario("push", work, hub.url))
-    return work, json.loads((work / "pushed.json").read_text())
+    loaders = {"pull": start_scenario("pull", work, hub.url),
+               "remote_code": start_scenario("remote_code", work, hub.url, isolated=True)}
+    yield work, json.loads((work / "pushed.json").read_text()), loaders
+    for process in loaders.values():
+        process.kill()
+        process.wait()
 
 
 # -- every architecture ------------------------------------------------------------------------------------
@@ -82,24 +88,24 @@ def test_every_registered_architecture_has_a_factory_and_a_card():
     assert set(CARD_SPECS) >= {config_class.model_type for config_class, _, _ in REGISTRY}
 
 
-def test_push_then_pull_in_a_fresh_process_gives_identical_outputs(pushed, hub):
-    work, info = pushed
+def test_push_then_pull_in_a_fresh_process_gives_identical_outputs(pushed):
+    _, info, loaders = pushed
     assert set(info) == {config_class.model_type.removeprefix("hf_mae_") for config_class, _, _ in REGISTRY}
-    report = finish(start_scenario("pull", work, hub.url))
+    report = finish(loaders["pull"])
     for short, modules in report.items():  # the registered hf_mae classes, not remote code
         assert all(module.startswith("hf_mae.") for module in modules), (short, modules)
 
 
-def test_remote_code_loads_where_hf_mae_cannot_be_imported(pushed, hub):
-    work, info = pushed
-    report = finish(start_scenario("remote_code", work, hub.url, isolated=True))
+def test_remote_code_loads_where_hf_mae_cannot_be_imported(pushed):
+    _, info, loaders = pushed
+    report = finish(loaders["remote_code"])
     assert set(report) == set(info)
     for short, modules in report.items():
         assert modules and all(module.startswith("transformers_modules.") for module in modules), (short, modules)
 
 
 def test_trainer_pushes_checkpoints_and_hf_mae_push_publishes_the_run(pushed):
-    _, info = pushed
+    _, info, _ = pushed
     for short, item in info.items():
         trained = set(item["trained_files"])
         assert {"model.safetensors", "config.json", "last-checkpoint/model.safetensors",
@@ -225,23 +231,27 @@ def _free_port() -> int:
 
 def test_server_killed_during_a_push_shows_nothing_half_written_and_a_retry_succeeds(tmp_path):
     root, port = tmp_path / "root", _free_port()
-    server = _serve_cli(root, port)
+    server = _serve_cli(root, port)  # hf-mae hub serve, in a process the proxy can kill
     proxy = CuttingProxy(port, on_commit=lambda: os.kill(server.pid, signal.SIGKILL))
     try:
         result = finish(start_scenario("interrupted_push", tmp_path, f"http://127.0.0.1:{proxy.port}"))
         assert proxy.cut_upload and proxy.cut_commit
         assert result["error"], "the push should have failed: the server was killed during the commit"
         server.wait(timeout=10)
-        server = _serve_cli(root, port)  # same root: everything before the crash is still there
-        retried = finish(start_scenario("retry_push", tmp_path, f"http://127.0.0.1:{port}"))
-        before = retried["before"]
-        assert before["sha"] == result["v1"] and before["files"] == [".gitattributes", "config.json"]
-        assert before["config"] == '{"version": 1}' and before["commits"] == [
-            "Upload config.json with huggingface_hub", "initial commit"]
-        assert retried["after"] == [".gitattributes", "config.json", "model.safetensors", "vocab.txt"]
-        assert retried["commits"][0] == "v2" and len(retried["commits"]) == 3
-        assert not list((root / "tmp").iterdir())  # the cut-off upload was dropped at restart
     finally:
         proxy.close()
         server.kill()
         server.wait(timeout=10)
+    restarted = start_server(str(root), port=port)  # same root: everything before the crash is still there
+    try:
+        assert not list((root / "tmp").iterdir())  # uploads cut off by the crash are dropped at start
+        retried = finish(start_scenario("retry_push", tmp_path, restarted.url))
+    finally:
+        restarted.shutdown()
+        restarted.server_close()
+    before = retried["before"]
+    assert before["sha"] == result["v1"] and before["files"] == [".gitattributes", "config.json"]
+    assert before["config"] == '{"version": 1}' and before["commits"] == [
+        "Upload config.json with huggingface_hub", "initial commit"]
+    assert retried["after"] == [".gitattributes", "config.json", "model.safetensors", "vocab.txt"]
+    assert retried["commits"][0] == "v2" and len(retried["commits"]) == 3
