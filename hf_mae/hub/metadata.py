@@ -4,7 +4,7 @@
 (the client raises ``ValueError: Invalid metadata in README.md``); a warning is shown to the user.
 
 Example:
-    >>> validate_card("---\\nlicense: apache-2.0\\ntags: [chemometrics]\\n---\\n# A model\\n")
+    >>> validate_card("---\\nlicense: apache-2.0\\nlibrary_name: transformers\\n---\\n# A model\\n")
     ([], [])
     >>> validate_card("---\\nlicense: apache\\n---\\n")[0]
     ["license: 'apache' is not a known license id; use one of apache-2.0, mit, ... or 'other' with license_name and license_link"]
