@@ -152,7 +152,8 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
     parts = parameter_parts(model)
     total = sum(count for _, count in parts)
     part_names = [name for name, _ in parts]
-    holds = ", ".join(f"the {name}" for name in part_names)
+    named = [f"the {name}" for name in part_names]
+    holds = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1]
     if any("decoder" in name for name in part_names):
         holds += ". With its decoder it reconstructs masked inputs, not only embeds them."
     else:
