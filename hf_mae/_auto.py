@@ -6,22 +6,35 @@ it (if any). ``model_type`` names all start with ``hf_mae_`` so they never colli
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+)
 
 from .models import (
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    SpectralGPTConfig,
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTModel,
     WaveMAE,
     WaveMAEConfig,
     WaveMAEForPreTraining,
 )
+from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
 
 # (config class, {auto class: model class}, feature extractor / processor class or None)
 REGISTRY = [
     (ChemoMAEConfig, {AutoModel: ChemoMAE, AutoModelForPreTraining: ChemoMAEForPreTraining}, SpectraProcessor),
     (WaveMAEConfig, {AutoModel: WaveMAE, AutoModelForPreTraining: WaveMAEForPreTraining}, SpectraProcessor),
+    (SpectralGPTConfig, {AutoModel: SpectralGPTModel, AutoModelForPreTraining: SpectralGPTForPreTraining,
+                         AutoModelForImageClassification: SpectralGPTForImageClassification}, HyperspectralProcessor),
 ]
 
 
@@ -51,3 +64,7 @@ def register_all() -> None:
             AutoFeatureExtractor.register(config_class, processor_class, exist_ok=True)
             if processor_class.__module__.startswith("hf_mae."):
                 processor_class.register_for_auto_class("AutoFeatureExtractor")
+
+    from .features import register_feature_pipeline  # pipeline("latent-feature-extraction")
+
+    register_feature_pipeline()

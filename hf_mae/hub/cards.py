@@ -61,6 +61,10 @@ CARD_SPECS: dict[str, CardSpec] = {
                                 spectral_reconstructions),
     "hf_mae_wavemae": CardSpec("wavemae.md", "WaveMAE", _SPECTRA_TAGS, "feature-extraction",
                                spectral_reconstructions),
+    # TODO(lead): a reconstruction figure for cubes (patches -> bands) once plotting has an image view
+    "hf_mae_spectral_gpt": CardSpec("spectral_gpt.md", "SpectralGPT",
+                                    ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
+                                    None),
 }
 
 

@@ -82,14 +82,6 @@ def _registry_row(config):
     raise ValueError(f"{type(config).__name__} (model_type {config.model_type!r}) is not an hf_mae architecture.")
 
 
-def _plotting():
-    try:
-        from .. import plotting  # the shared plotting module, when present
-    except ImportError:
-        from . import _figures as plotting
-    return plotting
-
-
 def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, examples: torch.Tensor | None = None,
               license: str = "apache-2.0", datasets: Sequence[str] = (), data_description: str | None = None,
               seed: int = 0) -> Path:
@@ -127,7 +119,8 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
 
     figures: dict[str, str] = {}
     try:
-        plotting = _plotting()
+        from .. import plotting
+
         history = (trainer_state or {}).get("log_history") or []
         if any("loss" in entry or "eval_loss" in entry for entry in history):
             plotting.plot_loss_curve(history, stage / "loss_curve.png")
