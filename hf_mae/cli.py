@@ -23,6 +23,8 @@ PRETRAIN_JOBS: dict[str, str] = {
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("hf_mae.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
+    "hub": ("hf_mae.hub.server:main", "hub serve --port P --root DIR: a local Hub-compatible server"),
+    "push": ("hf_mae.hub.push:main", "push OUTPUT_DIR namespace/name: publish a training run with its model card"),
 }
 
 

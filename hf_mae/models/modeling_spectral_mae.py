@@ -30,6 +30,7 @@ from transformers.utils import ModelOutput
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
 from .masking import draw_noise, gather_tokens, make_block_mask, split_by_noise, visible_block_ids
+from .serialization import HubCheckpointMixin
 from .validation import check_int, check_tensor
 
 __all__ = [
@@ -154,7 +155,7 @@ def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: t
     return (err * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-class SpectralMAEPreTrainedModel(PreTrainedModel):
+class SpectralMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
     """Weight initialisation and class attributes shared by the spectral MAEs."""
 
     config_class = SpectralMAEConfig
