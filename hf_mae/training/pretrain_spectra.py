@@ -83,7 +83,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
     config_class, model_class = JOBS[model_name]
     model_args, data_args, training_args = parse_args(
         [SpectralModelArguments, SpectralDataArguments], argv,
-        {"output_dir": f"runs/{model_name}"}, prog=f"hf-mae pretrain {model_name}")
+        {"output_dir": f"runs/{model_name}", "learning_rate": 1e-3}, prog=f"hf-mae pretrain {model_name}")
 
     # data -> processing: fit SNV + scaling on the training split only
     data = load_spectral_dataset(data_args.dataset)
