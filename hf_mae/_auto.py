@@ -6,12 +6,15 @@ it (if any). ``model_type`` names all start with ``hf_mae_`` so they never colli
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForMaskedLM, AutoModelForPreTraining
 
 from .models import (
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    SMILESBERTForMaskedLM,
+    SMILESBERTMLMConfig,
+    SMILESBERTModel,
     WaveMAE,
     WaveMAEConfig,
     WaveMAEForPreTraining,
@@ -22,6 +25,8 @@ from .processing.spectra import SpectraProcessor
 REGISTRY = [
     (ChemoMAEConfig, {AutoModel: ChemoMAE, AutoModelForPreTraining: ChemoMAEForPreTraining}, SpectraProcessor),
     (WaveMAEConfig, {AutoModel: WaveMAE, AutoModelForPreTraining: WaveMAEForPreTraining}, SpectraProcessor),
+    # the tokenizer is a plain tokenizer.json that AutoTokenizer loads by itself: no processor to register
+    (SMILESBERTMLMConfig, {AutoModel: SMILESBERTModel, AutoModelForMaskedLM: SMILESBERTForMaskedLM}, None),
 ]
 
 

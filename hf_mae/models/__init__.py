@@ -2,7 +2,9 @@
 architecture can travel to the Hub as self-contained remote code."""
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
+from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .masking import make_block_mask
+from .modeling_smiles_bert import SMILESBERTForMaskedLM, SMILESBERTModel, SMILESBERTPreTrainedModel, masked_lm_loss
 from .modeling_spectral_mae import (
     ChemoDecoderMLP,
     ChemoEncoder,
@@ -23,4 +25,5 @@ __all__ = [
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining",
     "ChemoEncoder", "WaveEncoder", "SpectralEncoder", "ChemoDecoderMLP", "WaveDecoderMLP",
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
+    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTPreTrainedModel", "masked_lm_loss",
 ]
