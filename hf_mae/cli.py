@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 PRETRAIN_JOBS: dict[str, str] = {
     "chemomae": "hf_mae.training.pretrain_spectra:pretrain_chemomae",
     "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
+    "smiles-bert": "hf_mae.training.pretrain_smiles:pretrain_smiles_bert",
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
