@@ -15,7 +15,7 @@ the same seeded masks), saves model and tokenizer together in ``--output_dir`` a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -77,15 +77,11 @@ def pretrain_smiles_bert(argv: Sequence[str] | None = None) -> int:
                                              check_validity=data_args.check_validity, name=data_args.eval_corpus)
 
     # model
-    config = SMILESBERTMLMConfig(
-        vocab_size=model_args.vocab_size or len(tokenizer), hidden_size=model_args.hidden_size,
-        num_hidden_layers=model_args.num_hidden_layers, num_attention_heads=model_args.num_attention_heads,
-        intermediate_size=model_args.intermediate_size, max_position_embeddings=model_args.max_length,
-        hidden_dropout_prob=model_args.hidden_dropout_prob,
-        attention_probs_dropout_prob=model_args.attention_probs_dropout_prob,
-        pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id,
-        mask_probability=model_args.mask_probability, replace_probability=model_args.replace_probability,
-        random_probability=model_args.random_probability)
+    architecture = {f.name: getattr(model_args, f.name) for f in fields(model_args)
+                    if f.name not in ("max_length", "vocab_size", "tokenizer")}
+    config = SMILESBERTMLMConfig(**architecture, vocab_size=model_args.vocab_size or len(tokenizer),
+                                 max_position_embeddings=model_args.max_length,
+                                 pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id)
     if config.vocab_size < len(tokenizer):
         raise ValueError(f"`vocab_size`={config.vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens).")
     torch.manual_seed(training_args.seed)
