@@ -10,9 +10,10 @@ Example:
     >>> config = SMILESBERTMLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
     ...                              intermediate_size=64, max_position_embeddings=64)
     >>> mlm = ChemBERTaMLM(config=config)
-    >>> report = mlm.fine_tune(["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCl", "OCCO"], epochs=1, batch_size=2)
+    >>> report = mlm.fine_tune(["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCl", "OCCO"], epochs=1, batch_size=2,
+    ...                        verbose=False)
     >>> sorted(report)[:3]
-    ['eval_loss', 'masked_token_accuracy', 'n_skipped']
+    ['eval_loss', 'masked_token_accuracy', 'n_masked_tokens']
     >>> featurizer = SmilesMLMFeaturizer.from_model(mlm.model, mlm.tokenizer)
     >>> featurizer.featurize(["CCO", "c1ccccc1"]).shape
     (2, 32)
@@ -36,7 +37,7 @@ from .models.configuration_smiles_bert import SMILESBERTMLMConfig
 from .models.modeling_smiles_bert import SMILESBERTForMaskedLM
 from .models.validation import check_choice, check_float, check_int
 from .processing.smiles import (
-    _rdkit_parses, describe_problems, find_smiles_problems, load_smiles_tokenizer, rdkit_available,
+    rdkit_parses, describe_problems, find_smiles_problems, load_smiles_tokenizer, rdkit_available,
 )
 from .training.smiles_mlm import (
     check_mask_probabilities, encode_smiles_for_mlm, make_mlm_trainer, masked_lm_metrics, mlm_collator,
@@ -390,7 +391,7 @@ class SmilesMLMFeaturizer:
                 ids = filled.clone()
                 ids[position] = token_id
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                valid = _rdkit_parses(text) if self.check_validity and rdkit_available() else None
+                valid = rdkit_parses(text) if self.check_validity and rdkit_available() else None
                 prediction.candidates.append(TokenCandidate(
                     token=self.tokenizer.convert_ids_to_tokens(token_id), token_id=token_id, probability=p,
                     smiles=text, valid=valid))

@@ -366,3 +366,16 @@ def test_pretrain_job_saves_model_and_tokenizer(tmp_path, capsys):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.decode(tokenizer("Cl[C@@H]1CC%10CC1")["input_ids"], skip_special_tokens=True) == "Cl[C@@H]1CC%10CC1"
     assert hf_mae.cli.PRETRAIN_JOBS["smiles-bert"] == "hf_mae.training.pretrain_smiles:pretrain_smiles_bert"
+
+
+def test_masked_lm_metrics_are_seeded_and_never_empty(smiles_bert_dir, corpus):
+    from hf_mae.training.smiles_mlm import encode_smiles_for_mlm, masked_lm_metrics
+
+    model = AutoModelForMaskedLM.from_pretrained(smiles_bert_dir)
+    tokenizer = AutoTokenizer.from_pretrained(smiles_bert_dir)
+    examples, _ = encode_smiles_for_mlm(["CCO", "CN"] + corpus[:6], tokenizer, 128)
+    first = masked_lm_metrics(model, tokenizer, examples, batch_size=3, seed=3, baseline_token_id=1)
+    assert first == masked_lm_metrics(model, tokenizer, examples, batch_size=3, seed=3, baseline_token_id=1)
+    assert first["n_masked_tokens"] >= len(examples)   # at least one position per molecule
+    tiny = masked_lm_metrics(model, tokenizer, examples[:1], seed=0)   # "CCO": 3 atoms, usually none drawn
+    assert tiny["n_masked_tokens"] >= 1 and math.isclose(tiny["perplexity"], math.exp(tiny["loss"]))

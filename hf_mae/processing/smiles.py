@@ -182,7 +182,7 @@ def rdkit_available() -> bool:
     return True
 
 
-def _rdkit_parses(smiles: str) -> bool:
+def rdkit_parses(smiles: str) -> bool:
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")   # the reason is reported by the caller, not printed by RDKit
@@ -222,7 +222,7 @@ def find_smiles_problems(smiles: Iterable, tokenizer, max_length: int, *, check_
         if has_mask and not allow_mask:
             problems.append(SmilesProblem(index, text, f"contains the mask token {mask_token!r}"))
             continue
-        if use_rdkit and not has_mask and not _rdkit_parses(text):
+        if use_rdkit and not has_mask and not rdkit_parses(text):
             problems.append(SmilesProblem(index, text, "not a valid SMILES (RDKit could not parse it)"))
             continue
         encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -106,19 +106,30 @@ def masked_lm_metrics(model, tokenizer, examples: Sequence[dict], *, batch_size:
                       baseline_token_id: int | None = None) -> dict[str, float]:
     """Loss, perplexity and masked-token accuracy on a fixed, seeded masking of ``examples``.
 
-    Accuracy is the share of selected positions (all of them: ``[MASK]``, random and kept) whose argmax
-    prediction is the original token. With ``baseline_token_id`` also the accuracy of always predicting that
+    Positions are drawn as in training, at least one per molecule. Accuracy is the share of selected positions
+    (all of them: ``[MASK]``, random and kept) whose argmax prediction is the original token. With ``baseline_token_id`` also the accuracy of always predicting that
     token on the same positions (``most_frequent_token`` of the training set gives the usual baseline).
     """
     check_int("batch_size", batch_size)
-    collator = mlm_collator(tokenizer, mask_probability, replace_probability, random_probability, seed=seed)
+    collator = mlm_collator(tokenizer, mask_probability, replace_probability, random_probability)
+    collator.generator = torch.Generator().manual_seed(seed)   # BERT's draw, the same for every evaluation
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     total_loss, n_masked, n_correct, n_baseline = 0.0, 0, 0, 0
+    generator = torch.Generator().manual_seed(seed + 1)   # a position for rows where BERT's draw picked none
     for start in range(0, len(examples), batch_size):
-        batch = collator([dict(ex) for ex in examples[start:start + batch_size]])
-        labels = batch.pop("labels").to(device)
+        padded = tokenizer.pad([dict(ex) for ex in examples[start:start + batch_size]], return_tensors="pt")
+        special = padded.pop("special_tokens_mask").bool()
+        original = padded["input_ids"]
+        input_ids, labels = collator.torch_mask_tokens(original.clone(), special_tokens_mask=special)
+        # every molecule is evaluated on at least one token, so small validation sets never come out empty
+        for row in (labels != -100).sum(1).eq(0).nonzero().flatten().tolist():
+            choices = (~special[row]).nonzero().flatten()
+            position = choices[torch.randint(len(choices), (1,), generator=generator)]
+            labels[row, position], input_ids[row, position] = original[row, position], tokenizer.mask_token_id
+        batch = {"input_ids": input_ids, "attention_mask": padded["attention_mask"]}
+        labels = labels.to(device)
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         selected = labels != -100
         total_loss += float(torch.nn.functional.cross_entropy(logits[selected].float(), labels[selected], reduction="sum"))
