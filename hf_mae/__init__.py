@@ -16,6 +16,10 @@ from .models import (
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    SpectralGPTConfig,
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTModel,
     SpectralMAEConfig,
     WaveDecoderMLP,
     WaveEncoder,
@@ -27,7 +31,10 @@ from .models import (
     SMILESBERTModel,
     make_block_mask,
 )
+from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
+from .clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
+from .features import extract_features, register_feature_rule
 from .processing.smiles import load_smiles_tokenizer
 from ._auto import register_all
 
@@ -39,6 +46,10 @@ __all__ = [
     "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
     "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
     "SpectraProcessor",
+    "CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture",
+    "extract_features", "register_feature_rule",
+    "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
+    "HyperspectralProcessor",
     "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "ChemBERTaMLM", "SmilesMLMFeaturizer",
     "CHEMBERTA_MODELS", "load_smiles_tokenizer",
 ]

@@ -17,11 +17,16 @@ from collections.abc import Callable, Sequence
 PRETRAIN_JOBS: dict[str, str] = {
     "chemomae": "hf_mae.training.pretrain_spectra:pretrain_chemomae",
     "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
+    "spectral-gpt": "hf_mae.training.pretrain_spectral_gpt:pretrain_spectral_gpt",
     "smiles-bert": "hf_mae.training.pretrain_smiles:pretrain_smiles_bert",
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plot": ("hf_mae.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
+    "hub": ("hf_mae.hub.server:main", "hub serve --port P --root DIR: a local Hub-compatible server"),
+    "push": ("hf_mae.hub.push:main", "push OUTPUT_DIR namespace/name: publish a training run with its model card"),
+}
 
 
 def _load(target: str) -> Callable[[Sequence[str]], int | None]:

@@ -91,7 +91,7 @@ def main() -> int:
     for name in HELD_OUT_CORPORA:
         try:
             held_out[name] = unknown_rates(tokenizer, load_smiles(name))
-        except ValueError as err:   # package not installed: say so in the report, do not hide it
+        except (ImportError, FileNotFoundError) as err:   # package not installed: say so in the report, do not hide it
             held_out[name] = {"error": str(err)}
         print(f"held out {name}: {held_out[name]}")
 

@@ -24,8 +24,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from .spectra import package_file
 
 # name -> (package, file inside the package, SMILES column or None for a whitespace-separated .smi file)
 SMILES_SOURCES: dict[str, tuple[str, str, str | None]] = {
@@ -48,13 +49,10 @@ def smiles_file(name: str) -> Path:
     if name not in SMILES_SOURCES:
         raise ValueError(f"`name` must be one of {sorted(SMILES_SOURCES)}, got {name!r}.")
     package, relative, _ = SMILES_SOURCES[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"SMILES corpus {name!r} needs the package {package!r}: {_INSTALL[package]}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise ValueError(f"SMILES corpus {name!r}: {path} is missing from the installed {package!r} package.")
-    return path
+    try:
+        return package_file(package, relative, extra="chem")
+    except ImportError:
+        raise ImportError(f"SMILES corpus {name!r} needs the package {package!r}: {_INSTALL[package]}") from None
 
 
 def load_smiles(name: str, limit: int | None = None) -> list[str]:

@@ -1,6 +1,7 @@
 """Model classes and configs. Files here import only torch, transformers and each other, so each
 architecture can travel to the Hub as self-contained remote code."""
 
+from .configuration_spectral_gpt import SpectralGPTConfig
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .masking import make_block_mask
@@ -19,11 +20,19 @@ from .modeling_spectral_mae import (
     WaveMAEForPreTraining,
     masked_reconstruction_loss,
 )
+from .modeling_spectral_gpt import (
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTForPreTrainingOutput,
+    SpectralGPTModel,
+)
 
 __all__ = [
     "ChemoMAEConfig", "WaveMAEConfig", "SpectralMAEConfig", "make_block_mask",
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining",
     "ChemoEncoder", "WaveEncoder", "SpectralEncoder", "ChemoDecoderMLP", "WaveDecoderMLP",
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
+    "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
+    "SpectralGPTForPreTrainingOutput",
     "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTPreTrainedModel", "masked_lm_loss",
 ]

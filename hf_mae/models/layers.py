@@ -38,8 +38,8 @@ def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dty
     return mask[:, None, None, :]
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+class _MultiHeadAttention(nn.Module):
+    """Head bookkeeping, the attention kernel dispatch and the output projection shared by both attentions."""
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
@@ -49,19 +49,50 @@ class SelfAttention(nn.Module):
         self.scaling = self.head_dim ** -0.5
         self.attention_dropout = dropout
         self.is_causal = False  # bidirectional: the SDPA path would default to causal otherwise
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """q: (B, h, T, d), k/v: (B, h, S, d) -> (B, T, D), with the kernel the config asks for (eager, sdpa ...)."""
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = attention(self, query, key, value, attention_mask,
+                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
+        return self.proj(out.reshape(query.shape[0], query.shape[2], -1))   # (B, T, h, d) -> (B, T, D)
+
+
+class SelfAttention(_MultiHeadAttention):
+    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__(config, hidden_size, num_heads, dropout)
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         # (B, T, 3D) -> 3 x (B, heads, T, d)
         q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        out, _ = attention(self, q, k, v, attention_mask,
-                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
-        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
+
+
+class CrossAttention(_MultiHeadAttention):
+    """Multi-head attention of ``hidden_states`` (queries) over ``context`` (keys and values).
+
+    hidden_states: (B, T, D), context: (B, S, D), attention_mask: additive (B, 1, 1, S) or None -> (B, T, D).
+    """
+
+    def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__(config, hidden_size, num_heads, dropout)
+        self.q = nn.Linear(hidden_size, hidden_size)
+        self.kv = nn.Linear(hidden_size, 2 * hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length, _ = hidden_states.shape
+        q = self.q(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, T, d)
+        k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
 
 
 class MLP(nn.Module):
@@ -95,6 +126,30 @@ class TransformerLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
 
 
+class CrossAttentionLayer(GradientCheckpointingLayer):
+    """Pre-norm block whose attention reads a separate context: tokens attend to ``context``, then an MLP.
+
+    Only ``hidden_states`` are updated (with residuals); the context is read, never written. Pass
+    ``context = cat([hidden_states, extra])`` to let tokens attend to each other and to extra vectors at once.
+    """
+
+    def __init__(self, config, hidden_size: int, num_heads: int, intermediate_size: int,
+                 dropout: float = 0.0, layer_norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm_query = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.norm_context = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.attn = CrossAttention(config, hidden_size, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = MLP(hidden_size, intermediate_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        attended = self.attn(self.norm_query(hidden_states), self.norm_context(context), attention_mask)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
+
+
 class TransformerStack(nn.Module):
     """``num_layers`` blocks and a final LayerNorm: (B, T, D) -> (B, T, D)."""
 
@@ -125,3 +180,12 @@ def sinusoidal_positions(n_positions: int, dim: int, *, device=None, dtype=torch
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: dim // 2])
     return table[None].to(dtype)
+
+
+def sinusoidal_positions_2d(height: int, width: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fixed 2D sin/cos table (1, height * width, dim), row-major: half the channels encode the row, half the
+    column (the MAE recipe)."""
+    rows = sinusoidal_positions(height, dim // 2, device=device)[0]                 # (H, dim/2)
+    cols = sinusoidal_positions(width, dim - dim // 2, device=device)[0]            # (W, dim/2)
+    table = torch.cat([rows[:, None].expand(-1, width, -1), cols[None].expand(height, -1, -1)], dim=-1)
+    return table.reshape(1, height * width, dim).to(dtype)
