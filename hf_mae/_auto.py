@@ -11,6 +11,7 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForMaskedLM,
     AutoModelForPreTraining,
 )
 
@@ -22,6 +23,9 @@ from .models import (
     SpectralGPTForImageClassification,
     SpectralGPTForPreTraining,
     SpectralGPTModel,
+    SMILESBERTForMaskedLM,
+    SMILESBERTMLMConfig,
+    SMILESBERTModel,
     WaveMAE,
     WaveMAEConfig,
     WaveMAEForPreTraining,
@@ -35,6 +39,8 @@ REGISTRY = [
     (WaveMAEConfig, {AutoModel: WaveMAE, AutoModelForPreTraining: WaveMAEForPreTraining}, SpectraProcessor),
     (SpectralGPTConfig, {AutoModel: SpectralGPTModel, AutoModelForPreTraining: SpectralGPTForPreTraining,
                          AutoModelForImageClassification: SpectralGPTForImageClassification}, HyperspectralProcessor),
+    # the tokenizer is a plain tokenizer.json that AutoTokenizer loads by itself: no processor to register
+    (SMILESBERTMLMConfig, {AutoModel: SMILESBERTModel, AutoModelForMaskedLM: SMILESBERTForMaskedLM}, None),
 ]
 
 

@@ -18,6 +18,7 @@ PRETRAIN_JOBS: dict[str, str] = {
     "chemomae": "hf_mae.training.pretrain_spectra:pretrain_chemomae",
     "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
     "spectral-gpt": "hf_mae.training.pretrain_spectral_gpt:pretrain_spectral_gpt",
+    "smiles-bert": "hf_mae.training.pretrain_smiles:pretrain_smiles_bert",
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).

@@ -3,7 +3,9 @@ architecture can travel to the Hub as self-contained remote code."""
 
 from .configuration_spectral_gpt import SpectralGPTConfig
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
+from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .masking import make_block_mask
+from .modeling_smiles_bert import SMILESBERTForMaskedLM, SMILESBERTModel, SMILESBERTPreTrainedModel, masked_lm_loss
 from .modeling_spectral_mae import (
     ChemoDecoderMLP,
     ChemoEncoder,
@@ -32,4 +34,5 @@ __all__ = [
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
     "SpectralGPTForPreTrainingOutput",
+    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTPreTrainedModel", "masked_lm_loss",
 ]
