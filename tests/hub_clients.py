@@ -34,12 +34,17 @@ def _spectral_rows(config: dict, generator: "torch.Generator") -> list[dict]:
 
 
 def _spectral_processor(processor_class, config: dict):
-    """(processor, a call to compare its outputs on): raw spectra on a finer grid -> input_values."""
+    """The feature extractor: raw spectra resampled onto the model's grid."""
+    return processor_class.for_range(1100.0, 2498.0, config["seq_len"])
+
+
+def _spectral_processor_inputs(config: dict) -> tuple[tuple, dict]:
+    """A call to compare processor outputs on: raw spectra on a finer grid."""
     import numpy as np
 
     axis = np.linspace(1100.0, 2498.0, 3 * config["seq_len"])
     raw = np.random.default_rng(7).random((2, axis.size)) + 1.0
-    return processor_class.for_range(1100.0, 2498.0, config["seq_len"]), ((raw,), {"wavelengths": axis})
+    return (raw,), {"wavelengths": axis}
 
 
 def _cube_inputs(config: dict, generator) -> tuple[tuple, dict]:
@@ -58,11 +63,58 @@ def _cube_rows(config: dict, generator) -> list[dict]:
 
 
 def _cube_processor(processor_class, config: dict):
+    return processor_class(analysis_dim=config["image_size"], num_bands=config["num_bands"],
+                           patch_size=config["patch_size"])
+
+
+def _cube_processor_inputs(config: dict) -> tuple[tuple, dict]:
     import numpy as np
 
-    cubes = [np.random.default_rng(5).random((config["num_bands"], 40, 36)) for _ in range(2)]
-    return processor_class(analysis_dim=config["image_size"], num_bands=config["num_bands"],
-                           patch_size=config["patch_size"]), ((cubes,), {})
+    return ([np.random.default_rng(5).random((config["num_bands"], 40, 36)) for _ in range(2)],), {}
+
+
+SMILES = ["CCO", "Cl[C@@H]1CC%10CC1", "OC(=O)c1ccc(Br)cc1", "C[NH3+].[O-]C#N", "c1ccc2[nH]ccc2c1"]
+
+
+def _smiles_inputs(config: dict, generator) -> tuple[tuple, dict]:
+    import torch
+
+    ids = torch.randint(104, config["vocab_size"], (BATCH, 12), generator=generator)
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+    ids[:, 3] = 103  # a [MASK]
+    return (ids,), {}
+
+
+def _smiles_rows(config: dict, generator) -> list[dict]:
+    import torch
+
+    rows = []
+    for _ in range(8):
+        (ids,), _ = _smiles_inputs(config, generator)
+        labels = torch.full_like(ids[0], -100)
+        labels[3] = ids[0, 4]
+        rows.append({"input_ids": ids[0], "labels": labels})
+    return rows
+
+
+def _smiles_tokenizer(processor_class, config: dict):
+    """The bundled SMILES tokenizer (a plain tokenizer.json: no processor class registered)."""
+    from hf_mae.processing.smiles import load_smiles_tokenizer
+
+    return load_smiles_tokenizer()
+
+
+def _smiles_tokenizer_inputs(config: dict) -> tuple[tuple, dict]:
+    return (SMILES,), {"padding": True}
+
+
+def _smiles_run_metrics(model, tokenizer, config: dict) -> dict:
+    """What hf-mae pretrain smiles-bert saves as validation_results.json: masked-token accuracy and more."""
+    from hf_mae.training.smiles_mlm import encode_smiles_for_mlm, masked_lm_metrics
+
+    examples, _ = encode_smiles_for_mlm(SMILES, tokenizer, config["max_position_embeddings"])
+    metrics = masked_lm_metrics(model, tokenizer, examples, seed=0, baseline_token_id=tokenizer.convert_tokens_to_ids("C"))
+    return {f"validation_{key}": value for key, value in metrics.items()}
 
 
 _TINY_CUBE = dict(image_size=32, patch_size=8, num_bands=6, band_patch_size=2, hidden_size=32, num_hidden_layers=1,
@@ -70,15 +122,22 @@ _TINY_CUBE = dict(image_size=32, patch_size=8, num_bands=6, band_patch_size=2, h
                   decoder_num_attention_heads=2, decoder_intermediate_size=32, aux_modalities=[], projection_dim=8)
 _TINY_SPECTRAL = dict(seq_len=32, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, latent_dim=8,
                       dec_hidden=16, n_blocks=4, n_mask=2)
-# config class name -> what the scenarios need to build, feed and train that architecture, and its processor
-# (tokenizer or feature extractor) with the Auto class that loads it
+_TINY_SMILES = dict(vocab_size=197, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                    max_position_embeddings=32)
+_SPECTRAL = dict(config=_TINY_SPECTRAL, inputs=_spectral_inputs, rows=_spectral_rows, processor=_spectral_processor,
+                 processor_inputs=_spectral_processor_inputs, processor_auto="AutoFeatureExtractor")
+# config class name -> what the scenarios need to build, feed and train that architecture: its processor
+# (tokenizer or feature extractor; built in the push process, which has hf_mae), inputs to compare the
+# processor's outputs on (built in every process) and the Auto class that loads it; optionally run_metrics,
+# the metrics the architecture's pretrain job saves at the end (model, processor, config -> dict)
 FACTORIES = {
-    "ChemoMAEConfig": dict(config=_TINY_SPECTRAL, inputs=_spectral_inputs, rows=_spectral_rows,
-                           processor=_spectral_processor, processor_auto="AutoFeatureExtractor"),
-    "WaveMAEConfig": dict(config=_TINY_SPECTRAL, inputs=_spectral_inputs, rows=_spectral_rows,
-                          processor=_spectral_processor, processor_auto="AutoFeatureExtractor"),
-    "SpectralGPTConfig": dict(config=_TINY_CUBE, inputs=_cube_inputs, rows=_cube_rows,
-                              processor=_cube_processor, processor_auto="AutoFeatureExtractor"),
+    "ChemoMAEConfig": _SPECTRAL,
+    "WaveMAEConfig": _SPECTRAL,
+    "SpectralGPTConfig": dict(config=_TINY_CUBE, inputs=_cube_inputs, rows=_cube_rows, processor=_cube_processor,
+                              processor_inputs=_cube_processor_inputs, processor_auto="AutoFeatureExtractor"),
+    "SMILESBERTMLMConfig": dict(config=_TINY_SMILES, inputs=_smiles_inputs, rows=_smiles_rows,
+                                processor=_smiles_tokenizer, processor_inputs=_smiles_tokenizer_inputs,
+                                processor_auto="AutoTokenizer", run_metrics=_smiles_run_metrics),
 }
 
 
@@ -132,7 +191,7 @@ def push(work: str) -> None:
     import hf_mae  # noqa: F401 - registers the architectures
     from huggingface_hub import HfApi
     from safetensors.torch import save_file
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments, default_data_collator
 
     from hf_mae._auto import REGISTRY
     from hf_mae.cli import main as cli
@@ -155,14 +214,15 @@ def push(work: str) -> None:
                 for i, t in enumerate(outputs(part, name, tiny)):
                     expected[f"{short}/{revision or 'main'}/{auto_name}/{i}"] = t
         api.create_tag(repo, tag="v1", revision="dev")
-        if processor_class is not None:
-            processor, (args, kwargs) = factory["processor"](processor_class, tiny)
-            processor.push_to_hub(repo)
-            for key, value in processor(*args, **kwargs, return_tensors="pt").items():
-                if isinstance(value, torch.Tensor):
-                    expected[f"{short}/processor/{key}"] = value
+        processor = factory["processor"](processor_class, tiny)
+        processor.push_to_hub(repo)
+        args, kwargs = factory["processor_inputs"](tiny)
+        for key, value in processor(*args, **kwargs, return_tensors="pt").items():
+            if isinstance(value, torch.Tensor):
+                expected[f"{short}/processor/{key}"] = value
 
-        # Trainer pushes checkpoints while training (hub_strategy="checkpoint") and the model at the end.
+        # Trainer pushes checkpoints while training (hub_strategy="checkpoint") and the model at the end,
+        # each with the processor (tokenizer or feature extractor) it was given.
         torch.manual_seed(SEED_MAIN)
         model = models[trainable](config_class(**tiny))
         rows = factory["rows"](tiny, torch.Generator().manual_seed(3))
@@ -171,8 +231,14 @@ def push(work: str) -> None:
                                  save_steps=1, logging_steps=1, eval_strategy="steps", eval_steps=1,
                                  push_to_hub=True, hub_model_id=f"lab/{short}-trained", hub_strategy="checkpoint",
                                  report_to="none", use_cpu=True, disable_tqdm=True, hub_always_push=True)
-        trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows[:4])
+        trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows[:4], processing_class=processor,
+                          data_collator=default_data_collator)
         trainer.train()
+        card_needles = []
+        if "run_metrics" in factory:  # as the pretrain job does: final metrics next to the model, for the card
+            run_metrics = factory["run_metrics"](trainer.model.eval(), processor, tiny)
+            trainer.save_metrics("validation", run_metrics)
+            card_needles += [f"| {key.replace('_', ' ')} | {value:.4g} |" for key, value in run_metrics.items() if isinstance(value, float)]
         trainer.push_to_hub(commit_message="End of training")
         for i, t in enumerate(outputs(trainer.model, name, tiny)):
             expected[f"{short}/trained/{trainable}/{i}"] = t
@@ -195,7 +261,7 @@ def push(work: str) -> None:
             expected[f"{short}/pickled/{trainable}/{i}"] = t
         pushed[short] = {"config": name, "models": sorted(models), "trainable": trainable,
                          "classes": {auto_name: cls.__name__ for auto_name, cls in models.items()},
-                         "processor": processor_class is not None,
+                         "card_needles": card_needles,
                          "trained_files": api.list_repo_files(f"lab/{short}-trained"),
                          "card_files": api.list_repo_files(f"lab/{short}-card")}
     save_file({k: v.contiguous() for k, v in expected.items()}, str(Path(work) / "expected.safetensors"))
@@ -251,14 +317,22 @@ def pull(work: str, trust_remote_code: bool = False) -> dict:
                        "](loss_curve.png)"):
             assert needle in card.text, needle
         assert Path(hf_hub_download(f"lab/{short}-card", "loss_curve.png")).read_bytes()[:4] == b"\x89PNG"
-        if info["processor"]:
-            factory = FACTORIES[name]
-            processor = getattr(transformers, factory["processor_auto"]).from_pretrained(f"lab/{short}", **remote)
-            _, (args, kwargs) = factory["processor"](type(processor), config)
-            for key, value in processor(*args, **kwargs, return_tensors="pt").items():
-                if isinstance(value, torch.Tensor):
-                    assert torch.equal(value, expected[f"{short}/processor/{key}"]), key
-            loaded_from.add(type(processor).__module__)
+        for needle in info["card_needles"]:  # metrics the run saved (e.g. masked-token accuracy)
+            assert needle in card.text, needle
+        # the processor pushed by itself, by Trainer with the model, and by hf-mae push with the run
+        factory = FACTORIES[name]
+        args, kwargs = factory["processor_inputs"](config)
+        for repo in (f"lab/{short}", f"lab/{short}-trained", f"lab/{short}-card"):
+            processor = getattr(transformers, factory["processor_auto"]).from_pretrained(repo, **remote)
+            got = {key: value for key, value in processor(*args, **kwargs, return_tensors="pt").items()
+                   if isinstance(value, torch.Tensor)}
+            want = {key[len(f"{short}/processor/"):]: value for key, value in expected.items()
+                    if key.startswith(f"{short}/processor/")}
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), (repo, got, want)
+            if factory["processor_auto"] == "AutoTokenizer":  # a plain tokenizer.json: transformers' own class
+                assert type(processor).__module__.startswith("transformers."), type(processor)
+            else:
+                loaded_from.add(type(processor).__module__)
         # pickled weights: refused unless the caller opts in
         try:
             auto.from_pretrained(f"lab/{short}-pickled", **remote)

@@ -1,6 +1,7 @@
 """SMILES BERT, ChemBERTaMLM and SmilesMLMFeaturizer: seed examples, Auto classes, fill-mask pipeline,
 gradient accumulation, bad input, and the pretraining job. Tiny random models in local folders; no network."""
 
+import json
 import math
 import warnings
 
@@ -362,6 +363,8 @@ def test_pretrain_job_saves_model_and_tokenizer(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "validation masked-token accuracy" in printed and "most frequent token 'c'" in printed
     assert "max |logit difference| = 0.0e+00" in printed
+    saved = json.loads((out / "all_results.json").read_text())  # what hf-mae push puts in the model card
+    assert 0.0 <= saved["validation_masked_token_accuracy"] <= 1.0 and saved["validation_n_masked_tokens"] > 0
     assert type(AutoModelForMaskedLM.from_pretrained(out)) is SMILESBERTForMaskedLM
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.decode(tokenizer("Cl[C@@H]1CC%10CC1")["input_ids"], skip_special_tokens=True) == "Cl[C@@H]1CC%10CC1"

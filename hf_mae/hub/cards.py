@@ -45,6 +45,12 @@ class CardSpec:
     tags: tuple[str, ...]              # Hub tags besides "hf-mae"
     pipeline_tag: str | None           # the Hub task, where one fits
     reconstruct: Reconstruct | None    # for reconstruction models: draws the inputs-vs-reconstructions figure
+    # the part (a substring of its name in parameter_parts) that makes outputs, not only embeddings: whether
+    # the checkpoint holds it decides which of the two sentences the card says
+    output_part: tuple[str, str, str] = (
+        "decoder", "With its decoder it reconstructs masked inputs, not only embeds them.",
+        "It holds no decoder, so it embeds inputs but cannot reconstruct them.")
+    part_names: tuple[tuple[str, str], ...] = ()  # (name in parameter_parts, name in prose)
 
 
 def spectral_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
@@ -65,6 +71,14 @@ CARD_SPECS: dict[str, CardSpec] = {
     "hf_mae_spectral_gpt": CardSpec("spectral_gpt.md", "SpectralGPT",
                                     ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
                                     None),
+    "hf_mae_smiles_bert": CardSpec(
+        "smiles_bert.md", "SMILES BERT", ("bert", "masked-language-model", "smiles", "chemistry", "cheminformatics"),
+        "fill-mask", None,
+        output_part=("head: cls", "With its masked-language-model head it predicts the tokens at masked positions "
+                                  "(fill-mask), not only embeds them.",
+                     "It holds no masked-language-model head, so it gives token vectors but cannot fill in masks."),
+        part_names=(("embeddings", "the token and position embeddings"),
+                    ("head: cls", "the masked-language-model head (tied to the token embeddings)"))),
 }
 
 
@@ -137,10 +151,28 @@ def run_summary(trainer_state: dict[str, Any] | None) -> tuple[list[tuple[str, A
     return keep(settings), keep(metrics)
 
 
+def result_rows(results: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The numbers of a run's ``all_results.json`` (``Trainer.save_metrics``: final eval metrics and what the
+    pretrain job measured after training, e.g. ``validation_masked_token_accuracy``), timings left out."""
+    timing = ("_runtime", "_per_second", "_flos")
+    return [(key, value) for key, value in (results or {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch"
+            and not key.endswith(timing)]
+
+
+def tokenizer_rows(tokenizer: Any) -> list[tuple[str, Any]]:
+    """What a card says about the tokenizer saved with the model: class, vocabulary, specials, length."""
+    ids = sorted((tokenizer.convert_tokens_to_ids(token), token) for token in tokenizer.all_special_tokens)
+    specials = ", ".join(f"`{token}` {token_id}" for token_id, token in ids)
+    return [("class", f"`{type(tokenizer).__name__}`"), ("vocabulary size", len(tokenizer)),
+            ("special tokens (id)", specials), ("longest input (tokens)", tokenizer.model_max_length)]
+
+
 def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: dict[str, Any] | None = None,
                       training_args: dict[str, Any] | None = None, license: str = "apache-2.0",
                       datasets: Sequence[str] = (), data_description: str | None = None,
-                      figures: dict[str, str] | None = None) -> ModelCard:
+                      figures: dict[str, str] | None = None, results: dict[str, Any] | None = None,
+                      tokenizer: Any = None) -> ModelCard:
     """The model card of ``model`` as it will be pushed to ``repo_id``.
 
     Args:
@@ -150,21 +182,26 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
         data_description: a sentence or two on the training data, shown in the card.
         figures: ``{"reconstructions": "reconstructions.png", "loss_curve": "loss_curve.png"}``, paths
             relative to the repository root, for the figures pushed with the model.
+        results: the run's ``all_results.json``; its metrics join those read from ``trainer_state``.
+        tokenizer: the tokenizer pushed with the model, described in the card.
     """
     config = model.config
     spec = card_spec(config.model_type)
     parts = parameter_parts(model)
     total = sum(count for _, count in parts)
     part_names = [name for name, _ in parts]
-    named = [f"the {name}" for name in part_names]
+    prose = dict(spec.part_names)
+    named = [prose.get(name, f"the {name}") for name in part_names]
     holds = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1]
-    if any("decoder" in name for name in part_names):
-        holds += ". With its decoder it reconstructs masked inputs, not only embeds them."
-    else:
-        holds += ". It holds no decoder, so it embeds inputs but cannot reconstruct them."
+    output_part, with_it, without_it = spec.output_part
+    holds += ". " + (with_it if any(output_part in name for name in part_names) else without_it)
     config_dict = {key: value for key, value in config.to_diff_dict().items()
                    if key not in ("auto_map", "transformers_version", "architectures", "dtype")}
     settings, metrics = run_summary(trainer_state)
+    shown = {name for name, _ in metrics}
+    # all_results' eval_loss is one more evaluation after training: the curve's last one is shown already
+    metrics += [(name.replace("_", " "), value) for name, value in result_rows(results)
+                if not (name == "eval_loss" and "final eval loss" in shown)]
     if training_args:
         wanted = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
                   "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed")
@@ -184,6 +221,7 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
         metrics_table=_table(("metric", "value"), [(k, _number(v)) for k, v in metrics]) if metrics else "",
         datasets=list(datasets), data_description=data_description or "",
         reconstruction_figure=figures.get("reconstructions"), loss_figure=figures.get("loss_curve"),
+        tokenizer_table=_table(("tokenizer", ""), tokenizer_rows(tokenizer)) if tokenizer is not None else "",
     )
     errors, _ = validate_card(str(card))
     if errors:  # the template itself is wrong: say so before anything is pushed

@@ -113,6 +113,16 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
     trainer_state = read_trainer_state(output_dir, model_dir)
     if trainer_state is not None and not (stage / "trainer_state.json").exists():
         (stage / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
+    results = None  # Trainer.save_metrics: final eval metrics and what the job measured after training
+    for candidate in (model_dir, output_dir):
+        if (candidate / "all_results.json").is_file():
+            results = json.loads((candidate / "all_results.json").read_text())
+            break
+    tokenizer = None
+    if (stage / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(stage)  # what users will load, from the staged files
     training_args = None
     if (output_dir / "training_args.json").is_file():
         training_args = json.loads((output_dir / "training_args.json").read_text())
@@ -140,7 +150,8 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
         warnings.warn(f"Figures skipped ({err}); pip install matplotlib to draw them.", stacklevel=2)
 
     card = render_model_card(model, repo_id, trainer_state=trainer_state, training_args=training_args,
-                             license=license, datasets=datasets, data_description=data_description, figures=figures)
+                             license=license, datasets=datasets, data_description=data_description, figures=figures,
+                             results=results, tokenizer=tokenizer)
     card.save(stage / "README.md")
     return stage
 

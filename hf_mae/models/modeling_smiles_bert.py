@@ -24,6 +24,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForMaskedLM, BertModel, BertPreTrainedModel
 
 from .configuration_smiles_bert import SMILESBERTMLMConfig
+from .serialization import HubCheckpointMixin
 
 __all__ = ["SMILESBERTPreTrainedModel", "SMILESBERTModel", "SMILESBERTForMaskedLM", "masked_lm_loss"]
 
@@ -52,8 +53,9 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
     return total / (num_items_in_batch.clamp(min=1) if torch.is_tensor(num_items_in_batch) else max(num_items_in_batch, 1))
 
 
-class SMILESBERTPreTrainedModel(BertPreTrainedModel):
-    """BERT's weight initialisation and attention backends, bound to ``SMILESBERTMLMConfig``."""
+class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
+    """BERT's weight initialisation and attention backends, bound to ``SMILESBERTMLMConfig``; saving and
+    loading as every hf_mae model (``HubCheckpointMixin``: full ``auto_map``, pickled weights refused)."""
 
     config_class = SMILESBERTMLMConfig
     config: SMILESBERTMLMConfig

@@ -3,7 +3,8 @@
 By default: the bundled atom-level tokenizer, 100,000 SMILES of the MOSES training set (molsets), a small
 BERT (4 layers of 256), 300 steps of batch 64, validation on 2,000 MOSES test SMILES. At the end the job
 prints the validation masked-token accuracy next to always predicting the most frequent training token (on
-the same seeded masks), saves model and tokenizer together in ``--output_dir`` and reloads them with
+the same seeded masks) and saves it as ``validation_results.json`` (read by ``hf-mae push`` for the model
+card), saves model and tokenizer together in ``--output_dir`` and reloads them with
 ``AutoModelForMaskedLM``/``AutoTokenizer`` to check the logits are identical.
 
     pip install --no-deps molsets==0.3.1
@@ -103,6 +104,8 @@ def pretrain_smiles_bert(argv: Sequence[str] | None = None) -> int:
                                random_probability=config.random_probability, seed=training_args.seed,
                                baseline_token_id=baseline_id)
     baseline_token = tokenizer.convert_ids_to_tokens(baseline_id)
+    # validation_results.json (and all_results.json): what `hf-mae push` puts in the model card
+    trainer.save_metrics("validation", {f"validation_{key}": value for key, value in result.items()})
     print(f"\nvalidation masked-token accuracy ({len(eval_examples)} {data_args.eval_corpus} SMILES, "
           f"{result['n_masked_tokens']} masked tokens, {trainer.state.global_step} steps):")
     print(f"  smiles-bert                          {result['masked_token_accuracy']:.4f}   "
