@@ -64,6 +64,38 @@ class SelfAttention(nn.Module):
         return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention of one token set (queries) over another (keys/values), e.g. protein A over B.
+
+    ``forward(hidden_states (B, T, D), context (B, S, D), attention_mask)`` with an additive mask over the
+    context keys, (B, 1, 1, S) from ``padding_to_attention_mask``. Returns (B, T, D).
+    """
+
+    def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim ** -0.5
+        self.attention_dropout = dropout
+        self.is_causal = False
+        self.q = nn.Linear(hidden_size, hidden_size)
+        self.kv = nn.Linear(hidden_size, 2 * hidden_size)   # keys and values in one matmul
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length, _ = hidden_states.shape
+        q = self.q(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, T, d)
+        k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, _ = attention(self, q, k, v, attention_mask,
+                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
+        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward: D -> F -> D with GELU."""
 
@@ -92,6 +124,26 @@ class TransformerLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         hidden_states = hidden_states + self.dropout(self.attn(self.norm1(hidden_states), attention_mask))
+        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
+
+
+class CrossAttentionLayer(GradientCheckpointingLayer):
+    """Pre-norm cross-attention block: queries attend to a context, then an MLP, both with residuals."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, intermediate_size: int,
+                 dropout: float = 0.0, layer_norm_eps: float = 1e-6):
+        super().__init__()
+        self.norm_query = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.norm_context = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.attn = CrossAttention(config, hidden_size, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = MLP(hidden_size, intermediate_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        attended = self.attn(self.norm_query(hidden_states), self.norm_context(context), attention_mask)
+        hidden_states = hidden_states + self.dropout(attended)
         return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
 
 
