@@ -24,6 +24,19 @@ from .models import (
     WaveMAEForPreTraining,
     make_block_mask,
 )
+from .models import (
+    MAEEncoder,
+    PatchEmbedding,
+    ProteinInteractionConfig,
+    ProteinInteractionForSequenceClassification,
+    ProteinInteractionModel,
+    ProteinMAEV2Config,
+    ProteinMAEV2ForPreTraining,
+    ProteinMAEV5Config,
+    ProteinMAEV5ForPreTraining,
+    TransformerMAE,
+    V2ToV5Adapter,
+)
 from .processing.spectra import SpectraProcessor
 from ._auto import register_all
 
@@ -35,4 +48,7 @@ __all__ = [
     "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
     "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
     "SpectraProcessor",
+    "ProteinMAEV2Config", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "MAEEncoder",
+    "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
+    "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
 ]
