@@ -27,6 +27,7 @@ class SpectralMAEConfig(PreTrainedConfig):
         n_mask: blocks hidden per sample during pretraining.
         loss_type: ``"mse"`` (mean over masked points), ``"sse"`` (sum over masked points, mean over
             samples, as in the seeds' training loop) or ``"huber"`` with ``huber_delta``.
+        eval_mask_seed: seed of the masks the pretraining models draw in eval mode.
     """
 
     seq_len: int = 256
@@ -45,6 +46,7 @@ class SpectralMAEConfig(PreTrainedConfig):
     huber_delta: float | int = 1.0
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
+    eval_mask_seed: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -61,6 +63,7 @@ class SpectralMAEConfig(PreTrainedConfig):
         for name in ("dropout", "dec_dropout"):
             check_float(name, getattr(self, name), minimum=0.0, maximum=1.0, maximum_exclusive=True)
         check_choice("loss_type", self.loss_type, LOSS_TYPES)
+        check_int("eval_mask_seed", self.eval_mask_seed, minimum=0)
         check_float("huber_delta", self.huber_delta, minimum=0.0, minimum_exclusive=True)
         if not isinstance(self.use_learnable_pos, bool):
             raise ValueError(f"`use_learnable_pos` must be a bool, got {self.use_learnable_pos!r}.")

