@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 PRETRAIN_JOBS: dict[str, str] = {
     "chemomae": "hf_mae.training.pretrain_spectra:pretrain_chemomae",
     "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
+    "protein-mae-v2": "hf_mae.training.pretrain_protein:pretrain_protein_mae_v2",
+    "protein-mae-v5": "hf_mae.training.pretrain_protein:pretrain_protein_mae_v5",
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).

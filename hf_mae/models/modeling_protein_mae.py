@@ -369,6 +369,8 @@ class MAEEncoder(ProteinMAEPreTrainedModel):
     """
 
     config_class = ProteinMAEV5Config
+    # Loaded from a pretraining checkpoint, the decoder's weights are expected leftovers, not an error.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
 
     def __init__(self, config: ProteinMAEV5Config | None = None, **kwargs):
         config = _config_from(self.config_class, config, kwargs)

@@ -1,0 +1,207 @@
+"""``hf-mae pretrain protein-mae-v2`` / ``protein-mae-v5``: sequences -> ESM embeddings -> masked pretraining.
+
+The whole path on real proteins: read a FASTA file (by default the 2100-protein bacterial proteome that pyhmmer
+ships), embed every sequence per residue with an ESM C / ESM2 model, store the embeddings as a
+``datasets.Dataset``, pretrain with ``Trainer``, save, reload with ``AutoModel`` and compare outputs.
+
+No protein-language-model weights can be downloaded here, so by default the embedder is a small randomly
+initialised ESM C with hidden size 960 (the seed's input dimension, as ESM C 300M): the code path is the real one,
+the embeddings carry no learned biology. Give a local checkpoint with ``--esm_checkpoint /path/to/esmc-300m``.
+The model is a small configuration by default (``--embed_dim`` etc. set the seed's full sizes).
+
+    hf-mae pretrain protein-mae-v5 --output_dir runs/protein-v5 --max_steps 100
+    hf-mae pretrain protein-mae-v2 --esm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import AutoModel, Trainer
+
+from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
+from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
+from ..models.masking import masked_reconstruction_loss
+from ..models.validation import check_float
+from ..processing.protein import ProteinEmbedder
+from .common import PerRankMaskSeed, parse_args, train_and_save
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ProteinDataArguments:
+    """Where the sequences come from and how they are embedded."""
+
+    fasta: str | None = field(default=None, metadata={"help": "FASTA file (default: pyhmmer's bacterial proteome)"})
+    max_proteins: int = field(default=512, metadata={"help": "first N proteins of the file; 0 = all"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of proteins"})
+    esm_checkpoint: str | None = field(default=None, metadata={"help": "local ESM C / ESM2 folder (model + tokenizer)"})
+    esm_kind: str = field(default="esmc", metadata={"help": "random embedder when no checkpoint: esmc or esm2"})
+    esm_hidden_size: int = field(default=960, metadata={"help": "random embedder width (= the MAE's input_dim)"})
+    esm_num_layers: int = 1
+    esm_num_heads: int = 15
+    too_long: str = field(default="truncate", metadata={"help": "longer than max_length: truncate or error"})
+    max_tokens_per_batch: int = 16384
+    embeddings_dir: str | None = field(default=None, metadata={"help": "load embeddings from / save them to here"})
+
+
+@dataclass
+class ProteinV2ModelArguments:
+    """V2 (TransformerMAE); seed sizes: embed_dim 512, num_layers 4, nhead 16, dim_feedforward 2048."""
+
+    max_length: int = 1502
+    embed_dim: int = 128
+    num_layers: int = 2
+    nhead: int = 4
+    dim_feedforward: int = 512
+    dropout: float = 0.1
+    decoder_hidden_dim: int = 512
+    mask_ratio: float = 0.5
+    huber_delta: float = 0.5
+    scale_factor: float = 5.0
+
+
+@dataclass
+class ProteinV5ModelArguments:
+    """V5 (MAEEncoder + decoder); seed sizes: embed_dim 768, num_layers 12, nhead 12, dim_feedforward 3072."""
+
+    max_length: int = 1502
+    num_patches: int = 47
+    embed_dim: int = 128
+    num_layers: int = 2
+    nhead: int = 4
+    dim_feedforward: int = 512
+    dropout: float = 0.0
+    decoder_embed_dim: int = 64
+    decoder_num_layers: int = 1
+    decoder_nhead: int = 4
+    decoder_dim_feedforward: int = 256
+    mask_ratio: float = 0.75
+
+
+JOBS = {
+    "protein-mae-v2": (ProteinV2ModelArguments, ProteinMAEV2Config, ProteinMAEV2ForPreTraining,
+                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the seed's V2 learning rate
+    "protein-mae-v5": (ProteinV5ModelArguments, ProteinMAEV5Config, ProteinMAEV5ForPreTraining,
+                       {"learning_rate": 1e-4, "weight_decay": 0.05}),  # the seed's V5 values
+}
+JOB_DEFAULTS = {"per_device_train_batch_size": 16, "per_device_eval_batch_size": 16, "max_steps": 100,
+                "eval_steps": 50, "save_steps": 100, "logging_steps": 10}
+
+
+def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets.Dataset:
+    """FASTA -> per-residue embeddings as a Dataset (id, sequence, length, residue_embeddings)."""
+    if data_args.embeddings_dir and (Path(data_args.embeddings_dir) / "dataset_info.json").is_file():
+        logger.info("loading embeddings from %s", data_args.embeddings_dir)
+        return datasets.load_from_disk(data_args.embeddings_dir).with_format("numpy")
+    if data_args.fasta is None:
+        ids, sequences = load_pyhmmer_proteins(data_args.max_proteins or None)
+    else:
+        ids, sequences = read_fasta(data_args.fasta)
+        if data_args.max_proteins:
+            ids, sequences = ids[: data_args.max_proteins], sequences[: data_args.max_proteins]
+    kwargs = dict(max_length=max_length, too_long=data_args.too_long,
+                  max_tokens_per_batch=data_args.max_tokens_per_batch)
+    if data_args.esm_checkpoint:
+        embedder = ProteinEmbedder.from_pretrained(data_args.esm_checkpoint, **kwargs)
+    else:
+        embedder = ProteinEmbedder.tiny_random(data_args.esm_kind, hidden_size=data_args.esm_hidden_size,
+                                               num_layers=data_args.esm_num_layers,
+                                               num_heads=data_args.esm_num_heads, **kwargs)
+    dataset = embedder.to_dataset(sequences, ids)
+    if data_args.embeddings_dir:
+        dataset.save_to_disk(data_args.embeddings_dir)
+    return dataset
+
+
+@torch.no_grad()
+def held_out_losses(model, dataset: datasets.Dataset, collator, seed: int, batch_size: int = 16) -> tuple[float, float]:
+    """Masked loss of the model and of predicting the mean training embedding, on the same masks."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    totals = [0.0, 0.0]
+    batches = 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        x, mask = batch["residue_embeddings"], batch["attention_mask"]
+        n_tokens = x.shape[1] if isinstance(model, ProteinMAEV2ForPreTraining) else model.config.num_patches
+        out = model(x, mask, noise=torch.rand(x.shape[0], n_tokens, generator=generator))
+        totals[0] += out.loss.item()
+        totals[1] += baseline_loss(model, x, mask, out).item()
+        batches += 1
+    return totals[0] / batches, totals[1] / batches
+
+
+def baseline_loss(model, x: torch.Tensor, mask: torch.Tensor, out) -> torch.Tensor:
+    """The model's loss if it predicted, everywhere, the mean over the batch's real residues (or patches)."""
+    if isinstance(model, ProteinMAEV2ForPreTraining):
+        valid = mask.bool()
+        mean = x[valid].mean(0)
+        scale = model.config.scale_factor
+        return masked_reconstruction_loss(mean.expand_as(x) * scale, x * scale, out.mask[..., None].expand_as(x),
+                                          "huber", model.config.huber_delta)
+    valid_patches = out.target.abs().sum(-1) > 0
+    mean = out.target[valid_patches].mean(0)
+    return masked_reconstruction_loss(mean.expand_as(out.target), out.target,
+                                      out.mask[..., None].expand_as(out.target), "mse")
+
+
+def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
+    """Run one protein pretraining job; returns the exit code (see the module docstring)."""
+    model_args_class, config_class, model_class, defaults = JOBS[job]
+    model_args, data_args, training_args = parse_args(
+        [model_args_class, ProteinDataArguments], argv,
+        {"output_dir": f"runs/{job}", **JOB_DEFAULTS, **defaults}, prog=f"hf-mae pretrain {job}")
+    check_float("eval_fraction", data_args.eval_fraction, minimum=0.0, maximum=1.0, minimum_exclusive=True,
+                maximum_exclusive=True)
+
+    # data: sequences -> embeddings -> train / held-out split
+    with training_args.main_process_first(desc="embedding proteins"):
+        dataset = embed_proteins(data_args, model_args.max_length)
+    split = dataset.train_test_split(test_size=data_args.eval_fraction, seed=training_args.seed)
+    input_dim = int(dataset.features["residue_embeddings"].shape[1])
+    collator = DataCollatorForProteinEmbeddings(input_dim=input_dim, max_length=model_args.max_length)
+
+    # model: its input width is the embedder's
+    config = config_class(input_dim=input_dim, **{f.name: getattr(model_args, f.name) for f in fields(model_args)})
+    model = model_class(config)
+    trainer = Trainer(model=model, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
+                      data_collator=collator, callbacks=[PerRankMaskSeed()])
+    metrics = train_and_save(trainer, training_args)
+    if not trainer.is_world_process_zero():
+        return 0
+
+    model_loss, mean_loss = held_out_losses(model.float().cpu(), split["test"], collator, training_args.seed)
+    print(f"\n{job}: {len(split['train'])} training / {len(split['test'])} held-out proteins, "
+          f"input_dim {input_dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    print(f"  held-out masked loss  model {model_loss:.4f}   mean-embedding baseline {mean_loss:.4f}   "
+          f"(model / baseline = {model_loss / mean_loss:.3f})")
+    if "eval_loss" in metrics:
+        print(f"  eval_loss (Trainer)   {metrics['eval_loss']:.4f}")
+
+    # reload the encoder with AutoModel, as a user would, and compare its features
+    out_dir = training_args.output_dir
+    reloaded = AutoModel.from_pretrained(out_dir).eval()
+    batch = collator([split["test"][i] for i in range(min(4, len(split["test"])))])
+    with torch.no_grad():
+        if isinstance(model, ProteinMAEV2ForPreTraining):
+            new, old = reloaded.encode(**batch).compressed, model.mae.eval().encode(**batch).compressed
+        else:
+            new, old = reloaded(**batch).last_hidden_state, model.mae.eval()(**batch).last_hidden_state
+    print(f"saved to {out_dir}; AutoModel.from_pretrained -> {type(reloaded).__name__}, output {tuple(new.shape)}, "
+          f"max |difference| = {(new - old).abs().max().item():.1e}")
+    return 0
+
+
+def pretrain_protein_mae_v2(argv: Sequence[str] | None = None) -> int:
+    return pretrain("protein-mae-v2", argv)
+
+
+def pretrain_protein_mae_v5(argv: Sequence[str] | None = None) -> int:
+    return pretrain("protein-mae-v5", argv)
