@@ -22,7 +22,10 @@ PRETRAIN_JOBS: dict[str, str] = {
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "finetune-protein-interaction": ("hf_mae.training.finetune_protein_interaction:finetune_interaction",
+                                     "fine-tune the protein pair classifier (V5 or V2 + adapter), report ROC-AUC"),
+}
 
 
 def _load(target: str) -> Callable[[Sequence[str]], int | None]:

@@ -55,7 +55,8 @@ class ProteinDataArguments:
 class ProteinV2ModelArguments:
     """V2 (TransformerMAE); seed sizes: embed_dim 512, num_layers 4, nhead 16, dim_feedforward 2048."""
 
-    max_length: int = 1502
+    # V2 attends over every residue (cost ~ L^2): the small CPU job keeps 512; the seed's value is 1502.
+    max_length: int = field(default=512, metadata={"help": "most residues per protein (seed: 1502)"})
     embed_dim: int = 128
     num_layers: int = 2
     nhead: int = 4
@@ -91,8 +92,11 @@ JOBS = {
     "protein-mae-v5": (ProteinV5ModelArguments, ProteinMAEV5Config, ProteinMAEV5ForPreTraining,
                        {"learning_rate": 1e-4, "weight_decay": 0.05}),  # the seed's V5 values
 }
+# Batches of proteins of similar length (the dataset's `length` column) waste little compute on padding; the
+# column must survive until the sampler, so the collator picks its fields instead of Trainer dropping columns.
 JOB_DEFAULTS = {"per_device_train_batch_size": 16, "per_device_eval_batch_size": 16, "max_steps": 100,
-                "eval_steps": 50, "save_steps": 100, "logging_steps": 10}
+                "eval_steps": 50, "save_steps": 100, "logging_steps": 10,
+                "train_sampling_strategy": "group_by_length", "remove_unused_columns": False}
 
 
 def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets.Dataset:
