@@ -157,7 +157,7 @@ def test_pair_model_mixed_lengths_and_symmetry(encoder):
         kwargs = {}
     else:
         base = TransformerMAE(ProteinMAEV2Config(**V2_TINY))
-        kwargs = dict(adapter_dim=20, adapter_num_patches=12)
+        kwargs = dict(adapter_dim=20, adapter_num_patches=12, adapter_patch_size=8)
     model = ProteinInteractionForSequenceClassification.from_encoder(
         base, cross_attention_heads=2, cross_attention_dim_feedforward=32, **kwargs).eval()
     assert torch.equal(model.get_encoder().state_dict()[next(iter(base.state_dict()))], next(iter(base.state_dict().values())))
@@ -225,7 +225,7 @@ def test_round_trips_through_auto_classes(tmp_path):
     assert torch.allclose(base.encode(x, mask).compressed, v2.mae.encode(x, mask).compressed)
 
     pair = ProteinInteractionForSequenceClassification.from_encoder(
-        v2, adapter_dim=20, adapter_num_patches=12, cross_attention_heads=2, cross_attention_dim_feedforward=32).eval()
+        v2, adapter_dim=20, adapter_num_patches=12, adapter_patch_size=8, cross_attention_heads=2, cross_attention_dim_feedforward=32).eval()
     pair.save_pretrained(tmp_path / "pair")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pair")
     assert loaded.config.uses_adapter and loaded.config.encoder_config.embed_dim == 16
@@ -260,6 +260,10 @@ def test_bad_configs_and_arguments():
         ProteinMAEV5Config(max_length=10, num_patches=6)
     with pytest.raises(ValueError, match="encoder_config"):
         ProteinInteractionConfig(encoder_config={"model_type": "bert"})
+    with pytest.raises(ValueError, match="must cover every residue"):
+        ProteinInteractionConfig(encoder_config=ProteinMAEV2Config(max_length=2000))
+    with pytest.raises(ValueError, match="do not fit 4 patches"):
+        pool_patches(torch.randn(1, 10, 3), torch.ones(1, 10, dtype=torch.bool), patch_size=2, num_patches=4)
     with pytest.raises(ValueError, match="mask_ratio"):
         ProteinMAEV5ForPreTraining(ProteinMAEV5Config(**V5_TINY))(torch.randn(1, 10, DIM), mask_ratio=0.0)
     with pytest.raises(ValueError, match="labels"):
@@ -274,3 +278,15 @@ def test_seed_names_are_importable_from_hf_mae():
         assert getattr(hf_mae, name) is not None
     patch = PatchEmbedding(960, 768)
     assert patch.proj.in_features == 960 and patch.proj.out_features == 768 and patch.patch_size == 32
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from hf_mae.models import configuration_protein_mae, modeling_protein_mae
+    from hf_mae.processing import protein
+    from hf_mae.training import finetune_protein_interaction
+
+    for module in (modeling_protein_mae, configuration_protein_mae, protein, finetune_protein_interaction):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

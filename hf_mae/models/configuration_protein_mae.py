@@ -150,8 +150,8 @@ class ProteinInteractionConfig(PreTrainedConfig):
 
     Args:
         encoder_config: a ``ProteinMAEV5Config`` or ``ProteinMAEV2Config`` (or its dict); V5 by default.
-        adapter_dim, adapter_num_patches: token width and patch count the V2 adapter maps to (768 and 47, the
-            V5 format: (B, 48, 768) with CLS); unused for a V5 encoder.
+        adapter_dim, adapter_num_patches, adapter_patch_size: the V5 format the V2 adapter maps to: 768-d tokens,
+            CLS + 47 patches of 32 residues (residue i -> patch i // 32, as in V5); unused for a V5 encoder.
         cross_attention_layers, cross_attention_heads, cross_attention_dim_feedforward: the cross-attention
             blocks in which each protein's tokens attend to the other's.
         classifier_dropout: dropout before the classifier.
@@ -162,8 +162,8 @@ class ProteinInteractionConfig(PreTrainedConfig):
         >>> from hf_mae import ProteinInteractionConfig, ProteinMAEV2Config
         >>> ProteinInteractionConfig().hidden_size
         768
-        >>> ProteinInteractionConfig(encoder_config=ProteinMAEV2Config(), adapter_dim=256).hidden_size
-        256
+        >>> ProteinInteractionConfig(encoder_config=ProteinMAEV2Config(), adapter_dim=384).hidden_size
+        384
     """
 
     model_type = "hf_mae_protein_interaction"
@@ -171,6 +171,7 @@ class ProteinInteractionConfig(PreTrainedConfig):
     encoder_config: PreTrainedConfig | dict | None = None
     adapter_dim: int = 768
     adapter_num_patches: int = 47
+    adapter_patch_size: int = 32
     cross_attention_layers: int = 1
     cross_attention_heads: int = 12
     cross_attention_dim_feedforward: int = 3072
@@ -193,12 +194,16 @@ class ProteinInteractionConfig(PreTrainedConfig):
                 f"got {type(self.encoder_config).__name__}."
             )
         super().__post_init__(**kwargs)
-        for name in ("adapter_dim", "adapter_num_patches", "cross_attention_layers", "cross_attention_heads",
-                     "cross_attention_dim_feedforward"):
+        for name in ("adapter_dim", "adapter_num_patches", "adapter_patch_size", "cross_attention_layers",
+                     "cross_attention_heads", "cross_attention_dim_feedforward"):
             check_int(name, getattr(self, name))
         check_heads("hidden_size", self.hidden_size, "cross_attention_heads", self.cross_attention_heads)
-        if self.uses_adapter:
-            _check_patches("adapter_num_patches", self.adapter_num_patches, self.encoder_config.max_length)
+        covered = self.adapter_num_patches * self.adapter_patch_size
+        if self.uses_adapter and covered < self.encoder_config.max_length:
+            raise ValueError(
+                f"`adapter_num_patches` x `adapter_patch_size` = {covered} residues, fewer than the V2 encoder's "
+                f"max_length={self.encoder_config.max_length}: the adapter's patches must cover every residue."
+            )
         check_float("classifier_dropout", self.classifier_dropout, minimum=0.0, maximum=1.0, maximum_exclusive=True)
         if not isinstance(self.freeze_encoder, bool):
             raise ValueError(f"`freeze_encoder` must be a bool, got {self.freeze_encoder!r}.")

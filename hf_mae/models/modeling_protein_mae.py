@@ -94,6 +94,8 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     """
     batch, length, channels = values.shape
     padded_length = patch_size * num_patches
+    if length > padded_length:  # a negative pad would silently crop residues
+        raise ValueError(f"{length} residue positions do not fit {num_patches} patches of {patch_size} residues.")
     weight = valid.to(values.dtype)[..., None]                                        # (B, L, 1)
     values = nn.functional.pad(values * weight, (0, 0, 0, padded_length - length))   # (B, P*S, C)
     weight = nn.functional.pad(weight, (0, 0, 0, padded_length - length))
@@ -211,10 +213,9 @@ class V2ToV5Adapter(nn.Module):
         (torch.Size([2, 48, 768]), torch.Size([2, 48]))
     """
 
-    def __init__(self, v2_dim: int = 512, v5_dim: int = 768, *, max_length: int = 1502, num_patches: int = 47):
+    def __init__(self, v2_dim: int = 512, v5_dim: int = 768, *, num_patches: int = 47, patch_size: int = 32):
         super().__init__()
-        self.patch_size = -(-max_length // num_patches)
-        self.num_patches = num_patches
+        self.num_patches, self.patch_size = num_patches, patch_size
         self.dim_adapter = nn.Linear(v2_dim, v5_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, v5_dim))
 
@@ -501,8 +502,7 @@ class ProteinInteractionModel(ProteinMAEPreTrainedModel):
         if config.uses_adapter:
             self.encoder = TransformerMAE(encoder_config)
             self.adapter = V2ToV5Adapter(encoder_config.embed_dim, config.hidden_size,
-                                         max_length=encoder_config.max_length,
-                                         num_patches=config.adapter_num_patches)
+                                         num_patches=config.adapter_num_patches, patch_size=config.adapter_patch_size)
         else:
             self.encoder = MAEEncoder(encoder_config)
             self.adapter = None
