@@ -38,8 +38,8 @@ def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dty
     return mask[:, None, None, :]
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+class _MultiHeadAttention(nn.Module):
+    """What self- and cross-attention share: head layout, the dispatched attention function, output projection."""
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
@@ -49,22 +49,34 @@ class SelfAttention(nn.Module):
         self.scaling = self.head_dim ** -0.5
         self.attention_dropout = dropout
         self.is_causal = False  # bidirectional: the SDPA path would default to causal otherwise
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        batch, length, _ = hidden_states.shape
-        # (B, T, 3D) -> 3 x (B, heads, T, d)
-        q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """q: (B, heads, T, d), k/v: (B, heads, S, d) -> projected output (B, T, D)."""
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
         out, _ = attention(self, q, k, v, attention_mask,
                            dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
-        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+        return self.proj(out.reshape(q.shape[0], q.shape[2], -1))   # (B, T, D)
 
 
-class CrossAttention(nn.Module):
+class SelfAttention(_MultiHeadAttention):
+    """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three)."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__(config, hidden_size, num_heads, dropout)
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length, _ = hidden_states.shape
+        # (B, T, 3D) -> 3 x (B, heads, T, d)
+        q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
+
+
+class CrossAttention(_MultiHeadAttention):
     """Multi-head attention of one token set (queries) over another (keys/values), e.g. protein A over B.
 
     ``forward(hidden_states (B, T, D), context (B, S, D), attention_mask)`` with an additive mask over the
@@ -72,28 +84,16 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
-        super().__init__()
-        self.config = config
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.scaling = self.head_dim ** -0.5
-        self.attention_dropout = dropout
-        self.is_causal = False
+        super().__init__(config, hidden_size, num_heads, dropout)
         self.q = nn.Linear(hidden_size, hidden_size)
         self.kv = nn.Linear(hidden_size, 2 * hidden_size)   # keys and values in one matmul
-        self.proj = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         q = self.q(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, T, d)
         k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        out, _ = attention(self, q, k, v, attention_mask,
-                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
-        return self.proj(out.reshape(batch, length, -1))             # (B, T, D)
+        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
 
 
 class MLP(nn.Module):
