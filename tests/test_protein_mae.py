@@ -290,3 +290,17 @@ def test_docstring_examples_run():
     for module in (modeling_protein_mae, configuration_protein_mae, protein, finetune_protein_interaction):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_eager_and_sdpa_attention_agree_with_padding():
+    x, mask = mixed_batch()
+    pair = ProteinInteractionForSequenceClassification.from_encoder(
+        MAEEncoder(ProteinMAEV5Config(**V5_TINY)), cross_attention_heads=2, cross_attention_dim_feedforward=32).eval()
+    v2 = TransformerMAE(ProteinMAEV2Config(**V2_TINY)).eval()
+    results = {}
+    for implementation in ("eager", "sdpa"):
+        pair.set_attn_implementation(implementation)
+        v2.set_attn_implementation(implementation)
+        results[implementation] = (pair(x, x.flip(0), mask, mask.flip(0)).logits, v2.encode(x, mask).last_hidden_state)
+    for eager, sdpa in zip(results["eager"], results["sdpa"]):
+        assert torch.allclose(eager, sdpa, atol=1e-5)
