@@ -16,6 +16,10 @@ from .models import (
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    SpectralGPTConfig,
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTModel,
     SpectralMAEConfig,
     WaveDecoderMLP,
     WaveEncoder,
@@ -37,7 +41,10 @@ from .models import (
     TransformerMAE,
     V2ToV5Adapter,
 )
+from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
+from .clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
+from .features import extract_features, register_feature_rule
 from ._auto import register_all
 
 __version__ = "0.1.0"
@@ -51,4 +58,8 @@ __all__ = [
     "ProteinMAEV2Config", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "MAEEncoder",
     "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
     "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
+    "CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture",
+    "extract_features", "register_feature_rule",
+    "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
+    "HyperspectralProcessor",
 ]

@@ -6,16 +6,27 @@ it (if any). ``model_type`` names all start with ``hf_mae_`` so they never colli
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+)
 
 from .models import (
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    SpectralGPTConfig,
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTModel,
     WaveMAE,
     WaveMAEConfig,
     WaveMAEForPreTraining,
 )
+from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
 
 # Protein MAEs V2/V5 and the pair-interaction classifier.
@@ -33,6 +44,8 @@ REGISTRY = [
     (ProteinMAEV5Config, {AutoModel: MAEEncoder, AutoModelForPreTraining: ProteinMAEV5ForPreTraining}, None),
     (ProteinInteractionConfig, {AutoModel: ProteinInteractionModel,
                                 AutoModelForSequenceClassification: ProteinInteractionForSequenceClassification}, None),
+    (SpectralGPTConfig, {AutoModel: SpectralGPTModel, AutoModelForPreTraining: SpectralGPTForPreTraining,
+                         AutoModelForImageClassification: SpectralGPTForImageClassification}, HyperspectralProcessor),
 ]
 
 
@@ -44,3 +57,6 @@ def register_all() -> None:
             auto_class.register(config_class, model_class, exist_ok=True)
         if processor_class is not None:
             AutoFeatureExtractor.register(config_class, processor_class, exist_ok=True)
+    from .features import register_feature_pipeline  # pipeline("latent-feature-extraction")
+
+    register_feature_pipeline()

@@ -19,12 +19,14 @@ PRETRAIN_JOBS: dict[str, str] = {
     "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
     "protein-mae-v2": "hf_mae.training.pretrain_protein:pretrain_protein_mae_v2",
     "protein-mae-v5": "hf_mae.training.pretrain_protein:pretrain_protein_mae_v5",
+    "spectral-gpt": "hf_mae.training.pretrain_spectral_gpt:pretrain_spectral_gpt",
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "finetune-protein-interaction": ("hf_mae.training.finetune_protein_interaction:finetune_interaction",
                                      "fine-tune the protein pair classifier (V5 or V2 + adapter), report ROC-AUC"),
+    "plot": ("hf_mae.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
 }
 
 

@@ -1,6 +1,7 @@
 """Model classes and configs. Files here import only torch, transformers and each other, so each
 architecture can travel to the Hub as self-contained remote code."""
 
+from .configuration_spectral_gpt import SpectralGPTConfig
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .configuration_protein_mae import ProteinInteractionConfig, ProteinMAEV2Config, ProteinMAEV5Config
 from .masking import make_block_mask
@@ -29,6 +30,12 @@ from .modeling_spectral_mae import (
     WaveMAEForPreTraining,
     masked_reconstruction_loss,
 )
+from .modeling_spectral_gpt import (
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTForPreTrainingOutput,
+    SpectralGPTModel,
+)
 
 __all__ = [
     "ChemoMAEConfig", "WaveMAEConfig", "SpectralMAEConfig", "make_block_mask",
@@ -38,4 +45,6 @@ __all__ = [
     "ProteinMAEV2Config", "ProteinMAEV5Config", "ProteinInteractionConfig", "TransformerMAE",
     "ProteinMAEV2ForPreTraining", "MAEEncoder", "PatchEmbedding", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
     "V2ToV5Adapter", "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
+    "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
+    "SpectralGPTForPreTrainingOutput",
 ]

@@ -39,7 +39,7 @@ def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dty
 
 
 class _MultiHeadAttention(nn.Module):
-    """What self- and cross-attention share: head layout, the dispatched attention function, output projection."""
+    """Head bookkeeping, the attention kernel dispatch and the output projection shared by both attentions."""
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
@@ -51,15 +51,15 @@ class _MultiHeadAttention(nn.Module):
         self.is_causal = False  # bidirectional: the SDPA path would default to causal otherwise
         self.proj = nn.Linear(hidden_size, hidden_size)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """q: (B, heads, T, d), k/v: (B, heads, S, d) -> projected output (B, T, D)."""
+        """q: (B, h, T, d), k/v: (B, h, S, d) -> (B, T, D), with the kernel the config asks for (eager, sdpa ...)."""
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        out, _ = attention(self, q, k, v, attention_mask,
+        out, _ = attention(self, query, key, value, attention_mask,
                            dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
-        return self.proj(out.reshape(q.shape[0], q.shape[2], -1))   # (B, T, D)
+        return self.proj(out.reshape(query.shape[0], query.shape[2], -1))   # (B, T, h, d) -> (B, T, D)
 
 
 class SelfAttention(_MultiHeadAttention):
@@ -77,16 +77,15 @@ class SelfAttention(_MultiHeadAttention):
 
 
 class CrossAttention(_MultiHeadAttention):
-    """Multi-head attention of one token set (queries) over another (keys/values), e.g. protein A over B.
+    """Multi-head attention of ``hidden_states`` (queries) over ``context`` (keys and values).
 
-    ``forward(hidden_states (B, T, D), context (B, S, D), attention_mask)`` with an additive mask over the
-    context keys, (B, 1, 1, S) from ``padding_to_attention_mask``. Returns (B, T, D).
+    hidden_states: (B, T, D), context: (B, S, D), attention_mask: additive (B, 1, 1, S) or None -> (B, T, D).
     """
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
         super().__init__(config, hidden_size, num_heads, dropout)
         self.q = nn.Linear(hidden_size, hidden_size)
-        self.kv = nn.Linear(hidden_size, 2 * hidden_size)   # keys and values in one matmul
+        self.kv = nn.Linear(hidden_size, 2 * hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,7 +127,11 @@ class TransformerLayer(GradientCheckpointingLayer):
 
 
 class CrossAttentionLayer(GradientCheckpointingLayer):
-    """Pre-norm cross-attention block: queries attend to a context, then an MLP, both with residuals."""
+    """Pre-norm block whose attention reads a separate context: tokens attend to ``context``, then an MLP.
+
+    Only ``hidden_states`` are updated (with residuals); the context is read, never written. Pass
+    ``context = cat([hidden_states, extra])`` to let tokens attend to each other and to extra vectors at once.
+    """
 
     def __init__(self, config, hidden_size: int, num_heads: int, intermediate_size: int,
                  dropout: float = 0.0, layer_norm_eps: float = 1e-6):
@@ -177,3 +180,12 @@ def sinusoidal_positions(n_positions: int, dim: int, *, device=None, dtype=torch
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: dim // 2])
     return table[None].to(dtype)
+
+
+def sinusoidal_positions_2d(height: int, width: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fixed 2D sin/cos table (1, height * width, dim), row-major: half the channels encode the row, half the
+    column (the MAE recipe)."""
+    rows = sinusoidal_positions(height, dim // 2, device=device)[0]                 # (H, dim/2)
+    cols = sinusoidal_positions(width, dim - dim // 2, device=device)[0]            # (W, dim/2)
+    table = torch.cat([rows[:, None].expand(-1, width, -1), cols[None].expand(height, -1, -1)], dim=-1)
+    return table.reshape(1, height * width, dim).to(dtype)

@@ -1,0 +1,185 @@
+"""``hf-mae pretrain spectral-gpt``: multimodal guided SpectralGPT pretraining on hyperspectral cubes.
+
+Data: ``--data_dir DIR`` reads a folder of cubes (``.npy``/``.mat``) with optional auxiliary images named
+``<cube>.<modality>.npy|.mat`` (see ``hf_mae.data.hyperspectral``); without it the job generates
+``--num_synthetic`` cubes whose auxiliary images depend on them, some left out. Cubes and images of any
+size are registered to ``--image_size`` by the processor, which is fitted (per-band statistics) on the
+training split and saved with the model. At the end the job prints the held-out masked reconstruction
+error next to predicting the per-band training mean, the held-out contrastive loss per modality next to
+chance (ln of the batch size), saves the HSI encoder alone under ``<output_dir>/hsi_encoder``, and reloads
+the run with ``AutoModel`` to check the encoder's outputs are unchanged.
+
+    hf-mae pretrain spectral-gpt --output_dir runs/sgpt --max_steps 200
+    hf-mae pretrain spectral-gpt --data_dir my_cubes/ --num_bands 120 --band_patch_size 4 --bf16
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoFeatureExtractor, AutoModel, Trainer
+
+from ..data.hyperspectral import (
+    DataCollatorForHyperspectral,
+    HyperspectralDataset,
+    load_cube_folder,
+    synthetic_cubes,
+)
+from ..models import SpectralGPTConfig, SpectralGPTForPreTraining
+from ..processing.hyperspectral import HyperspectralProcessor
+from .common import PerRankMaskSeed, parse_args, train_and_save
+
+
+@dataclass
+class SpectralGPTModelArguments:
+    """Architecture (SpectralGPTConfig fields; the seed's defaults)."""
+
+    image_size: int = field(default=224, metadata={"help": "analysis_dim: common height and width of all modalities"})
+    patch_size: int = 16
+    num_bands: int | None = field(default=None, metadata={
+        "help": "bands per cube (default: 12 for generated data, read from the first cube for --data_dir)"})
+    band_patch_size: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 16
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    num_conditioning_layers: int = 1
+    dropout: float = 0.0
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = False
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 4
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    aux_modalities: list[str] = field(default_factory=lambda: ["ir", "af", "thickness"])
+    aux_num_channels: list[int] | None = field(default=None, metadata={"help": "channels per modality (default 1)"})
+    aux_encoder_type: str = field(default="vit", metadata={"help": "vit or cnn"})
+    aux_hidden_size: int = 256
+    aux_patch_size: int = 16
+    aux_num_hidden_layers: int = 4
+    aux_num_attention_heads: int = 4
+    aux_intermediate_size: int = 1024
+    projection_dim: int = 256
+    contrastive_temperature: float = 0.07
+    contrastive_symmetric: bool = False
+    contrastive_loss_weight: float = 1.0
+
+
+@dataclass
+class SpectralGPTDataArguments:
+    """Which cubes, and how they are read."""
+
+    data_dir: str | None = field(default=None, metadata={"help": "folder of .npy/.mat cubes; default: generated"})
+    mat_key: str | None = field(default=None, metadata={"help": "variable name in .mat files holding more than one array"})
+    layout: str = field(default="auto", metadata={"help": "auto, bands_first (bands, H, W) or bands_last (H, W, bands)"})
+    num_synthetic: int = field(default=256, metadata={"help": "generated cubes when no --data_dir"})
+    synthetic_size: int | None = field(default=None, metadata={"help": "side of generated cubes (default 3/4 image_size)"})
+    missing_fraction: float = field(default=0.25, metadata={"help": "chance a generated aux image is left out"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "share of cubes held out for evaluation"})
+
+
+def infer_num_bands(cube: np.ndarray, layout: str) -> int:
+    """Bands of a raw cube: the axis ``layout`` names, or for "auto" the shortest axis."""
+    if layout == "bands_first":
+        return int(cube.shape[0])
+    if layout == "bands_last":
+        return int(cube.shape[-1])
+    return int(min(cube.shape[0], cube.shape[-1]))
+
+
+def held_out_report(model: SpectralGPTForPreTraining, dataset: HyperspectralDataset, batch_size: int, seed: int) -> None:
+    """Masked reconstruction MSE of the model and of the per-band training mean (0 after scaling), and the
+    contrastive loss per modality next to chance, on fixed masks."""
+    collate = DataCollatorForHyperspectral()
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    model_sq = mean_sq = count = 0.0
+    contrast: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            out = model(**batch, generator=generator)
+            target = model.patchify(batch["pixel_values"])
+            if model.config.norm_pix_loss:
+                target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+            masked = out.mask[..., None].float()
+            model_sq += float(((out.reconstruction - target) ** 2 * masked).sum())
+            mean_sq += float((target ** 2 * masked).sum())
+            count += float(masked.sum()) * target.shape[-1]
+            for name, value in (out.contrastive_losses or {}).items():
+                contrast.setdefault(name, []).append(float(value))
+    print(f"\nheld-out ({len(dataset)} cubes, {model.config.num_masked}/{model.config.num_patches} tokens masked):")
+    print(f"  masked reconstruction MSE: model {model_sq / count:.4f}, per-band training mean {mean_sq / count:.4f} "
+          f"(model / baseline = {model_sq / mean_sq:.3f})")
+    chance = math.log(min(batch_size, len(dataset)))
+    for name, values in contrast.items():
+        print(f"  contrastive loss {name:<10} {np.mean(values):.3f}   (chance about {chance:.3f})")
+
+
+def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
+    """Run the SpectralGPT pretraining job; returns the exit code (see the module docstring)."""
+    model_args, data_args, training_args = parse_args(
+        [SpectralGPTModelArguments, SpectralGPTDataArguments], argv,
+        {"output_dir": "runs/spectral-gpt", "per_device_train_batch_size": 16, "per_device_eval_batch_size": 16,
+         "learning_rate": 1.5e-4, "prediction_loss_only": True, "remove_unused_columns": False},
+        prog="hf-mae pretrain spectral-gpt")
+    if not 0.0 < data_args.eval_fraction < 1.0:
+        raise ValueError(f"`eval_fraction` must be in (0, 1), got {data_args.eval_fraction}.")
+
+    # data: a folder of cubes, or generated cubes
+    if data_args.data_dir is not None:
+        samples = load_cube_folder(data_args.data_dir, model_args.aux_modalities, data_args.mat_key)
+        if model_args.num_bands is None:
+            model_args.num_bands = infer_num_bands(samples[0]["cube"], data_args.layout)
+            print(f"num_bands={model_args.num_bands} (read from {samples[0]['name']}, shape {samples[0]['cube'].shape})")
+    else:
+        model_args.num_bands = model_args.num_bands or 12
+        size = data_args.synthetic_size or max(model_args.patch_size, model_args.image_size * 3 // 4)
+        samples = synthetic_cubes(data_args.num_synthetic, num_bands=model_args.num_bands, size=size,
+                                  aux_modalities=model_args.aux_modalities,
+                                  missing_fraction=data_args.missing_fraction, seed=training_args.seed)
+    if len(samples) < 2:
+        raise ValueError(f"Need at least 2 cubes (one to train, one to evaluate), got {len(samples)}.")
+    order = np.random.default_rng(training_args.seed).permutation(len(samples))
+    n_eval = min(len(samples) - 1, max(1, round(data_args.eval_fraction * len(samples))))
+    train_samples = [samples[i] for i in order[n_eval:]]
+    eval_samples = [samples[i] for i in order[:n_eval]]
+
+    # model and processor
+    config = SpectralGPTConfig(**{f.name: getattr(model_args, f.name) for f in fields(model_args)})
+    model = SpectralGPTForPreTraining(config)
+    processor = HyperspectralProcessor.from_model_config(config, layout=data_args.layout)
+    processor.fit([s["cube"] for s in train_samples])
+    train_ds, eval_ds = HyperspectralDataset(train_samples, processor), HyperspectralDataset(eval_samples, processor)
+    print(f"{len(train_ds)} training and {len(eval_ds)} held-out cubes; {config.num_patches} tokens per cube; "
+          f"{model.num_parameters() / 1e6:.2f} M parameters")
+
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      data_collator=DataCollatorForHyperspectral(), processing_class=processor,
+                      callbacks=[PerRankMaskSeed()])
+    metrics = train_and_save(trainer, training_args)
+    if not trainer.is_world_process_zero():
+        return 0
+    model = model.float().cpu()
+    held_out_report(model, eval_ds, training_args.per_device_eval_batch_size, training_args.seed)
+    if "eval_loss" in metrics:
+        print(f"  eval_loss (Trainer)        {metrics['eval_loss']:.4f}")
+
+    # the HSI encoder alone, as downstream users take it; then reload the run as a user would
+    out_dir = Path(training_args.output_dir)
+    encoder = model.get_hsi_encoder().eval()
+    encoder.save_pretrained(out_dir / "hsi_encoder")
+    processor.save_pretrained(out_dir / "hsi_encoder")
+    reloaded = AutoModel.from_pretrained(out_dir).eval()
+    reloaded_processor = AutoFeatureExtractor.from_pretrained(out_dir)
+    cubes = reloaded_processor([s["cube"] for s in eval_samples[:4]])["pixel_values"]
+    with torch.no_grad():
+        diff = (reloaded(cubes).last_hidden_state - encoder(cubes).last_hidden_state).abs().max().item()
+    print(f"saved to {out_dir} (HSI encoder alone in {out_dir / 'hsi_encoder'}); AutoModel.from_pretrained -> "
+          f"{type(reloaded).__name__}, max |hidden difference| = {diff:.1e}")
+    return 0
