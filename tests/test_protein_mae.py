@@ -202,6 +202,10 @@ def test_mask_is_reproducible_from_noise_and_random_without():
     noise = torch.rand(x.shape[:2])
     assert torch.equal(model(x, mask, noise=noise).mask, model(x, mask, noise=noise).mask)
     assert not torch.equal(model(x, mask).mask, model(x, mask).mask)
+    model.eval()   # eval mode: masks from config.eval_mask_seed, the same on every call
+    assert torch.equal(model(x, mask).mask, model(x, mask).mask)
+    v5 = ProteinMAEV5ForPreTraining(ProteinMAEV5Config(**V5_TINY)).eval()
+    assert torch.equal(v5(x, mask).mask, v5(x, mask).mask) and v5(x, mask).loss == v5(x, mask).loss
 
 
 # -- save / load ------------------------------------------------------------------------------------------------

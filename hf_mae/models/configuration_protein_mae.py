@@ -28,6 +28,7 @@ def _check_common(config) -> None:
     check_float("mask_ratio", config.mask_ratio, minimum=0.0, maximum=1.0, maximum_exclusive=True)
     check_float("dropout", config.dropout, minimum=0.0, maximum=1.0, maximum_exclusive=True)
     check_float("initializer_range", config.initializer_range, minimum=0.0, minimum_exclusive=True)
+    check_int("eval_mask_seed", config.eval_mask_seed, minimum=0)
 
 
 def _check_patches(name: str, num_patches: int, max_length: int) -> None:
@@ -52,6 +53,7 @@ class ProteinMAEV2Config(PreTrainedConfig):
         mask_ratio: fraction of each protein's residues hidden during pretraining (0.5).
         huber_delta, scale_factor: the loss is ``huber(recon * scale_factor, target * scale_factor, delta)``
             over masked residues (0.5 and 5, as in the seed).
+        eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
 
     Example:
         >>> from hf_mae import ProteinMAEV2Config
@@ -73,6 +75,7 @@ class ProteinMAEV2Config(PreTrainedConfig):
     mask_ratio: float | int = 0.5
     huber_delta: float | int = 0.5
     scale_factor: float | int = 5.0
+    eval_mask_seed: int = 0
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
 
@@ -100,6 +103,7 @@ class ProteinMAEV5Config(PreTrainedConfig):
         decoder_embed_dim, decoder_num_layers, decoder_nhead, decoder_dim_feedforward: the pretraining decoder
             (512, 4, 16, 2048): a light transformer over all patches with mask tokens in the hidden places.
         mask_ratio: fraction of each protein's real patches hidden during pretraining (0.75).
+        eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
 
     Example:
         >>> from hf_mae import ProteinMAEV5Config
@@ -124,6 +128,7 @@ class ProteinMAEV5Config(PreTrainedConfig):
     decoder_nhead: int = 16
     decoder_dim_feedforward: int = 2048
     mask_ratio: float | int = 0.75
+    eval_mask_seed: int = 0
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
 

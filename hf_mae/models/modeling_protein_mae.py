@@ -110,6 +110,14 @@ def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (values * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
 
 
+def _eval_generator(model: nn.Module, noise: torch.Tensor | None) -> torch.Generator | None:
+    """Fixed masks in eval mode: eval_loss is comparable between checkpoints and evaluation does not consume
+    the training random stream (a resumed run draws the same training masks)."""
+    if model.training or noise is not None:
+        return None
+    return torch.Generator().manual_seed(model.config.eval_mask_seed)
+
+
 def _mask_ratio(ratio, default: float) -> float:
     ratio = default if ratio is None else ratio
     check_float("mask_ratio", ratio, minimum=0.0, maximum=1.0, maximum_exclusive=True)
@@ -340,7 +348,9 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, mask_ratio: float | None = None,
                 return_loss: bool = True) -> ProteinMAEV2ForPreTrainingOutput:
-        out = self.mae(residue_embeddings, attention_mask, mask_ratio=mask_ratio, noise=noise)
+        """In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` is given."""
+        out = self.mae(residue_embeddings, attention_mask, mask_ratio=mask_ratio, noise=noise,
+                       generator=_eval_generator(self, noise))
         loss = None
         if return_loss:
             scale = self.config.scale_factor
@@ -464,11 +474,13 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, mask_ratio: float | None = None,
                 return_loss: bool = True) -> ProteinMAEV5ForPreTrainingOutput:
+        """In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` is given."""
         ratio = _mask_ratio(mask_ratio, self.config.mask_ratio)
         if ratio == 0:
             raise ValueError("`mask_ratio` must be > 0 for pretraining: with nothing hidden there is nothing to "
                              "reconstruct. Use MAEEncoder for features.")
-        encoded = self.mae(residue_embeddings, attention_mask, mask_ratio=ratio, noise=noise)
+        encoded = self.mae(residue_embeddings, attention_mask, mask_ratio=ratio, noise=noise,
+                           generator=_eval_generator(self, noise))
         reconstruction = self.decoder(encoded)                                               # (B, P, input_dim)
         valid = torch.ones_like(residue_embeddings[..., 0], dtype=torch.bool) if attention_mask is None \
             else attention_mask.bool()
