@@ -167,7 +167,7 @@ def test_finetune_interaction_with_trainer_reports_roc_auc(tmp_path, capsys):
     out = tmp_path / "pair"
     assert main(["finetune-protein-interaction", "--encoder", "v2", "--output_dir", str(out), *TINY_ESM,
                  "--max_steps", "3", "--eval_steps", "3", "--n_train_pairs", "24", "--n_eval_pairs", "16",
-                 "--adapter_dim", "16",
+                 "--encoder_embed_dim", "16", "--encoder_num_layers", "1", "--adapter_dim", "16",
                  "--cross_attention_heads", "2", "--cross_attention_dim_feedforward", "32"]) == 0
     metrics = json.loads((out / "eval_results.json").read_text())
     assert 0.0 <= metrics["eval_roc_auc"] <= 1.0 and "eval_accuracy" in metrics

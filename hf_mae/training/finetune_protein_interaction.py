@@ -70,6 +70,8 @@ class InteractionArguments:
     encoder_path: str | None = field(default=None, metadata={"help": "a saved V5 or V2 protein MAE folder"})
     encoder: str = field(default="v5", metadata={"help": "fresh small encoder when no path: v5 or v2"})
     max_length: int = 1502
+    encoder_embed_dim: int = field(default=128, metadata={"help": "width of the fresh encoder (no encoder_path)"})
+    encoder_num_layers: int = field(default=2, metadata={"help": "depth of the fresh encoder (no encoder_path)"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train only adapter, cross-attention, classifier"})
     adapter_dim: int = field(default=128, metadata={"help": "V2 adapter width (768 in the seed)"})
     cross_attention_layers: int = 1
@@ -85,10 +87,11 @@ def build_model(args: InteractionArguments, input_dim: int) -> ProteinInteractio
         encoder = AutoModel.from_pretrained(args.encoder_path)
     else:
         check_choice("encoder", args.encoder, ("v5", "v2"))
-        small = dict(input_dim=input_dim, max_length=args.max_length, embed_dim=128, num_layers=2, nhead=4,
-                     dim_feedforward=256)
+        width = args.encoder_embed_dim
+        small = dict(input_dim=input_dim, max_length=args.max_length, embed_dim=width,
+                     num_layers=args.encoder_num_layers, nhead=4, dim_feedforward=2 * width)
         encoder = MAEEncoder(ProteinMAEV5Config(**small)) if args.encoder == "v5" \
-            else TransformerMAE(ProteinMAEV2Config(**small, decoder_hidden_dim=256))
+            else TransformerMAE(ProteinMAEV2Config(**small, decoder_hidden_dim=2 * width))
     if encoder.config.input_dim != input_dim:
         raise ValueError(f"The encoder expects {encoder.config.input_dim}-d residue embeddings; the embedder gives "
                          f"{input_dim}-d.")
