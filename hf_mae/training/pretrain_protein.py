@@ -103,7 +103,12 @@ def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets
     """FASTA -> per-residue embeddings as a Dataset (id, sequence, length, residue_embeddings)."""
     if data_args.embeddings_dir and (Path(data_args.embeddings_dir) / "dataset_info.json").is_file():
         logger.info("loading embeddings from %s", data_args.embeddings_dir)
-        return datasets.load_from_disk(data_args.embeddings_dir).with_format("numpy")
+        dataset = datasets.load_from_disk(data_args.embeddings_dir).with_format("numpy")
+        longest = int(max(dataset["length"]))
+        if longest > max_length:
+            raise ValueError(f"`embeddings_dir`={data_args.embeddings_dir!r} holds proteins of up to {longest} residues, "
+                             f"more than max_length={max_length}: embed again into another folder.")
+        return dataset
     if data_args.fasta is None:
         ids, sequences = load_pyhmmer_proteins(data_args.max_proteins or None)
     else:
