@@ -21,16 +21,6 @@ from .validation import check_choice, check_float, check_heads, check_int
 _ALIASES = {"hidden_size": "embed_dim", "num_attention_heads": "nhead", "num_hidden_layers": "num_layers"}
 
 
-def _check_common(config) -> None:
-    for name in ("input_dim", "max_length", "embed_dim", "num_layers", "nhead", "dim_feedforward"):
-        check_int(name, getattr(config, name))
-    check_heads("embed_dim", config.embed_dim, "nhead", config.nhead)
-    check_float("mask_ratio", config.mask_ratio, minimum=0.0, maximum=1.0, maximum_exclusive=True)
-    check_float("dropout", config.dropout, minimum=0.0, maximum=1.0, maximum_exclusive=True)
-    check_float("initializer_range", config.initializer_range, minimum=0.0, minimum_exclusive=True)
-    check_int("eval_mask_seed", config.eval_mask_seed, minimum=0)
-
-
 def _check_patches(name: str, num_patches: int, max_length: int) -> None:
     """Every patch must be reachable by a protein of max_length residues; else the last ones are always empty."""
     check_int(name, num_patches, maximum=max_length)
@@ -42,7 +32,35 @@ def _check_patches(name: str, num_patches: int, max_length: int) -> None:
         )
 
 
-class ProteinMAEV2Config(PreTrainedConfig):
+class ProteinMAEConfig(PreTrainedConfig):
+    """Fields shared by V2 and V5 (with V2's defaults); use ``ProteinMAEV2Config`` or ``ProteinMAEV5Config``."""
+
+    attribute_map = _ALIASES
+
+    input_dim: int = 960
+    max_length: int = 1502
+    embed_dim: int = 512
+    num_layers: int = 4
+    nhead: int = 16
+    dim_feedforward: int = 2048
+    dropout: float | int = 0.1
+    mask_ratio: float | int = 0.5
+    eval_mask_seed: int = 0
+    layer_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        for name in ("input_dim", "max_length", "embed_dim", "num_layers", "nhead", "dim_feedforward"):
+            check_int(name, getattr(self, name))
+        check_heads("embed_dim", self.embed_dim, "nhead", self.nhead)
+        check_float("mask_ratio", self.mask_ratio, minimum=0.0, maximum=1.0, maximum_exclusive=True)
+        check_float("dropout", self.dropout, minimum=0.0, maximum=1.0, maximum_exclusive=True)
+        check_float("initializer_range", self.initializer_range, minimum=0.0, minimum_exclusive=True)
+        check_int("eval_mask_seed", self.eval_mask_seed, minimum=0)
+
+
+class ProteinMAEV2Config(ProteinMAEConfig):
     r"""V2 protein MAE (``TransformerMAE``).
 
     Args:
@@ -62,32 +80,19 @@ class ProteinMAEV2Config(PreTrainedConfig):
     """
 
     model_type = "hf_mae_protein_mae_v2"
-    attribute_map = _ALIASES
 
-    input_dim: int = 960
-    max_length: int = 1502
-    embed_dim: int = 512
-    num_layers: int = 4
-    nhead: int = 16
-    dim_feedforward: int = 2048
-    dropout: float | int = 0.1
     decoder_hidden_dim: int = 2048
-    mask_ratio: float | int = 0.5
     huber_delta: float | int = 0.5
     scale_factor: float | int = 5.0
-    eval_mask_seed: int = 0
-    layer_norm_eps: float = 1e-6
-    initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        _check_common(self)
         check_int("decoder_hidden_dim", self.decoder_hidden_dim)
         check_float("huber_delta", self.huber_delta, minimum=0.0, minimum_exclusive=True)
         check_float("scale_factor", self.scale_factor, minimum=0.0, minimum_exclusive=True)
 
 
-class ProteinMAEV5Config(PreTrainedConfig):
+class ProteinMAEV5Config(ProteinMAEConfig):
     r"""V5 protein MAE (``MAEEncoder`` + light decoder).
 
     Residues map to patches by position: with ``patch_size = ceil(max_length / num_patches)`` (32 for 1502
@@ -113,30 +118,22 @@ class ProteinMAEV5Config(PreTrainedConfig):
     """
 
     model_type = "hf_mae_protein_mae_v5"
-    attribute_map = _ALIASES
 
-    input_dim: int = 960
-    max_length: int = 1502
-    num_patches: int = 47
     embed_dim: int = 768
     num_layers: int = 12
     nhead: int = 12
     dim_feedforward: int = 3072
     dropout: float | int = 0.0
+    mask_ratio: float | int = 0.75
+    num_patches: int = 47
     decoder_embed_dim: int = 512
     decoder_num_layers: int = 4
     decoder_nhead: int = 16
     decoder_dim_feedforward: int = 2048
-    mask_ratio: float | int = 0.75
-    eval_mask_seed: int = 0
-    layer_norm_eps: float = 1e-6
-    initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        _check_common(self)
-        for name in ("num_patches", "decoder_embed_dim", "decoder_num_layers", "decoder_nhead",
-                     "decoder_dim_feedforward"):
+        for name in ("decoder_embed_dim", "decoder_num_layers", "decoder_nhead", "decoder_dim_feedforward"):
             check_int(name, getattr(self, name))
         check_heads("decoder_embed_dim", self.decoder_embed_dim, "decoder_nhead", self.decoder_nhead)
         _check_patches("num_patches", self.num_patches, self.max_length)
