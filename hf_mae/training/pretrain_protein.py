@@ -27,6 +27,7 @@ from transformers import AutoModel, Trainer
 from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
 from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
 from ..models.masking import masked_reconstruction_loss
+from ..models.modeling_protein_mae import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
 from .common import PerRankMaskSeed, parse_args, train_and_save
@@ -129,36 +130,43 @@ def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets
     return dataset
 
 
-@torch.no_grad()
-def held_out_losses(model, dataset: datasets.Dataset, collator, seed: int, batch_size: int = 16) -> tuple[float, float]:
-    """Masked loss of the model and of predicting the mean training embedding, on the same masks."""
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    totals = [0.0, 0.0]
-    batches = 0
+def _batches(dataset: datasets.Dataset, collator, batch_size: int = 16):
     for start in range(0, len(dataset), batch_size):
-        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        yield collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+
+
+@torch.no_grad()
+def held_out_losses(model, train: datasets.Dataset, held_out: datasets.Dataset, collator, seed: int
+                    ) -> tuple[float, float]:
+    """Masked loss on held-out proteins of the model and of a baseline that predicts, for every hidden
+    residue (V2) or patch (V5), the mean training residue embedding (or patch mean). Same masks for both."""
+    model.eval()
+    v2 = isinstance(model, ProteinMAEV2ForPreTraining)
+    total, count = 0.0, 0
+    for batch in _batches(train, collator):     # mean training residue (V2) or patch mean (V5)
+        if v2:
+            units = batch["residue_embeddings"][batch["attention_mask"].bool()]
+        else:
+            patches, patch_valid = pool_patches(batch["residue_embeddings"], batch["attention_mask"].bool(),
+                                                model.config.patch_size, model.config.num_patches)
+            units = patches[patch_valid]
+        total, count = total + units.sum(0), count + units.shape[0]
+    train_mean = total / count
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for batch in _batches(held_out, collator):
         x, mask = batch["residue_embeddings"], batch["attention_mask"]
-        n_tokens = x.shape[1] if isinstance(model, ProteinMAEV2ForPreTraining) else model.config.num_patches
-        out = model(x, mask, noise=torch.rand(x.shape[0], n_tokens, generator=generator))
-        totals[0] += out.loss.item()
-        totals[1] += baseline_loss(model, x, mask, out).item()
-        batches += 1
-    return totals[0] / batches, totals[1] / batches
-
-
-def baseline_loss(model, x: torch.Tensor, mask: torch.Tensor, out) -> torch.Tensor:
-    """The model's loss if it predicted, everywhere, the mean over the batch's real residues (or patches)."""
-    if isinstance(model, ProteinMAEV2ForPreTraining):
-        valid = mask.bool()
-        mean = x[valid].mean(0)
-        scale = model.config.scale_factor
-        return masked_reconstruction_loss(mean.expand_as(x) * scale, x * scale, out.mask[..., None].expand_as(x),
-                                          "huber", model.config.huber_delta)
-    valid_patches = out.target.abs().sum(-1) > 0
-    mean = out.target[valid_patches].mean(0)
-    return masked_reconstruction_loss(mean.expand_as(out.target), out.target,
-                                      out.mask[..., None].expand_as(out.target), "mse")
+        out = model(x, mask, noise=torch.rand(x.shape[0], x.shape[1] if v2 else model.config.num_patches,
+                                              generator=generator))
+        if v2:
+            scale = model.config.scale_factor
+            baseline = masked_reconstruction_loss(train_mean.expand_as(x) * scale, x * scale,
+                                                  out.mask[..., None].expand_as(x), "huber", model.config.huber_delta)
+        else:
+            baseline = masked_reconstruction_loss(train_mean.expand_as(out.target), out.target,
+                                                  out.mask[..., None].expand_as(out.target), "mse")
+        losses.append((out.loss.item(), baseline.item()))
+    return tuple(float(v) for v in torch.tensor(losses).mean(0))
 
 
 def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
@@ -186,10 +194,11 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
     if not trainer.is_world_process_zero():
         return 0
 
-    model_loss, mean_loss = held_out_losses(model.float().cpu(), split["test"], collator, training_args.seed)
+    model_loss, mean_loss = held_out_losses(model.float().cpu(), split["train"], split["test"], collator,
+                                            training_args.seed)
     print(f"\n{job}: {len(split['train'])} training / {len(split['test'])} held-out proteins, "
           f"input_dim {input_dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    print(f"  held-out masked loss  model {model_loss:.4f}   mean-embedding baseline {mean_loss:.4f}   "
+    print(f"  held-out masked loss  model {model_loss:.4f}   mean-training-embedding baseline {mean_loss:.4f}   "
           f"(model / baseline = {model_loss / mean_loss:.3f})")
     if "eval_loss" in metrics:
         print(f"  eval_loss (Trainer)   {metrics['eval_loss']:.4f}")
@@ -197,7 +206,7 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
     # reload the encoder with AutoModel, as a user would, and compare its features
     out_dir = training_args.output_dir
     reloaded = AutoModel.from_pretrained(out_dir).eval()
-    batch = collator([split["test"][i] for i in range(min(4, len(split["test"])))])
+    batch = next(_batches(split["test"].select(range(min(4, len(split["test"])))), collator))
     with torch.no_grad():
         if isinstance(model, ProteinMAEV2ForPreTraining):
             new, old = reloaded.encode(**batch).compressed, model.mae.eval().encode(**batch).compressed
