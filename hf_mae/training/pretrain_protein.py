@@ -90,8 +90,10 @@ class ProteinV5ModelArguments:
 JOBS = {
     "protein-mae-v2": (ProteinV2ModelArguments, ProteinMAEV2Config, ProteinMAEV2ForPreTraining,
                        {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the seed's V2 learning rate
+    # The seed's V5 values are lr 1e-4 / wd 0.05 for the full model over 100 epochs; the small 100-step job needs
+    # 1e-3 (measured: held-out loss 3.3x the mean baseline at 1e-4, on par with it at 1e-3).
     "protein-mae-v5": (ProteinV5ModelArguments, ProteinMAEV5Config, ProteinMAEV5ForPreTraining,
-                       {"learning_rate": 1e-4, "weight_decay": 0.05}),  # the seed's V5 values
+                       {"learning_rate": 1e-3, "weight_decay": 0.05}),
 }
 # Batches of proteins of similar length (the dataset's `length` column) waste little compute on padding; the
 # column must survive until the sampler, so the collator picks its fields instead of Trainer dropping columns.
