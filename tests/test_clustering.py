@@ -14,6 +14,9 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 TRUE_KAPPAS = [30.0, 60.0, 100.0, 45.0]
 TRUE_WEIGHTS = [0.1, 0.2, 0.3, 0.4]
 
+# Tiny tensors: single-threaded is faster, much faster on a shared machine (see conftest).
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.fixture(scope="module")
 def mixture():

@@ -10,6 +10,9 @@ from hf_mae.features import FEATURE_RULES, feature_rule, register_feature_rule
 
 TINY = dict(seq_len=32, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, n_blocks=4, n_mask=2, latent_dim=8)
 
+# Tiny tensors: single-threaded is faster, much faster on a shared machine (see conftest).
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.fixture
 def spectra():

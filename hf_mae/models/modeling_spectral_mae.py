@@ -31,6 +31,7 @@ from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveM
 from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
 from .masking import (draw_noise, gather_tokens, make_block_mask, masked_reconstruction_loss, split_by_noise,
                       visible_block_ids)
+from .serialization import HubCheckpointMixin
 from .validation import check_int, check_tensor
 
 __all__ = [
@@ -114,6 +115,7 @@ class ChemoDecoderMLP(nn.Module):
     def __init__(self, config: SpectralMAEConfig):
         super().__init__()
         self.proj = nn.Linear(config.latent_dim, config.seq_len)
+        self.proj.reads_unit_sphere = True  # see SpectralMAEPreTrainedModel._init_weights
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.proj(z)
@@ -129,12 +131,13 @@ class WaveDecoderMLP(nn.Module):
             nn.Linear(config.dec_hidden, config.dec_hidden), nn.GELU(), nn.Dropout(config.dec_dropout),
             nn.Linear(config.dec_hidden, config.seq_len),
         )
+        self.net[0].reads_unit_sphere = True  # see SpectralMAEPreTrainedModel._init_weights
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
 
 
-class SpectralMAEPreTrainedModel(PreTrainedModel):
+class SpectralMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
     """Weight initialisation and class attributes shared by the spectral MAEs."""
 
     config_class = SpectralMAEConfig
@@ -148,6 +151,11 @@ class SpectralMAEPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        if getattr(module, "reads_unit_sphere", False):
+            # The decoder reads z from the unit sphere, whose entries are ~1/sqrt(latent_dim), not ~1. With the
+            # usual std 0.02 its output, and the gradient the encoder gets through it, start tiny and training
+            # sits on a plateau; std 1 gives the first decoder layer unit-variance outputs.
+            init.normal_(module.weight, mean=0.0, std=1.0)
         if isinstance(module, SpectralEncoder):
             init.trunc_normal_(module.cls_token, std=self.config.initializer_range)
             if module.pos_embed is not None:

@@ -27,13 +27,19 @@ from .common import PerRankMaskSeed, parse_args, train_and_save
 
 @dataclass
 class SpectralModelArguments:
-    """Architecture of the model to pretrain (the seed's defaults; ``n_mask`` defaults per model)."""
+    """Architecture of the model to pretrain; ``n_mask`` defaults per model.
+
+    The job defaults to a smaller encoder than the model classes (d_model 256, 4 layers, 4 heads, FFN 1024,
+    3.2M parameters, the size of the published chemomae benchmarks): on the ~1000 spectra of the default
+    data it reaches a lower held-out error in 200 steps than the 10.7M-parameter class default, in a third
+    of the time. ``--d_model 384 --nhead 6 --num_layers 6 --dim_feedforward 1536`` gives the class default.
+    """
 
     seq_len: int = field(default=256, metadata={"help": "points of the model's wavelength grid"})
-    d_model: int = 384
-    nhead: int = 6
-    num_layers: int = 6
-    dim_feedforward: int = 1536
+    d_model: int = 256
+    nhead: int = 4
+    num_layers: int = 4
+    dim_feedforward: int = 1024
     dropout: float = 0.1
     use_learnable_pos: bool = True
     latent_dim: int = 64
@@ -77,7 +83,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
     config_class, model_class = JOBS[model_name]
     model_args, data_args, training_args = parse_args(
         [SpectralModelArguments, SpectralDataArguments], argv,
-        {"output_dir": f"runs/{model_name}"}, prog=f"hf-mae pretrain {model_name}")
+        {"output_dir": f"runs/{model_name}", "learning_rate": 1e-3}, prog=f"hf-mae pretrain {model_name}")
 
     # data -> processing: fit SNV + scaling on the training split only
     data = load_spectral_dataset(data_args.dataset)

@@ -1,0 +1,191 @@
+"""Model cards: one Jinja template per architecture in ``model_cards/``, rendered with
+``huggingface_hub.ModelCard``.
+
+The template holds what is fixed for an architecture (what it is, how to load and use it); this module fills
+in what comes from the checkpoint and its training run: YAML metadata, parameter count per part, which parts
+the checkpoint holds, the configuration, training settings and metrics read from ``trainer_state.json``, and
+the figures pushed with the model.
+
+A new architecture needs a row in ``CARD_SPECS`` (keyed by ``model_type``) and a template in
+``model_cards/``; ``tests/test_hub.py`` checks that every registered architecture has both.
+
+Example:
+    >>> from hf_mae import ChemoMAE
+    >>> model = ChemoMAE(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4)
+    >>> card = render_model_card(model, "lab/chemomae-tiny", datasets=["lab/corn-nir"])
+    >>> card.data.library_name, card.data.license
+    ('transformers', 'apache-2.0')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+from .metadata import validate_card
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+
+# (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L), for the figure
+Reconstruct = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class CardSpec:
+    """What a card needs to know about one architecture beyond its checkpoint."""
+
+    template: str                      # file name in model_cards/
+    title: str                         # the architecture's name in prose
+    tags: tuple[str, ...]              # Hub tags besides "hf-mae"
+    pipeline_tag: str | None           # the Hub task, where one fits
+    reconstruct: Reconstruct | None    # for reconstruction models: draws the inputs-vs-reconstructions figure
+
+
+def spectral_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """ChemoMAE/WaveMAE (or their ForPreTraining wrappers): mask ``n_mask`` blocks, reconstruct the spectrum."""
+    mae = model.base_model  # the MAE itself inside a ForPreTraining model, the model otherwise
+    with torch.no_grad():
+        x_recon, _, visible = mae(examples.to(model.dtype), generator=generator)
+    return examples, x_recon, visible
+
+
+_SPECTRA_TAGS = ("masked-autoencoder", "spectroscopy", "nir", "chemometrics")
+CARD_SPECS: dict[str, CardSpec] = {
+    "hf_mae_chemomae": CardSpec("chemomae.md", "ChemoMAE", _SPECTRA_TAGS, "feature-extraction",
+                                spectral_reconstructions),
+    "hf_mae_wavemae": CardSpec("wavemae.md", "WaveMAE", _SPECTRA_TAGS, "feature-extraction",
+                               spectral_reconstructions),
+    # TODO(lead): a reconstruction figure for cubes (patches -> bands) once plotting has an image view
+    "hf_mae_spectral_gpt": CardSpec("spectral_gpt.md", "SpectralGPT",
+                                    ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
+                                    None),
+}
+
+
+def card_spec(model_type: str) -> CardSpec:
+    """The card spec of an architecture, or a ValueError saying what to add."""
+    if model_type not in CARD_SPECS:
+        raise ValueError(f"No model card for model_type {model_type!r}: add a CardSpec to CARD_SPECS in "
+                         f"hf_mae/hub/cards.py and a template in model_cards/ (known: {sorted(CARD_SPECS)}).")
+    spec = CARD_SPECS[model_type]
+    if not (TEMPLATE_DIR / spec.template).is_file():
+        raise ValueError(f"Model card template {TEMPLATE_DIR / spec.template} is missing.")
+    return spec
+
+
+def parameter_parts(model: torch.nn.Module) -> list[tuple[str, int]]:
+    """Parameters per part of the checkpoint: the base model's top-level modules (``encoder``, ``decoder``,
+    ...) and, for task models, the heads outside the base model (named ``head: <module>``)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    has_base = bool(prefix) and hasattr(model, prefix)
+    counts: dict[str, int] = {}
+    for name, parameter in model.named_parameters():
+        parts = name.split(".")
+        if has_base and parts[0] == prefix:
+            key = parts[1]
+        else:
+            key = f"head: {parts[0]}" if has_base else parts[0]
+        counts[key] = counts.get(key, 0) + parameter.numel()
+    return list(counts.items())
+
+
+def _count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(int(n))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def run_summary(trainer_state: dict[str, Any] | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """(training settings, metrics) read from a ``trainer_state.json`` dict; empty lists without one."""
+    if not trainer_state:
+        return [], []
+    history = trainer_state.get("log_history") or []
+    train_losses = [entry["loss"] for entry in history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    learning_rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    summary = next((entry for entry in reversed(history) if "train_runtime" in entry), {})
+    settings = [("optimisation steps", trainer_state.get("global_step")),
+                ("epochs", trainer_state.get("epoch")),
+                ("batch size per device", trainer_state.get("train_batch_size")),
+                ("peak learning rate", max(learning_rates) if learning_rates else None),
+                ("logging / eval / save every (steps)",
+                 " / ".join(str(trainer_state.get(k)) for k in ("logging_steps", "eval_steps", "save_steps")))]
+    metrics = [("final training loss", train_losses[-1] if train_losses else None),
+               ("final eval loss", eval_losses[-1] if eval_losses else None),
+               ("best eval loss", min(eval_losses) if eval_losses else None),
+               ("mean training loss (whole run)", summary.get("train_loss")),
+               ("training time (s)", summary.get("train_runtime")),
+               ("training samples / s", summary.get("train_samples_per_second"))]
+    keep = lambda rows: [(name, value) for name, value in rows if value is not None]  # noqa: E731
+    return keep(settings), keep(metrics)
+
+
+def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: dict[str, Any] | None = None,
+                      training_args: dict[str, Any] | None = None, license: str = "apache-2.0",
+                      datasets: Sequence[str] = (), data_description: str | None = None,
+                      figures: dict[str, str] | None = None) -> ModelCard:
+    """The model card of ``model`` as it will be pushed to ``repo_id``.
+
+    Args:
+        trainer_state: the run's ``trainer_state.json`` (settings and metrics are read from it).
+        training_args: optional ``TrainingArguments.to_dict()`` of the run, shown as a table.
+        license: a Hub license id. datasets: Hub dataset ids the model was trained on.
+        data_description: a sentence or two on the training data, shown in the card.
+        figures: ``{"reconstructions": "reconstructions.png", "loss_curve": "loss_curve.png"}``, paths
+            relative to the repository root, for the figures pushed with the model.
+    """
+    config = model.config
+    spec = card_spec(config.model_type)
+    parts = parameter_parts(model)
+    total = sum(count for _, count in parts)
+    part_names = [name for name, _ in parts]
+    named = [f"the {name}" for name in part_names]
+    holds = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1]
+    if any("decoder" in name for name in part_names):
+        holds += ". With its decoder it reconstructs masked inputs, not only embeds them."
+    else:
+        holds += ". It holds no decoder, so it embeds inputs but cannot reconstruct them."
+    config_dict = {key: value for key, value in config.to_diff_dict().items()
+                   if key not in ("auto_map", "transformers_version", "architectures", "dtype")}
+    settings, metrics = run_summary(trainer_state)
+    if training_args:
+        wanted = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
+                  "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed")
+        settings += [(key, training_args[key]) for key in wanted if key in training_args]
+    figures = figures or {}
+    card_data = ModelCardData(
+        library_name="transformers", license=license, tags=["hf-mae", *spec.tags],
+        datasets=list(datasets) or None, pipeline_tag=spec.pipeline_tag, model_name=repo_id.split("/")[-1],
+    )
+    card = ModelCard.from_template(
+        card_data, template_path=str(TEMPLATE_DIR / spec.template),
+        repo_id=repo_id, title=spec.title, model_class=type(model).__name__,
+        total_parameters=_count(total), total_parameters_exact=f"{total:,}",
+        parameters_table=_table(("part", "parameters"), [(name, f"{count:,}") for name, count in parts]),
+        holds=holds, config_json=json.dumps(config_dict, indent=2, sort_keys=True),
+        training_table=_table(("setting", "value"), [(k, _number(v)) for k, v in settings]) if settings else "",
+        metrics_table=_table(("metric", "value"), [(k, _number(v)) for k, v in metrics]) if metrics else "",
+        datasets=list(datasets), data_description=data_description or "",
+        reconstruction_figure=figures.get("reconstructions"), loss_figure=figures.get("loss_curve"),
+    )
+    errors, _ = validate_card(str(card))
+    if errors:  # the template itself is wrong: say so before anything is pushed
+        raise ValueError(f"Model card for {repo_id} has invalid metadata: {errors}")
+    return card
