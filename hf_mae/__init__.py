@@ -31,6 +31,19 @@ from .models import (
     SMILESBERTModel,
     make_block_mask,
 )
+from .models import (
+    MAEEncoder,
+    PatchEmbedding,
+    ProteinInteractionConfig,
+    ProteinInteractionForSequenceClassification,
+    ProteinInteractionModel,
+    ProteinMAEV2Config,
+    ProteinMAEV2ForPreTraining,
+    ProteinMAEV5Config,
+    ProteinMAEV5ForPreTraining,
+    TransformerMAE,
+    V2ToV5Adapter,
+)
 from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
 from .clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
@@ -46,6 +59,9 @@ __all__ = [
     "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
     "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
     "SpectraProcessor",
+    "ProteinMAEV2Config", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "MAEEncoder",
+    "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
+    "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
     "CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture",
     "extract_features", "register_feature_rule",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",

@@ -33,10 +33,21 @@ from .models import (
 from .processing.hyperspectral import HyperspectralProcessor
 from .processing.spectra import SpectraProcessor
 
+# Protein MAEs V2/V5 and the pair-interaction classifier.
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+from .models import (  # noqa: E402
+    MAEEncoder, ProteinInteractionConfig, ProteinInteractionForSequenceClassification, ProteinInteractionModel,
+    ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining, TransformerMAE,
+)
+
 # (config class, {auto class: model class}, feature extractor / processor class or None)
 REGISTRY = [
     (ChemoMAEConfig, {AutoModel: ChemoMAE, AutoModelForPreTraining: ChemoMAEForPreTraining}, SpectraProcessor),
     (WaveMAEConfig, {AutoModel: WaveMAE, AutoModelForPreTraining: WaveMAEForPreTraining}, SpectraProcessor),
+    (ProteinMAEV2Config, {AutoModel: TransformerMAE, AutoModelForPreTraining: ProteinMAEV2ForPreTraining}, None),
+    (ProteinMAEV5Config, {AutoModel: MAEEncoder, AutoModelForPreTraining: ProteinMAEV5ForPreTraining}, None),
+    (ProteinInteractionConfig, {AutoModel: ProteinInteractionModel,
+                                AutoModelForSequenceClassification: ProteinInteractionForSequenceClassification}, None),
     (SpectralGPTConfig, {AutoModel: SpectralGPTModel, AutoModelForPreTraining: SpectralGPTForPreTraining,
                          AutoModelForImageClassification: SpectralGPTForImageClassification}, HyperspectralProcessor),
     # the tokenizer is a plain tokenizer.json that AutoTokenizer loads by itself: no processor to register
