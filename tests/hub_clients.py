@@ -122,19 +122,63 @@ _TINY_CUBE = dict(image_size=32, patch_size=8, num_bands=6, band_patch_size=2, h
                   decoder_num_attention_heads=2, decoder_intermediate_size=32, aux_modalities=[], projection_dim=8)
 _TINY_SPECTRAL = dict(seq_len=32, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, latent_dim=8,
                       dec_hidden=16, n_blocks=4, n_mask=2)
+def _residue_inputs(config: dict, generator) -> tuple[tuple, dict]:
+    """Per-residue embeddings of proteins of 30, 22 and 9 residues (right-padded), and mask noise."""
+    import torch
+
+    x = torch.randn(BATCH, 30, config["input_dim"], generator=generator)
+    attention_mask = (torch.arange(30) < torch.tensor([30, 22, 9])[:, None]).long()
+    positions = config.get("num_patches", 30)  # V5 masks patches, V2 residues
+    return (x, attention_mask), {"noise": torch.rand(BATCH, positions, generator=generator)}
+
+
+def _residue_rows(config: dict, generator) -> list[dict]:
+    import torch
+
+    return [{"residue_embeddings": torch.randn(30, config["input_dim"], generator=generator)} for _ in range(8)]
+
+
+def _pair_inputs(config: dict, generator) -> tuple[tuple, dict]:
+    (a, mask_a), _ = _residue_inputs(config["encoder_config"], generator)
+    (b, mask_b), _ = _residue_inputs(config["encoder_config"], generator)
+    return (a, b.flip(0), mask_a, mask_b.flip(0)), {}
+
+
+def _pair_rows(config: dict, generator) -> list[dict]:
+    import torch
+
+    dim = config["encoder_config"]["input_dim"]
+    return [{"residue_embeddings_a": torch.randn(30, dim, generator=generator),
+             "residue_embeddings_b": torch.randn(30, dim, generator=generator), "labels": torch.tensor(i % 2)}
+            for i in range(8)]
+
+
+_TINY_V2 = dict(input_dim=24, max_length=64, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32,
+                decoder_hidden_dim=32)
+_TINY_V5 = dict(input_dim=24, max_length=64, num_patches=8, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32,
+                decoder_embed_dim=16, decoder_num_layers=1, decoder_nhead=2, decoder_dim_feedforward=32)
+# the pair classifier on a V2 encoder through the adapter (the V5 path is the V5 encoder covered above)
+_TINY_PAIR = dict(encoder_config=dict(model_type="hf_mae_protein_mae_v2", **_TINY_V2), adapter_dim=16,
+                  adapter_num_patches=8, adapter_patch_size=8, cross_attention_heads=2,
+                  cross_attention_dim_feedforward=32)
 _TINY_SMILES = dict(vocab_size=197, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                     max_position_embeddings=32)
 _SPECTRAL = dict(config=_TINY_SPECTRAL, inputs=_spectral_inputs, rows=_spectral_rows, processor=_spectral_processor,
                  processor_inputs=_spectral_processor_inputs, processor_auto="AutoFeatureExtractor")
-# config class name -> what the scenarios need to build, feed and train that architecture: its processor
-# (tokenizer or feature extractor; built in the push process, which has hf_mae), inputs to compare the
-# processor's outputs on (built in every process) and the Auto class that loads it; optionally run_metrics,
+# config class name -> what the scenarios need to build, feed and train that architecture; where one is
+# saved with the model, its processor (tokenizer or feature extractor; built in the push process, which has
+# hf_mae), inputs to compare the processor's outputs on (built in every process) and the Auto class that
+# loads it; optionally run_metrics,
 # the metrics the architecture's pretrain job saves at the end (model, processor, config -> dict)
 FACTORIES = {
     "ChemoMAEConfig": _SPECTRAL,
     "WaveMAEConfig": _SPECTRAL,
     "SpectralGPTConfig": dict(config=_TINY_CUBE, inputs=_cube_inputs, rows=_cube_rows, processor=_cube_processor,
                               processor_inputs=_cube_processor_inputs, processor_auto="AutoFeatureExtractor"),
+    # proteins come as per-residue embeddings from a protein language model: no processor is saved with them
+    "ProteinMAEV2Config": dict(config=_TINY_V2, inputs=_residue_inputs, rows=_residue_rows),
+    "ProteinMAEV5Config": dict(config=_TINY_V5, inputs=_residue_inputs, rows=_residue_rows),
+    "ProteinInteractionConfig": dict(config=_TINY_PAIR, inputs=_pair_inputs, rows=_pair_rows),
     "SMILESBERTMLMConfig": dict(config=_TINY_SMILES, inputs=_smiles_inputs, rows=_smiles_rows,
                                 processor=_smiles_tokenizer, processor_inputs=_smiles_tokenizer_inputs,
                                 processor_auto="AutoTokenizer", run_metrics=_smiles_run_metrics),
@@ -176,7 +220,7 @@ def _rows(registry):
 
 def _trainable(models: dict) -> str:
     """The Auto class whose model returns a loss (the one Trainer pretrains)."""
-    for name in ("AutoModelForPreTraining", "AutoModelForMaskedLM"):
+    for name in ("AutoModelForPreTraining", "AutoModelForMaskedLM", "AutoModelForSequenceClassification"):
         if name in models:
             return name
     raise AssertionError(f"no pretraining class among {sorted(models)}")
@@ -214,12 +258,13 @@ def push(work: str) -> None:
                 for i, t in enumerate(outputs(part, name, tiny)):
                     expected[f"{short}/{revision or 'main'}/{auto_name}/{i}"] = t
         api.create_tag(repo, tag="v1", revision="dev")
-        processor = factory["processor"](processor_class, tiny)
-        processor.push_to_hub(repo)
-        args, kwargs = factory["processor_inputs"](tiny)
-        for key, value in processor(*args, **kwargs, return_tensors="pt").items():
-            if isinstance(value, torch.Tensor):
-                expected[f"{short}/processor/{key}"] = value
+        processor = factory["processor"](processor_class, tiny) if "processor" in factory else None
+        if processor is not None:
+            processor.push_to_hub(repo)
+            args, kwargs = factory["processor_inputs"](tiny)
+            for key, value in processor(*args, **kwargs, return_tensors="pt").items():
+                if isinstance(value, torch.Tensor):
+                    expected[f"{short}/processor/{key}"] = value
 
         # Trainer pushes checkpoints while training (hub_strategy="checkpoint") and the model at the end,
         # each with the processor (tokenizer or feature extractor) it was given.
@@ -321,8 +366,8 @@ def pull(work: str, trust_remote_code: bool = False) -> dict:
             assert needle in card.text, needle
         # the processor pushed by itself, by Trainer with the model, and by hf-mae push with the run
         factory = FACTORIES[name]
-        args, kwargs = factory["processor_inputs"](config)
-        for repo in (f"lab/{short}", f"lab/{short}-trained", f"lab/{short}-card"):
+        args, kwargs = factory["processor_inputs"](config) if "processor" in factory else ((), {})
+        for repo in (f"lab/{short}", f"lab/{short}-trained", f"lab/{short}-card") if "processor" in factory else ():
             processor = getattr(transformers, factory["processor_auto"]).from_pretrained(repo, **remote)
             got = {key: value for key, value in processor(*args, **kwargs, return_tensors="pt").items()
                    if isinstance(value, torch.Tensor)}

@@ -118,10 +118,9 @@ def test_trainer_pushes_checkpoints_and_hf_mae_push_publishes_the_run(pushed):
         assert expected <= card, card
         assert not [f for f in card if f.endswith((".bin", ".pt", ".pth")) or f.startswith("checkpoint-")], card
         # the run's processor travels with it: the tokenizer, or the feature extractor
-        if hub_clients.FACTORIES[item["config"]]["processor_auto"] == "AutoTokenizer":
-            processor_files = {"tokenizer.json", "tokenizer_config.json"}
-        else:
-            processor_files = {"preprocessor_config.json"}
+        processor_files = {"AutoTokenizer": {"tokenizer.json", "tokenizer_config.json"},
+                           "AutoFeatureExtractor": {"preprocessor_config.json"},
+                           None: set()}[hub_clients.FACTORIES[item["config"]].get("processor_auto")]
         assert processor_files <= trained and processor_files <= card, (trained, card)
 
 

@@ -32,8 +32,10 @@ from .metadata import validate_card
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
 
-# (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L), for the figure
-Reconstruct = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L), for the figure; None when
+# this checkpoint cannot reconstruct (e.g. an encoder saved without its decoder)
+Reconstruct = Callable[[torch.nn.Module, torch.Tensor, torch.Generator],
+                       tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,37 @@ def spectral_reconstructions(model: torch.nn.Module, examples: torch.Tensor, gen
     return examples, x_recon, visible
 
 
+def _most_varying_channel(inputs: torch.Tensor, reconstructions: torch.Tensor, visible: torch.Tensor):
+    """(N, L, C) embeddings -> (N, L) profiles of the channel that varies most across the examples, to draw."""
+    channel = inputs.flatten(0, 1).var(dim=0).argmax()
+    return inputs[..., channel], reconstructions[..., channel], visible
+
+
+def residue_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """Protein MAE V2: hide ``mask_ratio`` of each protein's residues (examples (N, L, C), unpadded),
+    reconstruct every residue's embedding; one channel is drawn along the protein."""
+    with torch.no_grad():
+        out = model.base_model(examples.to(model.dtype), generator=generator)
+    return _most_varying_channel(examples, out.reconstruction, ~out.mask)
+
+
+def patch_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """Protein MAE V5 (pretraining checkpoint, with its decoder): hide ``mask_ratio`` of each protein's patches,
+    predict the patch means of the residue embeddings; one channel is drawn along the patches."""
+    if not hasattr(model, "decoder"):
+        return None
+    noise = torch.rand(examples.shape[0], model.config.num_patches, generator=generator)
+    with torch.no_grad():
+        out = model(examples.to(model.dtype), noise=noise, return_loss=False)
+    patches = -(-examples.shape[1] // model.config.patch_size)  # those holding residues of the examples
+    return _most_varying_channel(out.target[:, :patches], out.reconstruction[:, :patches], ~out.mask[:, :patches])
+
+
 _SPECTRA_TAGS = ("masked-autoencoder", "spectroscopy", "nir", "chemometrics")
+_PROTEIN_TAGS = ("masked-autoencoder", "protein", "biology", "protein-language-model-embeddings")
+_PROTEIN_PARTS = (("embed", "the input projection"), ("patch_embed", "the patch embedding"),
+                  ("mask_token", "the mask token"), ("cls_token", "the CLS token"),
+                  ("pos_embed", "the position embeddings"), ("head: decoder", "the decoder"))
 CARD_SPECS: dict[str, CardSpec] = {
     "hf_mae_chemomae": CardSpec("chemomae.md", "ChemoMAE", _SPECTRA_TAGS, "feature-extraction",
                                 spectral_reconstructions),
@@ -71,6 +103,18 @@ CARD_SPECS: dict[str, CardSpec] = {
     "hf_mae_spectral_gpt": CardSpec("spectral_gpt.md", "SpectralGPT",
                                     ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
                                     None),
+    "hf_mae_protein_mae_v2": CardSpec("protein_mae_v2.md", "Protein MAE V2", _PROTEIN_TAGS, "feature-extraction",
+                                      residue_reconstructions, part_names=_PROTEIN_PARTS),
+    "hf_mae_protein_mae_v5": CardSpec("protein_mae_v5.md", "Protein MAE V5", _PROTEIN_TAGS, "feature-extraction",
+                                      patch_reconstructions, part_names=_PROTEIN_PARTS),
+    "hf_mae_protein_interaction": CardSpec(
+        "protein_interaction.md", "protein-interaction classifier", ("protein-protein-interaction", "biology"),
+        None, None,
+        output_part=("head: classifier", "With its classifier it scores whether two proteins interact.",
+                     "It holds no classifier: it gives each pair's interaction vector."),
+        part_names=(("head: classifier", "the classifier"), ("encoder", "the protein MAE encoder"),
+                    ("adapter", "the V2-to-V5 adapter"), ("cross_attention", "the cross-attention blocks"),
+                    ("combine", "the layer combining both directions"), ("norm", "the final layer norm"))),
     "hf_mae_smiles_bert": CardSpec(
         "smiles_bert.md", "SMILES BERT", ("bert", "masked-language-model", "smiles", "chemistry", "cheminformatics"),
         "fill-mask", None,

@@ -142,10 +142,13 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
                 warnings.warn(f"No example inputs (--examples or {EXAMPLES_FILE} in OUTPUT_DIR): the card of "
                               f"{repo_id} will have no reconstruction figure.", stacklevel=2)
             else:
-                generator = torch.Generator().manual_seed(seed)
-                inputs, reconstructions, visible = spec.reconstruct(model, examples, generator)
-                plotting.plot_reconstructions(inputs, reconstructions, visible, stage / "reconstructions.png")
-                figures["reconstructions"] = "reconstructions.png"
+                drawn = spec.reconstruct(model, examples, torch.Generator().manual_seed(seed))
+                if drawn is None:
+                    warnings.warn(f"{type(model).__name__} holds no decoder: the card of {repo_id} will have no "
+                                  "reconstruction figure.", stacklevel=2)
+                else:
+                    plotting.plot_reconstructions(*drawn, stage / "reconstructions.png")
+                    figures["reconstructions"] = "reconstructions.png"
     except ImportError as err:
         warnings.warn(f"Figures skipped ({err}); pip install matplotlib to draw them.", stacklevel=2)
 

@@ -43,6 +43,7 @@ from transformers.utils import ModelOutput
 from .configuration_protein_mae import ProteinInteractionConfig, ProteinMAEV2Config, ProteinMAEV5Config
 from .layers import CrossAttentionLayer, TransformerStack, padding_to_attention_mask
 from .masking import draw_noise, gather_tokens, masked_reconstruction_loss, split_valid_by_noise
+from .serialization import HubCheckpointMixin
 from .validation import check_float, check_tensor
 
 __all__ = [
@@ -240,8 +241,9 @@ def _with_cls(valid: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
 
 
-class ProteinMAEPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and class attributes shared by the protein models."""
+class ProteinMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
+    """Weight initialisation and class attributes shared by the protein models; saving and loading as every
+    hf_mae model (``HubCheckpointMixin``: full ``auto_map``, pickled weights refused)."""
 
     config_class = ProteinMAEV5Config
     base_model_prefix = "mae"
