@@ -86,7 +86,7 @@ def chemberta_names(monkeypatch, roberta_dir):
 # ---------------------------------------------------------------------------------------------- seed examples
 
 def test_seed_basic_mlm_usage(chemberta_names):
-    from hf_mae import SmilesMLMFeaturizer
+    from hf_mae.representations.sequential.language_model import SmilesMLMFeaturizer
 
     # Create MLM featurizer
     mlm_model = SmilesMLMFeaturizer(
@@ -108,7 +108,7 @@ def test_seed_basic_mlm_usage(chemberta_names):
 
 
 def test_seed_fine_tuning_on_custom_data(chemberta_names, corpus):
-    from hf_mae import ChemBERTaMLM
+    from hf_mae.representations.sequential.language_model import ChemBERTaMLM
 
     # Initialize model for fine-tuning
     model = ChemBERTaMLM(
@@ -128,7 +128,7 @@ def test_seed_fine_tuning_on_custom_data(chemberta_names, corpus):
 
 
 def test_seed_custom_mlm_configuration():
-    from hf_mae import SMILESBERTMLMConfig
+    from hf_mae.representations.sequential.language_model import SMILESBERTMLMConfig
 
     # Custom configuration
     config = SMILESBERTMLMConfig(
