@@ -361,7 +361,10 @@ def pull(work: str, trust_remote_code: bool = False) -> dict:
         for needle in ("**Parameters:**", "This checkpoint holds", "final training loss", "trust_remote_code=True",
                        "](loss_curve.png)"):
             assert needle in card.text, needle
-        assert Path(hf_hub_download(f"lab/{short}-card", "loss_curve.png")).read_bytes()[:4] == b"\x89PNG"
+        figures = [f for f in info["card_files"] if f.endswith(".png")]  # loss curve, reconstructions (test_hub)
+        for figure in figures:  # every figure pushed is a PNG the card shows
+            assert f"]({figure})" in card.text, (figure, card.text)
+            assert Path(hf_hub_download(f"lab/{short}-card", figure)).read_bytes()[:4] == b"\x89PNG", figure
         for needle in info["card_needles"]:  # metrics the run saved (e.g. masked-token accuracy)
             assert needle in card.text, needle
         # the processor pushed by itself, by Trainer with the model, and by hf-mae push with the run

@@ -32,8 +32,9 @@ from .metadata import validate_card
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
 
-# (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L), for the figure; None when
-# this checkpoint cannot reconstruct (e.g. an encoder saved without its decoder)
+# (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L) profiles (drawn as curves)
+# or (N, H, W) images (drawn as images), for the figure; None when this checkpoint cannot reconstruct (e.g. an
+# encoder saved without its decoder)
 Reconstruct = Callable[[torch.nn.Module, torch.Tensor, torch.Generator],
                        tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]
 
@@ -89,6 +90,25 @@ def patch_reconstructions(model: torch.nn.Module, examples: torch.Tensor, genera
     return _most_varying_channel(out.target[:, :patches], out.reconstruction[:, :patches], ~out.mask[:, :patches])
 
 
+def band_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """SpectralGPT (pretraining checkpoint, with its decoder): hide ``mask_ratio`` of each cube's 3D tokens
+    (examples (N, bands, H, W)), reconstruct the cube; the middle band is drawn as an image, with the patches
+    hidden in that band's group."""
+    if not hasattr(model, "decoder"):
+        return None
+    cube = examples.to(model.dtype)
+    with torch.no_grad():
+        out = model(cube, generator=generator, return_loss=False)
+    reconstruction = out.reconstruction                                             # (N, tokens, patch_dim)
+    if model.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's, as the loss saw it
+        target = model.patchify(cube)
+        reconstruction = reconstruction * (target.var(-1, keepdim=True) + 1e-6).sqrt() + target.mean(-1, keepdim=True)
+    # the token mask spread over the pixels and bands of each token's 3D patch
+    visible = model.unpatchify((~out.mask)[..., None].expand_as(reconstruction).to(cube.dtype)) > 0.5
+    band = model.config.num_bands // 2
+    return examples[:, band], model.unpatchify(reconstruction)[:, band], visible[:, band]   # each (N, H, W)
+
+
 _SPECTRA_TAGS = ("masked-autoencoder", "spectroscopy", "nir", "chemometrics")
 _PROTEIN_TAGS = ("masked-autoencoder", "protein", "biology", "protein-language-model-embeddings")
 _PROTEIN_PARTS = (("embed", "the input projection"), ("patch_embed", "the patch embedding"),
@@ -99,10 +119,9 @@ CARD_SPECS: dict[str, CardSpec] = {
                                 spectral_reconstructions),
     "hf_mae_wavemae": CardSpec("wavemae.md", "WaveMAE", _SPECTRA_TAGS, "feature-extraction",
                                spectral_reconstructions),
-    # TODO(lead): a reconstruction figure for cubes (patches -> bands) once plotting has an image view
     "hf_mae_spectral_gpt": CardSpec("spectral_gpt.md", "SpectralGPT",
                                     ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
-                                    None),
+                                    band_reconstructions),
     "hf_mae_protein_mae_v2": CardSpec("protein_mae_v2.md", "Protein MAE V2", _PROTEIN_TAGS, "feature-extraction",
                                       residue_reconstructions, part_names=_PROTEIN_PARTS),
     "hf_mae_protein_mae_v5": CardSpec("protein_mae_v5.md", "Protein MAE V5", _PROTEIN_TAGS, "feature-extraction",

@@ -147,7 +147,8 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
                     warnings.warn(f"{type(model).__name__} holds no decoder: the card of {repo_id} will have no "
                                   "reconstruction figure.", stacklevel=2)
                 else:
-                    plotting.plot_reconstructions(*drawn, stage / "reconstructions.png")
+                    plot = plotting.plot_image_reconstructions if drawn[0].ndim == 3 else plotting.plot_reconstructions
+                    plot(*drawn, stage / "reconstructions.png")
                     figures["reconstructions"] = "reconstructions.png"
     except ImportError as err:
         warnings.warn(f"Figures skipped ({err}); pip install matplotlib to draw them.", stacklevel=2)
