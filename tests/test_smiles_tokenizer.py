@@ -2,6 +2,7 @@
 hf_mae, shipping in the wheel, and agreement with the pure-Python reference."""
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -96,13 +97,52 @@ def test_loads_without_hf_mae(tmp_path):
     assert out.stdout.split() == ["Cl[C@@H]1CC%10CC1", "103", str(len(load_smiles_tokenizer()))]
 
 
-def test_tokenizer_files_ship_in_the_wheel(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("wheel")
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                          "-w", str(out_dir), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    wheel = next(tmp_path.glob("hf_mae-*.whl"))
+    return next(out_dir.glob("hf_mae-*.whl"))
+
+
+def test_tokenizer_files_ship_in_the_wheel(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for name in ("tokenizer.json", "tokenizer_config.json", "build_info.json"):
         assert any(n.endswith(f".data/data/share/hf_mae/tokenizers/smiles/{name}") for n in names), names
     # and no top-level package named `tokenizers` that would shadow the real library
     assert not any(n.startswith("tokenizers/") for n in names)
+    # the model-card templates (hf_mae.hub.cards) ship the same way: one per architecture
+    from hf_mae.hub.cards import CARD_SPECS
+
+    for spec in CARD_SPECS.values():
+        assert any(n.endswith(f".data/data/share/hf_mae/model_cards/{spec.template}") for n in names), spec.template
+
+
+def test_installed_wheel_finds_its_tokenizer_and_card_templates(wheel, tmp_path):
+    """A non-editable install (a prefix outside the source tree) loads both from its own data files."""
+    prefix = tmp_path / "prefix"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix",
+                          str(prefix), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    site = next(prefix.glob("lib/python*/site-packages"))
+    script = (
+        "import json, hf_mae\n"
+        "from hf_mae import ChemoMAE\n"
+        "from hf_mae.hub.cards import CARD_SPECS, render_model_card, template_path\n"
+        "from hf_mae.processing.smiles import bundled_tokenizer_dir, load_smiles_tokenizer\n"
+        "card = render_model_card(ChemoMAE(seq_len=16, d_model=8, nhead=2, num_layers=1, n_blocks=4, n_mask=2), 'lab/x')\n"
+        "print(json.dumps({'package': hf_mae.__file__, 'tokenizer': str(bundled_tokenizer_dir().resolve()),\n"
+        "    'templates': [str(template_path(spec).resolve()) for spec in CARD_SPECS.values()],\n"
+        "    'card': 'lab/x' in str(card), 'cls': load_smiles_tokenizer().cls_token_id}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["package"].startswith(str(site)), found  # the installed copy, not the source tree
+    share = (prefix / "share" / "hf_mae").resolve()
+    assert found["tokenizer"] == str(share / "tokenizers" / "smiles"), found
+    assert all(path.startswith(str(share / "model_cards") + "/") for path in found["templates"]), found
+    assert found["card"] and found["cls"] == SPECIAL_TOKEN_IDS["[CLS]"], found

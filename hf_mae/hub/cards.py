@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
+from .._shipped import shipped_dir
 from .metadata import validate_card
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+TEMPLATES = "model_cards"  # the templates' folder: in the source tree, or shipped in the wheel (hf_mae._shipped)
 
 # (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L) profiles (drawn as curves)
 # or (N, H, W) images (drawn as images), for the figure; None when this checkpoint cannot reconstruct (e.g. an
@@ -151,9 +152,16 @@ def card_spec(model_type: str) -> CardSpec:
         raise ValueError(f"No model card for model_type {model_type!r}: add a CardSpec to CARD_SPECS in "
                          f"hf_mae/hub/cards.py and a template in model_cards/ (known: {sorted(CARD_SPECS)}).")
     spec = CARD_SPECS[model_type]
-    if not (TEMPLATE_DIR / spec.template).is_file():
-        raise ValueError(f"Model card template {TEMPLATE_DIR / spec.template} is missing.")
+    try:
+        template_path(spec)
+    except FileNotFoundError as err:
+        raise ValueError(f"Model card template of {model_type!r} is missing: {err}") from None
     return spec
+
+
+def template_path(spec: CardSpec) -> Path:
+    """The template file of ``spec``, from the source tree or the installed wheel."""
+    return shipped_dir(TEMPLATES, spec.template) / spec.template
 
 
 def parameter_parts(model: torch.nn.Module) -> list[tuple[str, int]]:
@@ -275,7 +283,7 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
         datasets=list(datasets) or None, pipeline_tag=spec.pipeline_tag, model_name=repo_id.split("/")[-1],
     )
     card = ModelCard.from_template(
-        card_data, template_path=str(TEMPLATE_DIR / spec.template),
+        card_data, template_path=str(template_path(spec)),
         repo_id=repo_id, title=spec.title, model_class=type(model).__name__,
         total_parameters=_count(total), total_parameters_exact=f"{total:,}",
         parameters_table=_table(("part", "parameters"), [(name, f"{count:,}") for name, count in parts]),

@@ -28,11 +28,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .._shipped import shipped_dir
 
 # One alternative per token kind, longest first where two overlap (Cl before C, %10 before %).
 SMILES_TOKEN_PATTERN = (
@@ -56,8 +57,6 @@ STRUCTURAL_TOKENS = (
     + [str(d) for d in range(10)] + [f"%{n}" for n in range(10, 100)]
 )
 
-_SOURCE_TREE_DIR = Path(__file__).resolve().parents[2] / "tokenizers" / "smiles"
-_WHEEL_DATA_DIR = "share/hf_mae/tokenizers/smiles"   # where pyproject's data-files put it in a wheel
 
 
 def tokenize_smiles(smiles: str) -> list[str]:
@@ -108,19 +107,8 @@ def build_smiles_tokenizer(vocab: Mapping[str, int], model_max_length: int = 512
 
 def bundled_tokenizer_dir() -> Path:
     """Folder of the bundled tokenizer: ``tokenizers/smiles`` of a source checkout, or the installed wheel's copy."""
-    if (_SOURCE_TREE_DIR / "tokenizer.json").is_file():
-        return _SOURCE_TREE_DIR
-    try:
-        files = importlib.metadata.distribution("hf-mae").files or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for file in files:
-        if file.as_posix().endswith(f"{_WHEEL_DATA_DIR}/tokenizer.json"):
-            return Path(file.locate()).parent
-    raise FileNotFoundError(
-        f"The bundled SMILES tokenizer was found neither in {_SOURCE_TREE_DIR} nor in the installed hf-mae "
-        f"distribution ({_WHEEL_DATA_DIR}); rebuild it with `python scripts/build_smiles_tokenizer.py`."
-    )
+    return shipped_dir("tokenizers/smiles", "tokenizer.json",
+                       hint="rebuild it with `python scripts/build_smiles_tokenizer.py`")
 
 
 def load_smiles_tokenizer(path: str | Path | None = None):
