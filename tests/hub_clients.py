@@ -568,6 +568,44 @@ def retry_push(work: str) -> dict:
             "commits": [c.title for c in api.list_repo_commits("lab/crash")]}
 
 
+def xet_push(work: str) -> dict:
+    """With hf_xet installed and Xet enabled (no HF_HUB_DISABLE_XET): push a model (safetensors) to the server
+    at HF_ENDPOINT (``--inline-uploads``) and pull it back; then the same push to the default-mode server at
+    work/default_endpoint.txt, which fails: the error it shows is returned."""
+    import hashlib
+
+    import torch
+    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    import hf_mae  # noqa: F401
+    from hf_mae import ChemoMAE
+    from transformers import AutoModel
+
+    assert is_xet_available() and not constants.HF_HUB_DISABLE_XET, "this scenario needs Xet enabled"
+    torch.manual_seed(0)
+    model = ChemoMAE(seq_len=32, d_model=16, nhead=2, num_layers=1, n_blocks=4, n_mask=2)
+    local = Path(work) / "xet-model"
+    model.save_pretrained(local)
+    model.push_to_hub("lab/xet-inline")
+    api = HfApi()
+    assert "model.safetensors" in api.list_repo_files("lab/xet-inline")
+    pulled = Path(hf_hub_download("lab/xet-inline", "model.safetensors")).read_bytes()
+    assert pulled == (local / "model.safetensors").read_bytes(), "the pulled weights differ from those pushed"
+    loaded, state = AutoModel.from_pretrained("lab/xet-inline").state_dict(), model.state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[key], state[key]) for key in state)
+
+    default = HfApi(endpoint=(Path(work) / "default_endpoint.txt").read_text().strip())
+    default.create_repo("lab/xet-default")
+    try:
+        default.upload_folder(repo_id="lab/xet-default", folder_path=str(local))
+        error = None
+    except Exception as err:  # what a user sees when neither setting is made
+        error = f"{type(err).__name__}: {err}"
+    return {"sha256": hashlib.sha256(pulled).hexdigest(), "default_mode_error": error,
+            "default_mode_files": default.list_repo_files("lab/xet-default")}
+
+
 if __name__ == "__main__":
     scenario, work = sys.argv[1], sys.argv[2]
     if scenario in ("push", "pull", "remote_code"):
@@ -575,6 +613,6 @@ if __name__ == "__main__":
 
         torch.set_num_threads(1)  # same arithmetic in every process: outputs must match bit for bit
     scenarios = {"push": push, "pull": pull, "remote_code": remote_code, "protocol": protocol,
-                 "interrupted_push": interrupted_push, "retry_push": retry_push}
+                 "interrupted_push": interrupted_push, "retry_push": retry_push, "xet_push": xet_push}
     result = scenarios[scenario](work)
     print("\nRESULT " + json.dumps(result))

@@ -31,22 +31,25 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = Path(hub_clients.__file__)
 
 
-def client_env(endpoint: str, home: Path, *, with_hf_mae: bool = True) -> dict[str, str]:
+def client_env(endpoint: str, home: Path, *, with_hf_mae: bool = True, xet: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "PYTHONPATH"))}
-    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(home), HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0",
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(home), HF_HUB_OFFLINE="0",
                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false",
                OMP_NUM_THREADS="1")
+    if not xet:  # hf_xet is installed: without this the client uploads large files through Xet
+        env["HF_HUB_DISABLE_XET"] = "1"
     if with_hf_mae:
         env["PYTHONPATH"] = str(ROOT)
     return env
 
 
-def start_scenario(name: str, work: Path, endpoint: str, *, isolated: bool = False) -> subprocess.Popen:
+def start_scenario(name: str, work: Path, endpoint: str, *, isolated: bool = False,
+                   xet: bool = False) -> subprocess.Popen:
     """Run hub_clients.<name>(work) in a fresh process; ``isolated``: python -I, run from ``work``, and a
     meta path blocker, so hf_mae cannot be imported however it is installed."""
     home = work / f"hf-home-{name}"
     command = [sys.executable, *(["-I"] if isolated else []), str(CLIENTS), name, str(work)]
-    return subprocess.Popen(command, cwd=work if isolated else ROOT, env=client_env(endpoint, home, with_hf_mae=not isolated),
+    return subprocess.Popen(command, cwd=work if isolated else ROOT, env=client_env(endpoint, home, with_hf_mae=not isolated, xet=xet),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -212,10 +215,10 @@ class CuttingProxy:
         self.listener.close()
 
 
-def _serve_cli(root: Path, port: int) -> subprocess.Popen:
+def _serve_cli(root: Path, port: int, *flags: str) -> subprocess.Popen:
     """``hf-mae hub serve`` in its own process; returns once it accepts connections."""
     process = subprocess.Popen([sys.executable, "-m", "hf_mae.cli", "hub", "serve", "--port", str(port),
-                                "--root", str(root)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                "--root", str(root), *flags], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -260,3 +263,22 @@ def test_server_killed_during_a_push_shows_nothing_half_written_and_a_retry_succ
         "Upload config.json with huggingface_hub", "initial commit"]
     assert retried["after"] == [".gitattributes", "config.json", "model.safetensors", "vocab.txt"]
     assert retried["commits"][0] == "v2" and len(retried["commits"]) == 3
+
+
+def test_xet_clients_push_to_an_inline_uploads_server_and_get_a_documented_error_otherwise(hub, tmp_path):
+    """hf_xet installed, HF_HUB_DISABLE_XET unset: `hf-mae hub serve --inline-uploads` takes the push and gives the
+    weights back byte for byte; the default mode refuses the Xet token (the README says which setting to use)."""
+    port = _free_port()
+    server = _serve_cli(tmp_path / "root", port, "--inline-uploads")
+    (tmp_path / "default_endpoint.txt").write_text(hub.url)
+    try:
+        result = finish(start_scenario("xet_push", tmp_path, f"http://127.0.0.1:{port}", xet=True))
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert len(result["sha256"]) == 64
+    error = result["default_mode_error"]
+    assert error and "501" in error and "xet-write-token" in error, error
+    assert "model.safetensors" not in result["default_mode_files"]  # nothing half-pushed
+    readme = (ROOT / "README.md").read_text()
+    assert "--inline-uploads" in readme and "HF_HUB_DISABLE_XET=1" in readme and "xet-write-token" in readme

@@ -10,8 +10,10 @@ never visible). There is no authentication: serve it only on a trusted network.
 
 Large files travel as in git LFS: the client asks ``preupload`` which files are large, posts their sha256
 to the LFS ``batch`` endpoint, PUTs the bytes (the server checks size and sha256), then posts the NDJSON
-commit. The Xet protocol is not spoken: clients with ``hf_xet`` installed must set ``HF_HUB_DISABLE_XET=1``,
-or the server can be started with ``--inline-uploads`` so that every file is sent inside the commit.
+commit. The Xet protocol is not spoken: clients with ``hf_xet`` installed (huggingface_hub installs it) must set
+``HF_HUB_DISABLE_XET=1``, or the server can be started with ``--inline-uploads`` so that every file is sent inside
+the commit. Otherwise their pushes of large files fail with "501 Not Implemented ... xet-write-token" (hf_xet
+does not show the server's message; the server's log does).
 
 Example (in Python):
     >>> server = start_server("/tmp/hub-root", port=0)   # doctest: +SKIP
@@ -250,8 +252,12 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return self._send_json(200, {})
         if name in ("xet-write-token", "xet-read-token"):
             store.repo_meta(repo_type, repo_id)
-            raise HubError(501, "This Hub does not speak the Xet protocol: set HF_HUB_DISABLE_XET=1 on the client "
-                                "(or start the server with --inline-uploads).")
+            # hf_xet asks for this token itself and shows the client only "501 Not Implemented ... xet-write-token",
+            # not this message: say it in the server's log too, where whoever runs the Hub will look
+            message = ("This Hub does not speak the Xet protocol: set HF_HUB_DISABLE_XET=1 on the client, or "
+                       "start the server with --inline-uploads (every file then travels inside the commit).")
+            sys.stderr.write(f"hf-mae hub: a client with hf_xet asked for a Xet token ({repo_id}). {message}\n")
+            raise HubError(501, message)
         raise HubError(404, f"Unknown route /api/{repo_type}s/{repo_id}/{'/'.join(action)}")
 
     # -- repositories -------------------------------------------------------------------------------------
