@@ -314,15 +314,15 @@ def molecules_markdown(result: dict, args, seconds: float) -> str:
     best = min(baselines, key=lambda m: reg[m][0])
     verdict = [f"- log S: the pretrained embedding {'**loses** to' if reg[ours][0] > reg[best][0] else 'beats'} "
                f"{best} (RMSE {reg[ours][0]:.3g} vs {reg[best][0]:.3g}; Morgan FP {reg['Morgan FP'][0]:.3g}); "
-               f"pretraining {'helps' if reg[ours][0] < reg[control][0] else 'does not help'} over the untrained "
-               f"control ({reg[control][0]:.3g})."]
-    best = max(baselines, key=lambda m: acc[m])
+               f"against the untrained control ({reg[control][0]:.3g}) pretraining changes the RMSE by "
+               f"{100 * (reg[ours][0] / reg[control][0] - 1):+.1f}%."]
+    best, n_test = max(baselines, key=lambda m: acc[m]), int(result["n"].split("/")[1])
     verdict.append(f"- classes: the pretrained embedding {'**loses** to' if acc[ours] < acc[best] else 'matches or beats'} "
                    f"{best} (accuracy {acc[ours]:.3f} vs {acc[best]:.3f}; Morgan FP {acc['Morgan FP']:.3f}); "
-                   f"pretraining {'helps' if acc[ours] > acc[control] else 'does not help'} over the untrained "
-                   f"control ({acc[control]:.3f}).")
+                   f"against the untrained control ({acc[control]:.3f}) pretraining changes the number of "
+                   f"correctly classified test molecules by {round((acc[ours] - acc[control]) * n_test):+d}.")
     if result["unseen tokens"]:
-        verdict.append(f"- {result['test molecules with unseen tokens']} of the {result['n'].split('/')[1]} "
+        verdict.append(f"- {result['test molecules with unseen tokens']} of the {n_test} "
                        f"test molecules hold tokens that never occur in the pretraining SMILES "
                        f"({', '.join(result['unseen tokens'])}): those tokens' embeddings are still random.")
     lines += ["Where the model stands:", "", *verdict]
