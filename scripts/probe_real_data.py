@@ -25,7 +25,7 @@ a run replaces only the sections of the data sets it ran and keeps the others, s
 command that produced it.
 
     python scripts/probe_real_data.py                      # everything, about 15 minutes on 1 CPU thread
-    python scripts/probe_real_data.py --datasets solubility           # the molecules section only, ~8 minutes
+    python scripts/probe_real_data.py --datasets solubility           # the molecules section only, ~9 minutes
     python scripts/probe_real_data.py --datasets corn --steps 100 --out /tmp/probe.md
 """
 
