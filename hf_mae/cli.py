@@ -17,12 +17,19 @@ from collections.abc import Callable, Sequence
 PRETRAIN_JOBS: dict[str, str] = {
     "chemomae": "hf_mae.training.pretrain_spectra:pretrain_chemomae",
     "wavemae": "hf_mae.training.pretrain_spectra:pretrain_wavemae",
+    "protein-mae-v2": "hf_mae.training.pretrain_protein:pretrain_protein_mae_v2",
+    "protein-mae-v5": "hf_mae.training.pretrain_protein:pretrain_protein_mae_v5",
     "spectral-gpt": "hf_mae.training.pretrain_spectral_gpt:pretrain_spectral_gpt",
+    "smiles-bert": "hf_mae.training.pretrain_smiles:pretrain_smiles_bert",
 }
 
 # Top-level sub-commands other than ``pretrain``: name -> ("module:function", one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "finetune-protein-interaction": ("hf_mae.training.finetune_protein_interaction:finetune_interaction",
+                                     "fine-tune the protein pair classifier (V5 or V2 + adapter), report ROC-AUC"),
     "plot": ("hf_mae.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
+    "hub": ("hf_mae.hub.server:main", "hub serve --port P --root DIR: a local Hub-compatible server"),
+    "push": ("hf_mae.hub.push:main", "push OUTPUT_DIR namespace/name: publish a training run with its model card"),
     "benchmark": ("hf_mae.benchmark:main", "speed and memory next to the peer packages -> BENCHMARKS.md"),
 }
 

@@ -1,4 +1,5 @@
-"""Pictures for papers and model cards: reconstructions with the masked blocks shaded, loss curves, and a
+"""Pictures for papers and model cards: reconstructions with the masked blocks shaded (spectra as curves,
+one band of a hyperspectral cube as an image), loss curves, and a
 cosine UMAP (or t-SNE) map of the latents coloured by a label.
 
 matplotlib is an optional dependency (``pip install "hf-mae[plot]"``); it is imported only when a function
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_reconstructions", "plot_loss_curve", "plot_embedding", "embed_2d", "load_log_history",
+__all__ = ["plot_reconstructions", "plot_image_reconstructions", "plot_loss_curve", "plot_embedding", "embed_2d", "load_log_history",
            "masked_spans"]
 
 
@@ -51,11 +52,18 @@ def _save(figure, path: str | os.PathLike, dpi: int) -> Path:
     return path
 
 
+def _numpy(values) -> np.ndarray:
+    """A tensor (any dtype, any device) or array-like -> NumPy array."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu()
+        values = values.float() if values.is_floating_point() else values
+        return values.numpy()
+    return np.asarray(values)
+
+
 def _as_rows(values, name: str, *, dtype=np.float64) -> np.ndarray:
     """A tensor or array-like of shape (L,) or (N, L) -> NumPy (N, L)."""
-    if hasattr(values, "detach"):
-        values = values.detach().float().cpu().numpy() if values.is_floating_point() else values.detach().cpu().numpy()
-    array = np.asarray(values)
+    array = _numpy(values)
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -139,6 +147,61 @@ def plot_reconstructions(inputs, reconstructions, visible_mask, path: str | os.P
     if wavelengths is not None and axis[0] > axis[-1]:  # wavenumber axes are drawn high to low, as measured
         axes[-1].invert_xaxis()
     figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
+def plot_image_reconstructions(inputs, reconstructions, visible_mask, path: str | os.PathLike, *,
+                               n_samples: int = 4, titles: Sequence[str] | None = None, dpi: int = 120) -> Path:
+    """Draw images (e.g. one band of each hyperspectral cube) against their reconstructions, one row per image:
+    the input, the input with the hidden patches greyed out (what the encoder saw), the reconstruction.
+
+    Args:
+        inputs, reconstructions: (N, H, W) or (H, W) images (torch tensors or arrays).
+        visible_mask: (N, H, W) bool, True = visible to the encoder (a token's patch, spread over its pixels).
+        path: the PNG to write. n_samples: at most this many images (the first ones) are drawn.
+        titles: optional row titles, one per drawn image.
+
+    Example:
+        >>> import numpy as np
+        >>> band = np.random.rand(1, 32, 32); visible = np.ones((1, 32, 32), bool); visible[:, :8, 8:16] = False
+        >>> plot_image_reconstructions(band, band * 0.9, visible, "bands.png")  # doctest: +SKIP
+    """
+    arrays = {"inputs": _numpy(inputs), "reconstructions": _numpy(reconstructions),
+              "visible_mask": _numpy(visible_mask)}
+    for name, array in arrays.items():
+        if array.ndim not in (2, 3):
+            raise ValueError(f"`{name}` must have shape (H, W) or (N, H, W), got {array.shape}.")
+        arrays[name] = array if array.ndim == 3 else array[None]
+    shapes = [array.shape for array in arrays.values()]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"`inputs` {shapes[0]}, `reconstructions` {shapes[1]} and `visible_mask` {shapes[2]} "
+                         "must have the same shape.")
+    count, height, width = shapes[0]
+    # the same checks as for spectra (finite values, a bool mask), on the images flattened to rows
+    x, x_recon, visible = (_as_rows(array.reshape(count, -1), name, dtype=bool if name == "visible_mask" else np.float64)
+                           .reshape(count, height, width) for name, array in arrays.items())
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+        raise ValueError(f"`n_samples` must be a positive int, got {n_samples!r}.")
+    count = min(n_samples, count)
+    if titles is not None and len(titles) < count:
+        raise ValueError(f"`titles` must hold at least {count} entries (one per drawn image), got {len(titles)}.")
+
+    figure = _figure(7.5, 2.6 * count)
+    axes = figure.subplots(count, 3, squeeze=False)
+    hidden_grey = np.array([0.85, 0.85, 0.85, 1.0])
+    for i, row in enumerate(axes):
+        low, high = min(x[i].min(), x_recon[i].min()), max(x[i].max(), x_recon[i].max())  # one scale per row
+        overlay = np.zeros((height, width, 4))
+        overlay[~visible[i]] = hidden_grey
+        for ax, image, column in zip(row, (x[i], x[i], x_recon[i]),
+                                     ("input", "visible (hidden patches grey)", "reconstruction")):
+            shown = ax.imshow(image, cmap="viridis", vmin=low, vmax=high, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(column if i == 0 else "", fontsize=9)
+        row[1].imshow(overlay, interpolation="nearest")
+        row[0].set_ylabel(titles[i] if titles is not None else f"sample {i}", fontsize=9)
+        figure.colorbar(shown, ax=list(row), fraction=0.03, pad=0.02)
     return _save(figure, path, dpi)
 
 

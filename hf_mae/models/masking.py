@@ -9,6 +9,7 @@ the mask reproducible; the same noise always gives the same mask.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def draw_noise(batch_size: int, n_tokens: int, *, device=None, generator: torch.Generator | None = None,
@@ -104,3 +105,67 @@ def visible_block_ids(visible_mask: torch.Tensor, n_blocks: int) -> tuple[torch.
         return ids_keep, None
     key_padding = torch.arange(n_keep, device=visible_mask.device)[None, :] >= counts[:, None]
     return ids_keep, key_padding
+
+
+def n_keep_for(n_tokens, mask_ratio: float):
+    """Tokens kept visible out of ``n_tokens`` at ``mask_ratio``: ``max(1, floor(n * (1 - ratio)))``, capped at n.
+
+    Works on a Python int (the static number of visible slots) and on a (B,) tensor of per-sample counts, with
+    the same float64 arithmetic so both agree exactly.
+    """
+    if isinstance(n_tokens, torch.Tensor):
+        kept = torch.floor(n_tokens.to(torch.float64) * (1.0 - mask_ratio)).long().clamp_min(1)
+        return torch.minimum(kept, n_tokens.long())
+    return min(n_tokens, max(1, int(n_tokens * (1.0 - mask_ratio))))
+
+
+def split_valid_by_noise(noise: torch.Tensor, valid: torch.Tensor, mask_ratio: float
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padding-aware masking: padded tokens are never masked and never kept.
+
+    noise: (B, N) uniform; valid: (B, N) bool, True = a real token (e.g. a residue, not padding).
+    Each sample keeps ``n_keep_for(n_valid, mask_ratio)`` of its own valid tokens (those with the smallest
+    noise) and masks the rest of them. Padded tokens get infinite noise, so the choice among a sample's real
+    tokens depends only on their noise: a protein gets the same mask alone as inside a padded batch.
+
+    Returns ``ids_keep`` (B, K) with K = ``n_keep_for(N, mask_ratio)`` (static, no host sync): kept token ids
+    in ascending order, then filler ids; ``keep_padding`` (B, K) True where a slot is filler (the sample keeps
+    fewer than K tokens) and must be ignored; ``masked`` (B, N) bool, True = a real token that is hidden.
+
+    Example:
+        >>> valid = torch.tensor([[True] * 8, [True] * 4 + [False] * 4])
+        >>> ids_keep, pad, masked = split_valid_by_noise(torch.rand(2, 8), valid, 0.5)
+        >>> masked.sum(1).tolist(), pad.sum(1).tolist()
+        ([4, 2], [0, 2])
+    """
+    if noise.shape != valid.shape:
+        raise ValueError(f"`noise` {tuple(noise.shape)} and `valid` {tuple(valid.shape)} must have the same shape.")
+    n_valid = valid.sum(dim=1)                                       # (B,)
+    n_keep = n_keep_for(n_valid, mask_ratio)                         # (B,)
+    ranks = torch.argsort(torch.argsort(noise.masked_fill(~valid, float("inf")), dim=1), dim=1)  # (B, N)
+    keep = ranks < n_keep[:, None]                                   # subset of the valid tokens
+    masked = valid & ~keep
+    n_slots = n_keep_for(noise.shape[1], mask_ratio)
+    ids_keep = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :n_slots]   # kept first, ascending
+    keep_padding = torch.arange(n_slots, device=noise.device)[None, :] >= n_keep[:, None]
+    return ids_keep, keep_padding, masked
+
+
+def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: torch.Tensor,
+                               loss_type: str = "mse", huber_delta: float = 1.0) -> torch.Tensor:
+    """Reconstruction error on masked points only. x_recon, x: (B, L, ...); masked: bool of the same shape,
+    True = hidden (expand a per-token mask over the feature axis: ``masked[..., None].expand_as(x)``).
+
+    ``mse``/``huber``: mean over masked points; ``sse``: sum over masked points, mean over samples.
+    Computed in float32 (also under bf16 autocast), with a multiply instead of boolean indexing so that
+    nothing waits for the accelerator.
+    """
+    x_recon, x = x_recon.float(), x.float()
+    if loss_type == "huber":
+        err = F.huber_loss(x_recon, x, reduction="none", delta=huber_delta)
+    else:
+        err = (x_recon - x).square()
+    weight = masked.to(err.dtype)
+    if loss_type == "sse":
+        return (err * weight).sum() / x.shape[0]
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)

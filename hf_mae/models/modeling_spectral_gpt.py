@@ -47,6 +47,7 @@ from .layers import (
 from .masking import draw_noise, gather_tokens, split_by_noise
 from .modeling_spectral_mae import masked_reconstruction_loss
 from .validation import check_tensor
+from .serialization import HubCheckpointMixin
 
 __all__ = [
     "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
@@ -214,7 +215,7 @@ class SpectralGPTForPreTrainingOutput(ModelOutput):
 
 
 # -- models -------------------------------------------------------------------------------------------------
-class SpectralGPTPreTrainedModel(PreTrainedModel):
+class SpectralGPTPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
     """Weight initialisation, input checks and class attributes shared by the SpectralGPT models."""
 
     config_class = SpectralGPTConfig

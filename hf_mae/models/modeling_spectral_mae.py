@@ -29,7 +29,9 @@ from transformers.utils import ModelOutput
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
-from .masking import draw_noise, gather_tokens, make_block_mask, split_by_noise, visible_block_ids
+from .masking import (draw_noise, gather_tokens, make_block_mask, masked_reconstruction_loss, split_by_noise,
+                      visible_block_ids)
+from .serialization import HubCheckpointMixin
 from .validation import check_int, check_tensor
 
 __all__ = [
@@ -135,26 +137,7 @@ class WaveDecoderMLP(nn.Module):
         return self.net(z)
 
 
-def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: torch.Tensor,
-                               loss_type: str = "mse", huber_delta: float = 1.0) -> torch.Tensor:
-    """Reconstruction error on masked points only. x_recon, x: (B, L); masked: (B, L) bool, True = hidden.
-
-    ``mse``/``huber``: mean over masked points; ``sse``: sum over masked points, mean over samples.
-    Computed in float32 (also under bf16 autocast), with a multiply instead of boolean indexing so that
-    nothing waits for the accelerator.
-    """
-    x_recon, x = x_recon.float(), x.float()
-    if loss_type == "huber":
-        err = F.huber_loss(x_recon, x, reduction="none", delta=huber_delta)
-    else:
-        err = (x_recon - x).square()
-    weight = masked.to(err.dtype)
-    if loss_type == "sse":
-        return (err * weight).sum() / x.shape[0]
-    return (err * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-class SpectralMAEPreTrainedModel(PreTrainedModel):
+class SpectralMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
     """Weight initialisation and class attributes shared by the spectral MAEs."""
 
     config_class = SpectralMAEConfig

@@ -84,7 +84,8 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
     model_args, data_args, training_args = parse_args(
         [SpectralModelArguments, SpectralDataArguments], argv,
         # every parameter gets a gradient each step: DDP need not search the graph for unused ones
-        {"output_dir": f"runs/{model_name}", "ddp_find_unused_parameters": False}, prog=f"hf-mae pretrain {model_name}")
+        {"output_dir": f"runs/{model_name}", "learning_rate": 1e-3, "ddp_find_unused_parameters": False},
+        prog=f"hf-mae pretrain {model_name}")
 
     # data -> processing: fit SNV + scaling on the training split only
     data = load_spectral_dataset(data_args.dataset)

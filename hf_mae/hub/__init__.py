@@ -1,0 +1,7 @@
+"""The Hub side of hf_mae: a local Hub-compatible server, model cards, and publishing a training run.
+
+- ``hf-mae hub serve --port P --root DIR``: a server that ``huggingface_hub`` and ``transformers`` talk to
+  through ``HF_ENDPOINT`` (see ``server.py``).
+- ``hf-mae push OUTPUT_DIR namespace/name``: a finished run (weights, config, processor, card, figures) to a
+  repository (see ``push.py``).
+"""

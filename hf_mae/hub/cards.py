@@ -1,0 +1,300 @@
+"""Model cards: one Jinja template per architecture in ``model_cards/``, rendered with
+``huggingface_hub.ModelCard``.
+
+The template holds what is fixed for an architecture (what it is, how to load and use it); this module fills
+in what comes from the checkpoint and its training run: YAML metadata, parameter count per part, which parts
+the checkpoint holds, the configuration, training settings and metrics read from ``trainer_state.json``, and
+the figures pushed with the model.
+
+A new architecture needs a row in ``CARD_SPECS`` (keyed by ``model_type``) and a template in
+``model_cards/``; ``tests/test_hub.py`` checks that every registered architecture has both.
+
+Example:
+    >>> from hf_mae import ChemoMAE
+    >>> model = ChemoMAE(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4)
+    >>> card = render_model_card(model, "lab/chemomae-tiny", datasets=["lab/corn-nir"])
+    >>> card.data.library_name, card.data.license
+    ('transformers', 'apache-2.0')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+from .._shipped import shipped_dir
+from .metadata import validate_card
+
+TEMPLATES = "model_cards"  # the templates' folder: in the source tree, or shipped in the wheel (hf_mae._shipped)
+
+# (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L) profiles (drawn as curves)
+# or (N, H, W) images (drawn as images), for the figure; None when this checkpoint cannot reconstruct (e.g. an
+# encoder saved without its decoder)
+Reconstruct = Callable[[torch.nn.Module, torch.Tensor, torch.Generator],
+                       tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]
+
+
+@dataclass(frozen=True)
+class CardSpec:
+    """What a card needs to know about one architecture beyond its checkpoint."""
+
+    template: str                      # file name in model_cards/
+    title: str                         # the architecture's name in prose
+    tags: tuple[str, ...]              # Hub tags besides "hf-mae"
+    pipeline_tag: str | None           # the Hub task, where one fits
+    reconstruct: Reconstruct | None    # for reconstruction models: draws the inputs-vs-reconstructions figure
+    # the part (a substring of its name in parameter_parts) that makes outputs, not only embeddings: whether
+    # the checkpoint holds it decides which of the two sentences the card says
+    output_part: tuple[str, str, str] = (
+        "decoder", "With its decoder it reconstructs masked inputs, not only embeds them.",
+        "It holds no decoder, so it embeds inputs but cannot reconstruct them.")
+    part_names: tuple[tuple[str, str], ...] = ()  # (name in parameter_parts, name in prose)
+
+
+def spectral_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """ChemoMAE/WaveMAE (or their ForPreTraining wrappers): mask ``n_mask`` blocks, reconstruct the spectrum."""
+    mae = model.base_model  # the MAE itself inside a ForPreTraining model, the model otherwise
+    with torch.no_grad():
+        x_recon, _, visible = mae(examples.to(model.dtype), generator=generator)
+    return examples, x_recon, visible
+
+
+def _most_varying_channel(inputs: torch.Tensor, reconstructions: torch.Tensor, visible: torch.Tensor):
+    """(N, L, C) embeddings -> (N, L) profiles of the channel that varies most across the examples, to draw."""
+    channel = inputs.flatten(0, 1).var(dim=0).argmax()
+    return inputs[..., channel], reconstructions[..., channel], visible
+
+
+def residue_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """Protein MAE V2: hide ``mask_ratio`` of each protein's residues (examples (N, L, C), unpadded),
+    reconstruct every residue's embedding; one channel is drawn along the protein."""
+    with torch.no_grad():
+        out = model.base_model(examples.to(model.dtype), generator=generator)
+    return _most_varying_channel(examples, out.reconstruction, ~out.mask)
+
+
+def patch_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """Protein MAE V5 (pretraining checkpoint, with its decoder): hide ``mask_ratio`` of each protein's patches,
+    predict the patch means of the residue embeddings; one channel is drawn along the patches."""
+    if not hasattr(model, "decoder"):
+        return None
+    noise = torch.rand(examples.shape[0], model.config.num_patches, generator=generator)
+    with torch.no_grad():
+        out = model(examples.to(model.dtype), noise=noise, return_loss=False)
+    patches = -(-examples.shape[1] // model.config.patch_size)  # those holding residues of the examples
+    return _most_varying_channel(out.target[:, :patches], out.reconstruction[:, :patches], ~out.mask[:, :patches])
+
+
+def band_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """SpectralGPT (pretraining checkpoint, with its decoder): hide ``mask_ratio`` of each cube's 3D tokens
+    (examples (N, bands, H, W)), reconstruct the cube; the middle band is drawn as an image, with the patches
+    hidden in that band's group."""
+    if not hasattr(model, "decoder"):
+        return None
+    cube = examples.to(model.dtype)
+    with torch.no_grad():
+        out = model(cube, generator=generator, return_loss=False)
+    reconstruction = out.reconstruction                                             # (N, tokens, patch_dim)
+    if model.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's, as the loss saw it
+        target = model.patchify(cube)
+        reconstruction = reconstruction * (target.var(-1, keepdim=True) + 1e-6).sqrt() + target.mean(-1, keepdim=True)
+    # the token mask spread over the pixels and bands of each token's 3D patch
+    visible = model.unpatchify((~out.mask)[..., None].expand_as(reconstruction).to(cube.dtype)) > 0.5
+    band = model.config.num_bands // 2
+    return examples[:, band], model.unpatchify(reconstruction)[:, band], visible[:, band]   # each (N, H, W)
+
+
+_SPECTRA_TAGS = ("masked-autoencoder", "spectroscopy", "nir", "chemometrics")
+_PROTEIN_TAGS = ("masked-autoencoder", "protein", "biology", "protein-language-model-embeddings")
+_PROTEIN_PARTS = (("embed", "the input projection"), ("patch_embed", "the patch embedding"),
+                  ("mask_token", "the mask token"), ("cls_token", "the CLS token"),
+                  ("pos_embed", "the position embeddings"), ("head: decoder", "the decoder"))
+CARD_SPECS: dict[str, CardSpec] = {
+    "hf_mae_chemomae": CardSpec("chemomae.md", "ChemoMAE", _SPECTRA_TAGS, "feature-extraction",
+                                spectral_reconstructions),
+    "hf_mae_wavemae": CardSpec("wavemae.md", "WaveMAE", _SPECTRA_TAGS, "feature-extraction",
+                               spectral_reconstructions),
+    "hf_mae_spectral_gpt": CardSpec("spectral_gpt.md", "SpectralGPT",
+                                    ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
+                                    band_reconstructions),
+    "hf_mae_protein_mae_v2": CardSpec("protein_mae_v2.md", "Protein MAE V2", _PROTEIN_TAGS, "feature-extraction",
+                                      residue_reconstructions, part_names=_PROTEIN_PARTS),
+    "hf_mae_protein_mae_v5": CardSpec("protein_mae_v5.md", "Protein MAE V5", _PROTEIN_TAGS, "feature-extraction",
+                                      patch_reconstructions, part_names=_PROTEIN_PARTS),
+    "hf_mae_protein_interaction": CardSpec(
+        "protein_interaction.md", "protein-interaction classifier", ("protein-protein-interaction", "biology"),
+        None, None,
+        output_part=("head: classifier", "With its classifier it scores whether two proteins interact.",
+                     "It holds no classifier: it gives each pair's interaction vector."),
+        part_names=(("head: classifier", "the classifier"), ("encoder", "the protein MAE encoder"),
+                    ("adapter", "the V2-to-V5 adapter"), ("cross_attention", "the cross-attention blocks"),
+                    ("combine", "the layer combining both directions"), ("norm", "the final layer norm"))),
+    "hf_mae_smiles_bert": CardSpec(
+        "smiles_bert.md", "SMILES BERT", ("bert", "masked-language-model", "smiles", "chemistry", "cheminformatics"),
+        "fill-mask", None,
+        output_part=("head: cls", "With its masked-language-model head it predicts the tokens at masked positions "
+                                  "(fill-mask), not only embeds them.",
+                     "It holds no masked-language-model head, so it gives token vectors but cannot fill in masks."),
+        part_names=(("embeddings", "the token and position embeddings"),
+                    ("head: cls", "the masked-language-model head (tied to the token embeddings)"))),
+}
+
+
+def card_spec(model_type: str) -> CardSpec:
+    """The card spec of an architecture, or a ValueError saying what to add."""
+    if model_type not in CARD_SPECS:
+        raise ValueError(f"No model card for model_type {model_type!r}: add a CardSpec to CARD_SPECS in "
+                         f"hf_mae/hub/cards.py and a template in model_cards/ (known: {sorted(CARD_SPECS)}).")
+    spec = CARD_SPECS[model_type]
+    try:
+        template_path(spec)
+    except FileNotFoundError as err:
+        raise ValueError(f"Model card template of {model_type!r} is missing: {err}") from None
+    return spec
+
+
+def template_path(spec: CardSpec) -> Path:
+    """The template file of ``spec``, from the source tree or the installed wheel."""
+    return shipped_dir(TEMPLATES, spec.template) / spec.template
+
+
+def parameter_parts(model: torch.nn.Module) -> list[tuple[str, int]]:
+    """Parameters per part of the checkpoint: the base model's top-level modules (``encoder``, ``decoder``,
+    ...) and, for task models, the heads outside the base model (named ``head: <module>``)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    has_base = bool(prefix) and hasattr(model, prefix)
+    counts: dict[str, int] = {}
+    for name, parameter in model.named_parameters():
+        parts = name.split(".")
+        if has_base and parts[0] == prefix:
+            key = parts[1]
+        else:
+            key = f"head: {parts[0]}" if has_base else parts[0]
+        counts[key] = counts.get(key, 0) + parameter.numel()
+    return list(counts.items())
+
+
+def _count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(int(n))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def run_summary(trainer_state: dict[str, Any] | None) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """(training settings, metrics) read from a ``trainer_state.json`` dict; empty lists without one."""
+    if not trainer_state:
+        return [], []
+    history = trainer_state.get("log_history") or []
+    train_losses = [entry["loss"] for entry in history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    learning_rates = [entry["learning_rate"] for entry in history if "learning_rate" in entry]
+    summary = next((entry for entry in reversed(history) if "train_runtime" in entry), {})
+    settings = [("optimisation steps", trainer_state.get("global_step")),
+                ("epochs", trainer_state.get("epoch")),
+                ("batch size per device", trainer_state.get("train_batch_size")),
+                ("peak learning rate", max(learning_rates) if learning_rates else None),
+                ("logging / eval / save every (steps)",
+                 " / ".join(str(trainer_state.get(k)) for k in ("logging_steps", "eval_steps", "save_steps")))]
+    metrics = [("final training loss", train_losses[-1] if train_losses else None),
+               ("final eval loss", eval_losses[-1] if eval_losses else None),
+               ("best eval loss", min(eval_losses) if eval_losses else None),
+               ("mean training loss (whole run)", summary.get("train_loss")),
+               ("training time (s)", summary.get("train_runtime")),
+               ("training samples / s", summary.get("train_samples_per_second"))]
+    keep = lambda rows: [(name, value) for name, value in rows if value is not None]  # noqa: E731
+    return keep(settings), keep(metrics)
+
+
+def result_rows(results: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The numbers of a run's ``all_results.json`` (``Trainer.save_metrics``: final eval metrics and what the
+    pretrain job measured after training, e.g. ``validation_masked_token_accuracy``), timings left out."""
+    timing = ("_runtime", "_per_second", "_flos")
+    return [(key, value) for key, value in (results or {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch"
+            and not key.endswith(timing)]
+
+
+def tokenizer_rows(tokenizer: Any) -> list[tuple[str, Any]]:
+    """What a card says about the tokenizer saved with the model: class, vocabulary, specials, length."""
+    ids = sorted((tokenizer.convert_tokens_to_ids(token), token) for token in tokenizer.all_special_tokens)
+    specials = ", ".join(f"`{token}` {token_id}" for token_id, token in ids)
+    return [("class", f"`{type(tokenizer).__name__}`"), ("vocabulary size", len(tokenizer)),
+            ("special tokens (id)", specials), ("longest input (tokens)", tokenizer.model_max_length)]
+
+
+def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: dict[str, Any] | None = None,
+                      training_args: dict[str, Any] | None = None, license: str = "apache-2.0",
+                      datasets: Sequence[str] = (), data_description: str | None = None,
+                      figures: dict[str, str] | None = None, results: dict[str, Any] | None = None,
+                      tokenizer: Any = None) -> ModelCard:
+    """The model card of ``model`` as it will be pushed to ``repo_id``.
+
+    Args:
+        trainer_state: the run's ``trainer_state.json`` (settings and metrics are read from it).
+        training_args: optional ``TrainingArguments.to_dict()`` of the run, shown as a table.
+        license: a Hub license id. datasets: Hub dataset ids the model was trained on.
+        data_description: a sentence or two on the training data, shown in the card.
+        figures: ``{"reconstructions": "reconstructions.png", "loss_curve": "loss_curve.png"}``, paths
+            relative to the repository root, for the figures pushed with the model.
+        results: the run's ``all_results.json``; its metrics join those read from ``trainer_state``.
+        tokenizer: the tokenizer pushed with the model, described in the card.
+    """
+    config = model.config
+    spec = card_spec(config.model_type)
+    parts = parameter_parts(model)
+    total = sum(count for _, count in parts)
+    part_names = [name for name, _ in parts]
+    prose = dict(spec.part_names)
+    named = [prose.get(name, f"the {name}") for name in part_names]
+    holds = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1]
+    output_part, with_it, without_it = spec.output_part
+    holds += ". " + (with_it if any(output_part in name for name in part_names) else without_it)
+    config_dict = {key: value for key, value in config.to_diff_dict().items()
+                   if key not in ("auto_map", "transformers_version", "architectures", "dtype")}
+    settings, metrics = run_summary(trainer_state)
+    shown = {name for name, _ in metrics}
+    # all_results' eval_loss is one more evaluation after training: the curve's last one is shown already
+    metrics += [(name.replace("_", " "), value) for name, value in result_rows(results)
+                if not (name == "eval_loss" and "final eval loss" in shown)]
+    if training_args:
+        wanted = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
+                  "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed")
+        settings += [(key, training_args[key]) for key in wanted if key in training_args]
+    figures = figures or {}
+    card_data = ModelCardData(
+        library_name="transformers", license=license, tags=["hf-mae", *spec.tags],
+        datasets=list(datasets) or None, pipeline_tag=spec.pipeline_tag, model_name=repo_id.split("/")[-1],
+    )
+    card = ModelCard.from_template(
+        card_data, template_path=str(template_path(spec)),
+        repo_id=repo_id, title=spec.title, model_class=type(model).__name__,
+        total_parameters=_count(total), total_parameters_exact=f"{total:,}",
+        parameters_table=_table(("part", "parameters"), [(name, f"{count:,}") for name, count in parts]),
+        holds=holds, config_json=json.dumps(config_dict, indent=2, sort_keys=True),
+        training_table=_table(("setting", "value"), [(k, _number(v)) for k, v in settings]) if settings else "",
+        metrics_table=_table(("metric", "value"), [(k, _number(v)) for k, v in metrics]) if metrics else "",
+        datasets=list(datasets), data_description=data_description or "",
+        reconstruction_figure=figures.get("reconstructions"), loss_figure=figures.get("loss_curve"),
+        tokenizer_table=_table(("tokenizer", ""), tokenizer_rows(tokenizer)) if tokenizer is not None else "",
+    )
+    errors, _ = validate_card(str(card))
+    if errors:  # the template itself is wrong: say so before anything is pushed
+        raise ValueError(f"Model card for {repo_id} has invalid metadata: {errors}")
+    return card

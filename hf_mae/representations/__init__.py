@@ -1,0 +1,1 @@
+"""Seed-compatible import paths (``representations.sequential.language_model``) for the SMILES MLM API."""

@@ -1,0 +1,1 @@
+"""Sequence representations: see ``language_model``."""
