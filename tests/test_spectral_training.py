@@ -75,11 +75,28 @@ def test_pretrain_job_saves_reloads_and_resumes_exactly(tmp_path, capsys):
 
     # interrupted at step 2, resumed: the same loss curve and the same final weights
     resumed = _pretrain(tmp_path, "resumed", "--resume_from_checkpoint", str(run / "checkpoint-2"))
-    curve = lambda path: [(h["step"], h["loss"]) for h in json.loads((path / "trainer_state.json").read_text())["log_history"] if "loss" in h]  # noqa: E731
-    assert curve(resumed)[-2:] == curve(run)[-2:]
+    _assert_same_curve_and_weights(run, resumed)
+
+
+def _curve(path):
+    return [(h["step"], h["loss"]) for h in json.loads((path / "trainer_state.json").read_text())["log_history"]
+            if "loss" in h]
+
+
+def _assert_same_curve_and_weights(run, resumed):
+    assert len(_curve(run)) == 4 and _curve(resumed)[-2:] == _curve(run)[-2:]
     final, again = load_file(run / "model.safetensors"), load_file(resumed / "model.safetensors")
     for key in final:
         assert torch.equal(final[key], again[key]), key
+
+
+def test_pretrain_job_resumes_exactly_in_bf16(tmp_path):
+    # --bf16 on a machine without an accelerator: the job defaults to use_cpu, so this is CPU autocast
+    run = _pretrain(tmp_path, "bf16", "--bf16")
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["log_history"][0]["loss"] > 0
+    resumed = _pretrain(tmp_path, "bf16-resumed", "--bf16", "--resume_from_checkpoint", str(run / "checkpoint-2"))
+    _assert_same_curve_and_weights(run, resumed)
 
 
 def test_pretrain_job_rejects_unknown_model_and_dataset(tmp_path, capsys):

@@ -77,3 +77,39 @@ def test_cls_readout_computes_only_cls_in_the_last_layer_with_the_same_values_an
     z_alone = encoder(x[:1], visible[:1])
     assert torch.allclose(z_ragged[:1], z_alone, atol=1e-6)
     assert model(x, noise=noise).loss.isfinite()
+
+
+def _pool_reference(values, valid, patch_size, num_patches):
+    """The element-wise definition: zero the padding, pad to P x S positions, sum each patch, divide."""
+    batch, length, channels = values.shape
+    weight = valid.to(values.dtype)[..., None]
+    padded = torch.nn.functional.pad(values * weight, (0, 0, 0, patch_size * num_patches - length))
+    counts = torch.nn.functional.pad(weight, (0, 0, 0, patch_size * num_patches - length))
+    counts = counts.view(batch, num_patches, patch_size).sum(2)
+    sums = padded.view(batch, num_patches, patch_size, channels).sum(2)
+    return sums / counts.clamp_min(1.0)[..., None], counts > 0
+
+
+@pytest.mark.parametrize("length", [40, 37, 24, 3])   # whole patches, a partial last one, empty patches, one patch
+def test_patch_pooling_matches_its_elementwise_definition(length):
+    from hf_mae.models.modeling_protein_mae import pool_patches
+
+    values = torch.randn(3, length, 5)
+    valid = torch.ones(3, length, dtype=torch.bool)
+    valid[1, length // 2:] = False                     # a shorter protein (right padding)
+    expected = _pool_reference(values, valid, 4, 10)
+    got = pool_patches(values, valid, 4, 10)
+    assert torch.allclose(got[0], expected[0], atol=1e-6) and torch.equal(got[1], expected[1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # stays in full precision (it is also the loss target)
+        assert pool_patches(values, valid, 4, 10)[0].dtype == torch.float32
+
+
+def test_finiteness_check_is_exact_also_when_the_sum_overflows():
+    from hf_mae.models.validation import check_tensor
+
+    check_tensor("x", torch.full((4,), 3e38), ndim=1)          # finite values whose sum overflows to inf
+    for bad in (float("nan"), float("inf")):
+        x = torch.zeros(1000)
+        x[123] = bad
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            check_tensor("x", x, ndim=1)

@@ -94,14 +94,24 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     is zeros and invalid. This is the one residue -> patch mapping used by V5, its loss target and the adapter.
     """
     batch, length, channels = values.shape
-    padded_length = patch_size * num_patches
-    if length > padded_length:  # a negative pad would silently crop residues
+    if length > patch_size * num_patches:  # they would be silently dropped
         raise ValueError(f"{length} residue positions do not fit {num_patches} patches of {patch_size} residues.")
-    weight = valid.to(values.dtype)[..., None]                                        # (B, L, 1)
-    values = nn.functional.pad(values * weight, (0, 0, 0, padded_length - length))   # (B, P*S, C)
-    weight = nn.functional.pad(weight, (0, 0, 0, padded_length - length))
-    sums = values.view(batch, num_patches, patch_size, channels).sum(dim=2)           # (B, P, C)
-    counts = weight.view(batch, num_patches, patch_size).sum(dim=2)                   # (B, P)
+    weight = valid.to(values.dtype)                                                   # (B, L)
+    # Weighted sums as one batched (1 x S) @ (S x C) product per patch: a single read of ``values``, no
+    # (B, L, C) temporaries (inputs are 1502 x 960 per protein). In full precision, also under autocast.
+    n_full = length // patch_size                                                     # patches with S positions
+    head = n_full * patch_size
+    with torch.autocast(values.device.type, enabled=False):
+        sums = [torch.matmul(weight[:, None, :head].reshape(batch, n_full, 1, patch_size),
+                             values[:, :head].reshape(batch, n_full, patch_size, channels)).squeeze(2)]  # (B, F, C)
+        counts = [weight[:, :head].reshape(batch, n_full, patch_size).sum(dim=2)]                       # (B, F)
+        if head < length:       # the last positions start one more, shorter patch
+            sums.append(torch.bmm(weight[:, None, head:], values[:, head:]))                            # (B, 1, C)
+            counts.append(weight[:, head:].sum(dim=1, keepdim=True))
+        missing = num_patches - n_full - (head < length)                                  # past the input: empty
+        sums.append(values.new_zeros(batch, missing, channels))
+        counts.append(weight.new_zeros(batch, missing))
+        sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)
     return sums / counts.clamp_min(1.0)[..., None], counts > 0
 
 

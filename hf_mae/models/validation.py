@@ -68,6 +68,13 @@ def check_tensor(name: str, tensor, *, ndim: int, shape: Sequence[int | None] | 
                 )
     if floating and not tensor.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {tensor.dtype}.")
-    if finite and floating and tensor.device.type == "cpu" and not bool(torch.isfinite(tensor).all()):
+    if finite and floating and tensor.device.type == "cpu" and not _all_finite(tensor):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); clean or impute them first.")
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every value is finite. A finite sum proves it in one pass without temporaries (a NaN or inf
+    anywhere makes the sum NaN or inf); only a non-finite sum, which overflow can also cause, needs the
+    element-wise check (``torch.isfinite`` makes several passes over large inputs such as residue embeddings)."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
