@@ -657,8 +657,9 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 
 def _peak(tables: dict[str, list[Row]], precision: str) -> float | None:
-    rates = [r.samples_per_s() * r.ok[0]["flops"] for r in tables.get("matmul", [])
-             if r.spec["precision"] == precision and r.ok and r.samples_per_s()]
+    """The best matmul FLOP/s seen in any run (a peak; medians under load would understate it)."""
+    rates = [rate * r.ok[0]["flops"] for r in tables.get("matmul", [])
+             if r.spec["precision"] == precision and r.ok for rate in r.rates()]
     return max(rates) if rates else None
 
 
@@ -748,7 +749,8 @@ TITLES = {
 }
 
 
-def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, load_end, cuda: bool) -> None:
+def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, load_end, cuda: bool,
+                 machine: list[str]) -> None:
     by_key = {row.key: row for rows in tables.values() for row in rows}
     peaks = {p: _peak(tables, p) for p in ("fp32", "bf16")}
     lines = ["# Benchmarks", "",
@@ -757,12 +759,16 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
              "repeat; figures are medians. The load average next to each figure is the machine's 1-minute load "
              "when that run started: on this shared 2-core machine anything above ~2 means other work competed "
              "for the cores, and absolute figures are then lower bounds; ratios measured side by side hold up "
-             "better.", "", "## Machine", "", *_machine(),
+             "better.", "", "## Machine", "", *machine,
              f"- torch threads: {args.threads}; repeats: {args.repeats}{' (quick run: tiny sizes)' if args.quick else ''}",
              f"- load average (1, 5, 15 min) at start: {', '.join(f'{x:.1f}' for x in load_start)}; at end: "
              f"{', '.join(f'{x:.1f}' for x in load_end)}", ""]
     if "chemomae" in tables:
-        lines += ["## Targets", "", *_targets(by_key), ""]
+        lines += ["## Targets", "", *_targets(by_key)]
+        if peaks["fp32"] and peaks["bf16"]:
+            lines.append(f"- for scale: this machine's bf16 matmul peak is {peaks['bf16'] / peaks['fp32']:.2f}x its fp32 "
+                         f"peak ({peaks['bf16'] / 1e9:,.0f} vs {peaks['fp32'] / 1e9:,.0f} GFLOP/s, table below)")
+        lines.append("")
     for name, rows in tables.items():
         lines += [f"## {TITLES[name]}", ""]
         if name == "matmul":
@@ -771,8 +777,9 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
                 rate = row.samples_per_s()
                 flops = row.ok[0]["flops"] if row.ok else None
                 lines.append(f"| {row.label} | {_fmt(rate * flops / 1e9 if rate and flops else None)} | {row.loads()} |")
-            lines += ["", f"Peak used for the '% of matmul peak' columns: fp32 {_fmt((peaks['fp32'] or 0) / 1e9)} "
-                          f"GFLOP/s, bf16 {_fmt((peaks['bf16'] or 0) / 1e9)} GFLOP/s.", ""]
+            lines += ["", f"Peak used for the '% of matmul peak' columns (best single run): fp32 "
+                          f"{_fmt((peaks['fp32'] or 0) / 1e9)} GFLOP/s, bf16 {_fmt((peaks['bf16'] or 0) / 1e9)} GFLOP/s.",
+                      ""]
             continue
         lines += [*_table(rows, by_key, peaks, cuda=name == "gpu"), ""]
     if not cuda:
@@ -792,6 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny batches, 2 steps, 1 repeat: a smoke run")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per measurement")
+    parser.add_argument("--from-json", default=None, help="rewrite the report from a --json file, measuring nothing")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.worker:
@@ -810,20 +818,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeats = 1
     cuda = torch.cuda.is_available()
     tables = build_rows(sections, cuda)
-    load_start = os.getloadavg()
-    print(f"load average at start: {load_start}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(tables, args.repeats, args.threads, args.quick, tmp, args.timeout)
-    load_end = os.getloadavg()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for rows in tables.values():
+            for row in rows:
+                row.runs, row.skipped = saved.get(row.key, {}).get("runs", []), saved.get(row.key, {}).get("skipped")
+        load_start, load_end = saved.get("_load", {}).get("start", (0, 0, 0)), saved.get("_load", {}).get("end", (0, 0, 0))
+        machine = saved.get("_machine") or _machine()
+    else:
+        load_start = os.getloadavg()
+        print(f"load average at start: {load_start}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            measure(tables, args.repeats, args.threads, args.quick, tmp, args.timeout)
+        load_end = os.getloadavg()
+        machine = _machine()
     for rows in tables.values():
         for row in rows:
             if row.skipped:
                 print(f"skipped {row.label}: {row.skipped}")
-    write_report(tables, Path(args.output), args, load_start, load_end, cuda)
+    write_report(tables, Path(args.output), args, load_start, load_end, cuda, machine)
     if args.json:
-        Path(args.json).write_text(json.dumps({row.key: {"label": row.label, "spec": row.spec, "runs": row.runs,
-                                                         "skipped": row.skipped}
-                                               for rows in tables.values() for row in rows}, indent=1))
+        raw = {row.key: {"label": row.label, "spec": row.spec, "runs": row.runs, "skipped": row.skipped}
+               for rows in tables.values() for row in rows}
+        raw["_load"], raw["_machine"] = {"start": load_start, "end": load_end}, machine
+        Path(args.json).write_text(json.dumps(raw, indent=1))
     print(f"wrote {args.output}")
     return 0
 
