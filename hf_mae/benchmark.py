@@ -354,6 +354,7 @@ def _matmul_case(spec: dict) -> Case:
     import torch
 
     m, k, n = spec["shape"]
+    torch.backends.cuda.matmul.allow_tf32 = False
     dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
     a = torch.randn(m, k, dtype=dtype, device=spec["device"])
     b = torch.randn(k, n, dtype=dtype, device=spec["device"])
@@ -378,18 +379,25 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _count_syncs(step: Callable[[], None]) -> int:
-    """Host-device synchronisations in one step (CUDA's sync debug mode warns once per sync)."""
+def _count_syncs(step: Callable[[], None]) -> int | None:
+    """Host-device synchronisations in one step, counted with CUDA's sync debug mode (one warning per sync).
+    A known sync (``.item()``) is counted along with the step: if it is not seen, the count means nothing
+    and None is returned."""
     import torch
 
+    probe = torch.ones(1, device="cuda")
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            probe.item()
+            calibration = len(caught)
             step()
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    return sum("synchroniz" in str(w.message).lower() for w in caught)
+    syncs = sum("synchroniz" in str(w.message).lower() for w in caught[calibration:])
+    return syncs if calibration == 1 else None
 
 
 def run_worker(spec: dict) -> dict:
@@ -540,21 +548,35 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                                     _spec("spectral-gpt", "train", "bf16", batch, image_size=224, bands=bands,
                                           checkpointing=ckpt, warmup=1, steps=3)))
         tables["scale"] = rows
-    if cuda:
-        rows = []
-        for case, peer_case, name in (("chemomae", "chemomae-peer", "ChemoMAE"),
-                                      ("spectral-gpt", "vitmae-196", "SpectralGPT")):
-            for p in ("fp32", "bf16"):
-                for comp in (False, True):
-                    tag = f"{p}{' compiled' if comp else ''}"
-                    batch = CHEMO_BATCH if case == "chemomae" else 16
-                    peer_key = f"gpu-{peer_case}-{p}-{comp}"
-                    rows.append(Row(peer_key, f"{'chemomae 0.2.4' if case == 'chemomae' else 'ViTMAE'}, GPU, {tag}",
-                                    {**_spec(peer_case, "train", p, batch, compile=comp), "device": "cuda"}))
-                    rows.append(Row(f"gpu-{case}-{p}-{comp}", f"{name}, GPU, {tag}",
-                                    {**_spec(case, "train", p, batch, compile=comp), "device": "cuda"}, peer_key))
-        tables["gpu"] = rows
+    if "gpu" in sections and cuda:
+        tables["gpu"] = _gpu_rows()
     return tables
+
+
+def _gpu_rows() -> list[Row]:
+    """GPU rows: the matmul peak, then each model next to its peer in fp32 and bf16, eager and compiled.
+    One H100-class step at the CPU batch sizes is launch-bound, so the GPU rows use larger batches too."""
+    def gpu(case, mode, p, batch, **extra):
+        return {**_spec(case, mode, p, batch, **extra), "device": "cuda", "warmup": 5, "steps": 30}
+
+    rows = [Row(f"gpu-mm-{p}", f"{p} 8192x8192 @ 8192x8192{' (TF32 off)' if p == 'fp32' else ''}",
+                gpu("matmul", "train", p, 1, shape=(8192, 8192, 8192), steps=10))
+            for p in ("fp32", "bf16")]
+    pairs = (("chemomae", "chemomae-peer", "ChemoMAE", "chemomae 0.2.4", (CHEMO_BATCH, 1024)),
+             ("spectral-gpt", "vitmae-196", "SpectralGPT (196 tokens)", "ViTMAE (196 tokens)", (256,)),
+             ("protein-v5", "vitmae-49", "V5 protein MAE (49 patches)", "ViTMAE (49 tokens)", (256,)))
+    for case, peer_case, name, peer_name, batches in pairs:
+        for batch in batches:
+            for p, comp in (("fp32", False), ("bf16", False), ("bf16", True), ("fp32", True)):
+                if comp and p == "fp32" and case != "chemomae":
+                    continue   # compiled fp32 only for the issue's reference model: device time is short
+                tag = f"batch {batch}, {p}{', torch.compile' if comp else ''}"
+                peer_key = f"gpu-{peer_case}-{batch}-{p}-{comp}"
+                rows.append(Row(peer_key, f"{peer_name}, train, {tag}",
+                                gpu(peer_case, "train", p, batch, compile=comp)))
+                rows.append(Row(f"gpu-{case}-{batch}-{p}-{comp}", f"{name}, train, {tag}",
+                                gpu(case, "train", p, batch, compile=comp), peer_key))
+    return rows
 
 
 def _availability() -> dict[str, str]:
@@ -589,8 +611,18 @@ def _run_spec(spec: dict, timeout: int) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def measure(tables: dict[str, list[Row]], repeats: int, threads: int, quick: bool, tmp: str, timeout: int) -> None:
-    """Run every row ``repeats`` times; within a repeat, rows run in table order (peer, ours, peer, ours ...)."""
+def _raw(tables: dict[str, list[Row]], load_start, load_end, machine: list[str]) -> dict:
+    raw = {row.key: {"label": row.label, "spec": row.spec, "runs": row.runs, "skipped": row.skipped}
+           for rows in tables.values() for row in rows}
+    raw["_load"], raw["_machine"] = {"start": load_start, "end": load_end}, machine
+    return raw
+
+
+def measure(tables: dict[str, list[Row]], repeats: int, threads: int, quick: bool, tmp: str, timeout: int,
+            checkpoint: Callable[[], None] = lambda: None) -> None:
+    """Run every row ``repeats`` times; within a repeat, rows run in table order (peer, ours, peer, ours ...).
+    Rows that already hold ``repeats`` runs (``--resume``) are not measured again; ``checkpoint`` is called
+    after every measurement, so an interrupted run keeps what it measured."""
     missing = _availability()
     for rows in tables.values():
         for row in rows:
@@ -598,7 +630,7 @@ def measure(tables: dict[str, list[Row]], repeats: int, threads: int, quick: boo
     for repeat in range(repeats):
         for table, rows in tables.items():
             for row in rows:
-                if row.skipped or (table == "scale" and repeat > 0):
+                if row.skipped or len(row.runs) > repeat or (table == "scale" and repeat > 0):
                     continue
                 spec = {"warmup": 3, "steps": 10, **row.spec, "threads": threads, "tmp": tmp}
                 if quick:
@@ -606,6 +638,7 @@ def measure(tables: dict[str, list[Row]], repeats: int, threads: int, quick: boo
                     spec["warmup"] = 1
                 result = _run_spec(spec, timeout)
                 row.runs.append(result)
+                checkpoint()
                 rate = (f"{result['samples'] / statistics.median(result['step_s']):.1f}/s"
                         if result.get("step_s") else result.get("error", "?"))
                 print(f"[{repeat + 1}/{repeats}] {row.label}: {rate} (load {result.get('load_before', 0):.1f})",
@@ -656,10 +689,10 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _peak(tables: dict[str, list[Row]], precision: str) -> float | None:
-    """The best matmul FLOP/s seen in any run (a peak; medians under load would understate it)."""
-    rates = [rate * r.ok[0]["flops"] for r in tables.get("matmul", [])
-             if r.spec["precision"] == precision and r.ok for rate in r.rates()]
+def _peak(tables: dict[str, list[Row]], precision: str, device: str = "cpu") -> float | None:
+    """The best matmul FLOP/s seen in any run on ``device`` (a peak; medians under load would understate it)."""
+    rows = tables.get("matmul", []) if device == "cpu" else [r for r in tables.get("gpu", []) if r.spec["case"] == "matmul"]
+    rates = [rate * r.ok[0]["flops"] for r in rows if r.spec["precision"] == precision and r.ok for rate in r.rates()]
     return max(rates) if rates else None
 
 
@@ -749,10 +782,13 @@ TITLES = {
 }
 
 
-def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, load_end, cuda: bool,
-                 machine: list[str]) -> None:
+def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, load_end, machine: list[str],
+                 gpu_machine: list[str] | None = None) -> None:
+    """``machine``: where the CPU rows ran; ``gpu_machine``: where the GPU rows ran, when another run (the
+    report can merge a CPU run and a GPU run with ``--from-json cpu.json,gpu.json``)."""
     by_key = {row.key: row for rows in tables.values() for row in rows}
     peaks = {p: _peak(tables, p) for p in ("fp32", "bf16")}
+    gpu_peaks = {p: _peak(tables, p, "cuda") for p in ("fp32", "bf16")}
     lines = ["# Benchmarks", "",
              "Written by `hf-mae benchmark` (`python scripts/benchmark.py`); see `hf_mae/benchmark.py` for how each "
              "figure is measured. Every row is a fresh process; rows alternate with their peer within each "
@@ -781,8 +817,20 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
                           f"{_fmt((peaks['fp32'] or 0) / 1e9)} GFLOP/s, bf16 {_fmt((peaks['bf16'] or 0) / 1e9)} GFLOP/s.",
                       ""]
             continue
-        lines += [*_table(rows, by_key, peaks, cuda=name == "gpu"), ""]
-    if not cuda:
+        if name == "gpu":
+            if gpu_machine:
+                lines += ["Measured on another machine, in another run:", "", *gpu_machine, ""]
+            lines += ["Host-device syncs are counted in one training step after warm-up with CUDA's sync debug "
+                      "mode (calibrated against one known `.item()`). Matmul rows give the GPU's peak for the "
+                      "'% of matmul peak' column; fp32 rows run true fp32 (TF32 off, PyTorch's default).", ""]
+            mm = [r for r in rows if r.spec["case"] == "matmul"]
+            lines += ["| shape | TFLOP/s (median) |", "|---|---|"]
+            lines += [f"| {r.label} | {_fmt(r.samples_per_s() * r.ok[0]['flops'] / 1e12 if r.ok else None, 1)} |"
+                      for r in mm]
+            lines += ["", *_table([r for r in rows if r not in mm], by_key, gpu_peaks, cuda=True), ""]
+            continue
+        lines += [*_table(rows, by_key, peaks), ""]
+    if "gpu" not in tables:
         lines += ["## GPU", "", "Not run: no CUDA device on this machine. On a machine with one, the same command "
                   "adds the GPU rows (with and without torch.compile) and counts host-device syncs per training "
                   "step.", ""]
@@ -793,13 +841,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hf-mae benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="BENCHMARKS.md", help="the markdown report (default BENCHMARKS.md)")
     parser.add_argument("--json", default=None, help="also write every raw measurement here")
-    parser.add_argument("--only", default="matmul,chemomae,vitmae,smiles,scale",
-                        help="comma-separated sections: matmul, chemomae, vitmae, smiles, scale")
+    parser.add_argument("--only", default="matmul,chemomae,vitmae,smiles,scale,gpu",
+                        help="comma-separated sections: matmul, chemomae, vitmae, smiles, scale, gpu (gpu runs only "
+                             "where CUDA is available)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny batches, 2 steps, 1 repeat: a smoke run")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per measurement")
-    parser.add_argument("--from-json", default=None, help="rewrite the report from a --json file, measuring nothing")
+    parser.add_argument("--from-json", default=None,
+                        help="rewrite the report from --json files (comma-separated: e.g. a CPU run and a GPU run "
+                             "from another machine), measuring nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in the --json file and measure only what is missing")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.worker:
@@ -811,37 +864,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = sections - (set(TITLES) - {"gpu"})
+    unknown = sections - set(TITLES)
     if unknown:
-        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {sorted(set(TITLES) - {'gpu'})}")
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {sorted(TITLES)}")
     if args.quick:
         args.repeats = 1
-    cuda = torch.cuda.is_available()
-    tables = build_rows(sections, cuda)
+    gpu_machine = None
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
+        runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
+        saved = {key: value for run in runs for key, value in run.items() if not key.startswith("_")}
+        tables = build_rows(sections, cuda=any(key.startswith("gpu-") for key in saved))
         for rows in tables.values():
             for row in rows:
                 row.runs, row.skipped = saved.get(row.key, {}).get("runs", []), saved.get(row.key, {}).get("skipped")
-        load_start, load_end = saved.get("_load", {}).get("start", (0, 0, 0)), saved.get("_load", {}).get("end", (0, 0, 0))
-        machine = saved.get("_machine") or _machine()
+        cpu_runs = [run for run in runs if any(not k.startswith(("_", "gpu-")) for k in run)] or runs
+        load_start, load_end = cpu_runs[0].get("_load", {}).get("start", (0, 0, 0)), cpu_runs[0].get("_load", {}).get("end", (0, 0, 0))
+        machine = cpu_runs[0].get("_machine") or _machine()
+        gpu_runs = [run for run in runs if any(k.startswith("gpu-") for k in run)]
+        if gpu_runs and gpu_runs[0] is not cpu_runs[0]:
+            gpu_machine = gpu_runs[0].get("_machine")
     else:
+        tables = build_rows(sections, torch.cuda.is_available())
+        if args.resume:
+            if not args.json or not Path(args.json).exists():
+                parser.error("--resume needs --json naming the file of an earlier run")
+            saved = json.loads(Path(args.json).read_text())
+            for rows in tables.values():
+                for row in rows:
+                    row.runs = [r for r in saved.get(row.key, {}).get("runs", []) if "error" not in r]
         load_start = os.getloadavg()
         print(f"load average at start: {load_start}", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            measure(tables, args.repeats, args.threads, args.quick, tmp, args.timeout)
-        load_end = os.getloadavg()
         machine = _machine()
+
+        def checkpoint():
+            if args.json:
+                Path(args.json).write_text(json.dumps(_raw(tables, load_start, os.getloadavg(), machine), indent=1))
+
+        with tempfile.TemporaryDirectory() as tmp:
+            measure(tables, args.repeats, args.threads, args.quick, tmp, args.timeout, checkpoint)
+        load_end = os.getloadavg()
     for rows in tables.values():
         for row in rows:
             if row.skipped:
                 print(f"skipped {row.label}: {row.skipped}")
-    write_report(tables, Path(args.output), args, load_start, load_end, cuda, machine)
-    if args.json:
-        raw = {row.key: {"label": row.label, "spec": row.spec, "runs": row.runs, "skipped": row.skipped}
-               for rows in tables.values() for row in rows}
-        raw["_load"], raw["_machine"] = {"start": load_start, "end": load_end}, machine
-        Path(args.json).write_text(json.dumps(raw, indent=1))
+    write_report(tables, Path(args.output), args, load_start, load_end, machine, gpu_machine)
+    if args.json and not args.from_json:
+        Path(args.json).write_text(json.dumps(_raw(tables, load_start, load_end, machine), indent=1))
     print(f"wrote {args.output}")
     return 0
 
