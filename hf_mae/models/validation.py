@@ -53,8 +53,9 @@ def check_tensor(name: str, tensor, *, ndim: int, shape: Sequence[int | None] | 
     """Validate a model input: type, rank, fixed sizes, dtype and (on CPU) finiteness.
 
     ``shape`` lists the expected size of each dimension, ``None`` for free ones. The finiteness check runs
-    only for CPU tensors: on an accelerator it would force a host-device sync every step, and data reaching
-    an accelerator has already been checked on the host by the processors and collators.
+    only for CPU tensors and outside ``torch.compile``: on an accelerator it would force a host-device sync
+    every step, under compile it would split the graph in two, and data reaching either has already been
+    checked on the host by the processors and collators.
     """
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}.")
@@ -68,7 +69,8 @@ def check_tensor(name: str, tensor, *, ndim: int, shape: Sequence[int | None] | 
                 )
     if floating and not tensor.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {tensor.dtype}.")
-    if finite and floating and tensor.device.type == "cpu" and not _all_finite(tensor):
+    if (finite and floating and tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not _all_finite(tensor)):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); clean or impute them first.")
 
