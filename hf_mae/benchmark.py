@@ -728,7 +728,8 @@ def _table(rows: list[Row], by_key: dict[str, Row], peaks: dict[str, float | Non
             flops = twin.median("flops") if twin else None
         gflops = rate / row.ok[0]["samples"] * flops / 1e9 if flops else None   # steps/s x FLOPs per step
         peak = peaks.get(row.spec["precision"])
-        frac = f"{100 * gflops * 1e9 / peak:.0f}%" if gflops and peak else "-"
+        share = 100 * gflops * 1e9 / peak if gflops and peak else None
+        frac = "-" if share is None else f"{share:.0f}%" if share >= 10 else f"{share:.1f}%"
         if cuda:
             memory = _fmt(row.median("peak_cuda_mib"))
             extra = [_fmt(row.median("syncs_per_step"))]

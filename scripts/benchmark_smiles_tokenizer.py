@@ -5,6 +5,11 @@ Python lists of strings to Python lists of ids:
 - bundled: ``tokenizer(batch, padding=True)``, the transformers call users make (Rust ``tokenizers`` inside);
 - pure Python: ``re.findall`` with the same pattern + dict look-ups + padding (``RegexSmilesTokenizer``).
 
+Two more rows bound what any tokenizer built on the ``tokenizers`` library can reach here:
+- Rust only: ``Tokenizer.encode_batch_fast`` on the bundled tokenizer (no Python lists are built);
+- floor: a ``WordLevel`` tokenizer with the same vocabulary and no pre-tokenizer, which looks each whole
+  SMILES up as one word and splits nothing: the library's own cost per SMILES, with no tokenizing done.
+
     python scripts/benchmark_smiles_tokenizer.py [--n 100000] [--corpus moses_test] [--repeats 3]
 
 Writes the figures as JSON (``--out``, default runs/benchmark_smiles_tokenizer.json) and prints them.
@@ -58,8 +63,20 @@ def main() -> int:
     def pure_python():
         return [slow(batch) for batch in batches]
 
+    from tokenizers import Tokenizer, models
+
+    floor_tokenizer = Tokenizer(models.WordLevel(tokenizer.get_vocab(), unk_token=tokenizer.unk_token))
+
+    def rust_only():
+        return [tokenizer.backend_tokenizer.encode_batch_fast(batch) for batch in batches]
+
+    def floor():
+        return [floor_tokenizer.encode_batch_fast(batch) for batch in batches]
+
     fast_s, fast_out = best_time(bundled, args.repeats)
     slow_s, slow_out = best_time(pure_python, args.repeats)
+    rust_s, _ = best_time(rust_only, args.repeats)
+    floor_s, _ = best_time(floor, args.repeats)
     for fast_batch, slow_batch in zip(fast_out, slow_out):
         if fast_batch["input_ids"] != slow_batch["input_ids"] or fast_batch["attention_mask"] != slow_batch["attention_mask"]:
             raise SystemExit("the two tokenizers disagree: the comparison would be meaningless")
@@ -70,6 +87,9 @@ def main() -> int:
         "bundled_seconds": round(fast_s, 4), "pure_python_seconds": round(slow_s, 4),
         "bundled_smiles_per_second": round(len(smiles) / fast_s), "pure_python_smiles_per_second": round(len(smiles) / slow_s),
         "speedup": round(slow_s / fast_s, 2), "identical_output": True, "repeats (best of)": args.repeats,
+        "rust_only_smiles_per_second": round(len(smiles) / rust_s),
+        "floor_smiles_per_second": round(len(smiles) / floor_s),
+        "floor_speedup_over_pure_python": round(slow_s / floor_s, 2),
         "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version(),
         "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "default"),
     }
@@ -79,6 +99,10 @@ def main() -> int:
     print(f"{len(smiles):,} {args.corpus} SMILES in batches of {args.batch_size}, identical ids and masks:")
     print(f"  bundled (tokenizers) {fast_s:8.3f} s  {result['bundled_smiles_per_second']:>10,} SMILES/s")
     print(f"  pure-Python regex    {slow_s:8.3f} s  {result['pure_python_smiles_per_second']:>10,} SMILES/s")
+    print(f"  Rust only            {rust_s:8.3f} s  {result['rust_only_smiles_per_second']:>10,} SMILES/s"
+          "  (encode_batch_fast, no Python lists)")
+    print(f"  floor                {floor_s:8.3f} s  {result['floor_smiles_per_second']:>10,} SMILES/s"
+          f"  (no splitting at all: at most {result['floor_speedup_over_pure_python']}x the pure-Python tokenizer)")
     print(f"  speedup {result['speedup']}x  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores) -> {out}")
     return 0
 

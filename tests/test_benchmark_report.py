@@ -1,0 +1,76 @@
+"""The benchmark's bookkeeping, with made-up figures (nothing is timed here): resuming an interrupted run,
+merging a CPU run with a GPU run from another machine, and what the report then says."""
+
+import json
+
+import torch
+
+from hf_mae import benchmark
+from hf_mae.models.validation import check_tensor
+
+
+def _run(samples, step_s, **extra):
+    return {"samples": samples, "step_s": [step_s] * 3, "flops": 1e9, "load_before": 0.5, "load_after": 0.5,
+            "rss_before_mib": 100.0, "peak_rss_mib": 150.0, **extra}
+
+
+def _raw(tables, machine):
+    return benchmark._raw(tables, (0.1, 0.1, 0.1), (0.2, 0.2, 0.2), machine)
+
+
+def test_resume_measures_only_rows_without_runs(monkeypatch):
+    tables = benchmark.build_rows({"matmul"}, cuda=False)
+    rows = tables["matmul"]
+    rows[0].runs = [_run(1, 0.1)]                       # measured before the interruption
+    measured, checkpoints = [], []
+    monkeypatch.setattr(benchmark, "_run_spec", lambda spec, timeout: measured.append(spec) or _run(1, 0.2))
+    benchmark.measure(tables, repeats=1, threads=1, quick=False, tmp="/tmp", timeout=1,
+                      checkpoint=lambda: checkpoints.append(1))
+    assert [s["shape"] for s in measured] == [r.spec["shape"] for r in rows[1:]]
+    assert len(checkpoints) == len(rows) - 1           # saved after every measurement
+    assert all(len(r.runs) == 1 for r in rows)
+
+
+def test_report_merges_a_cpu_run_and_a_gpu_run(tmp_path):
+    cpu = benchmark.build_rows({"matmul", "chemomae"}, cuda=False)
+    for row in cpu["matmul"]:
+        row.runs = [_run(1, 0.01)]                      # 1 GFLOP in 10 ms: 100 GFLOP/s
+    for row in cpu["chemomae"]:
+        row.runs = [_run(64, 0.2 if row.key.startswith("peer") else 0.1)]
+    gpu = {"gpu": benchmark.build_rows({"gpu"}, cuda=True)["gpu"]}
+    for row in gpu["gpu"]:
+        if row.spec["case"] == "matmul":
+            row.runs = [_run(1, 1e-4, peak_cuda_mib=10.0, syncs_per_step=0)]      # 10 TFLOP/s
+        else:
+            peer = "peer" in row.key or "vitmae" in row.key
+            row.runs = [_run(row.spec["batch"], 0.02 if peer else 0.01, peak_cuda_mib=500.0,
+                             syncs_per_step=4 if "chemomae-peer" in row.key else 0)]
+    (tmp_path / "cpu.json").write_text(json.dumps(_raw(cpu, ["- CPU: test cpu"])))
+    (tmp_path / "gpu.json").write_text(json.dumps(_raw(gpu, ["- GPU: test gpu"])))
+    out = tmp_path / "B.md"
+    assert benchmark.main(["--from-json", f"{tmp_path / 'cpu.json'},{tmp_path / 'gpu.json'}",
+                           "--only", "matmul,chemomae,gpu", "--output", str(out)]) == 0
+    report = out.read_text()
+    assert "- CPU: test cpu" in report and "Measured on another machine, in another run:" in report
+    assert "- GPU: test gpu" in report and "Not run: no CUDA device" not in report
+    assert "- fp32 training vs chemomae fp32: 2.00x (target >= 1.1x): met" in report
+    gpu_lines = [line for line in report.splitlines() if "ChemoMAE, train, batch 64, fp32 |" in line
+                 or line.startswith("| ChemoMAE, train, batch 64, fp32 ")]
+    assert gpu_lines and "2.00x vs chemomae 0.2.4" in gpu_lines[0]
+    cells = [c.strip() for c in gpu_lines[0].split("|")]
+    assert cells[5] == "0"                              # syncs/step column of our row
+    peer_line = next(line for line in report.splitlines() if line.startswith("| chemomae 0.2.4, train, batch 64, fp32 |"))
+    assert [c.strip() for c in peer_line.split("|")][5] == "4"
+    assert "| fp32 8192x8192 @ 8192x8192 (TF32 off) | 10.0 |" in report   # TFLOP/s from 2mkn / time
+
+
+def test_finiteness_check_stays_on_in_eager_mode_and_is_skipped_when_compiling(monkeypatch):
+    bad = torch.tensor([[1.0, float("nan")]])
+    try:
+        check_tensor("x", bad, ndim=2)
+    except ValueError as error:
+        assert "NaN" in str(error)
+    else:
+        raise AssertionError("a NaN passed the eager check")
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    check_tensor("x", bad, ndim=2)                     # shape checks only: compiled graphs stay whole
