@@ -461,12 +461,13 @@ class Row:
     def ok(self) -> list[dict]:
         return [r for r in self.runs if "error" not in r]
 
-    def samples_per_s(self) -> float | None:
-        rates = [r["samples"] / statistics.median(r["step_s"]) for r in self.ok if r.get("step_s")]
-        return statistics.median(rates) if rates else None
-
     def rates(self) -> list[float]:
+        """samples/s of each run (its median step)."""
         return [r["samples"] / statistics.median(r["step_s"]) for r in self.ok if r.get("step_s")]
+
+    def samples_per_s(self) -> float | None:
+        rates = self.rates()
+        return statistics.median(rates) if rates else None
 
     def median(self, name: str) -> float | None:
         values = [r[name] for r in self.ok if r.get(name) is not None]
@@ -577,13 +578,13 @@ def _gpu_rows() -> list[Row]:
                                 gpu(peer_case, "train", p, batch, compile=comp)))
                 rows.append(Row(f"gpu-{case}-{batch}-{p}-{comp}", f"{name}, train, {tag}",
                                 gpu(case, "train", p, batch, compile=comp), peer_key))
-    for case, peer_case, name, peer_name in (("chemomae", "chemomae-peer", "ChemoMAE", "chemomae 0.2.4"),):
-        tag = f"batch {CHEMO_BATCH}, bf16, torch.compile(mode='reduce-overhead')"
-        peer_key = f"gpu-{peer_case}-{CHEMO_BATCH}-bf16-cudagraphs"
-        rows.append(Row(peer_key, f"{peer_name}, train, {tag}", gpu(peer_case, "train", "bf16", CHEMO_BATCH, compile=True,
-                                                                     compile_mode="reduce-overhead")))
-        rows.append(Row(f"gpu-{case}-{CHEMO_BATCH}-bf16-cudagraphs", f"{name}, train, {tag}",
-                        gpu(case, "train", "bf16", CHEMO_BATCH, compile=True, compile_mode="reduce-overhead"), peer_key))
+    # CUDA graphs for the launch-bound small batch
+    tag = f"batch {CHEMO_BATCH}, bf16, torch.compile(mode='reduce-overhead')"
+    peer_key = f"gpu-chemomae-peer-{CHEMO_BATCH}-bf16-cudagraphs"
+    rows.append(Row(peer_key, f"chemomae 0.2.4, train, {tag}",
+                    gpu("chemomae-peer", "train", "bf16", CHEMO_BATCH, compile=True, compile_mode="reduce-overhead")))
+    rows.append(Row(f"gpu-chemomae-{CHEMO_BATCH}-bf16-cudagraphs", f"ChemoMAE, train, {tag}",
+                    gpu("chemomae", "train", "bf16", CHEMO_BATCH, compile=True, compile_mode="reduce-overhead"), peer_key))
     return rows
 
 
@@ -624,6 +625,15 @@ def _raw(tables: dict[str, list[Row]], load_start, load_end, machine: list[str])
            for rows in tables.values() for row in rows}
     raw["_load"], raw["_machine"] = {"start": load_start, "end": load_end}, machine
     return raw
+
+
+def _restore(tables: dict[str, list[Row]], saved: dict, keep_failed: bool) -> None:
+    """Put the runs of a ``--json`` file back into the rows (``keep_failed``: failed runs too, for a report)."""
+    for rows in tables.values():
+        for row in rows:
+            entry = saved.get(row.key, {})
+            row.runs = [r for r in entry.get("runs", []) if keep_failed or "error" not in r]
+            row.skipped = entry.get("skipped") if keep_failed else None
 
 
 def measure(tables: dict[str, list[Row]], repeats: int, threads: int, quick: bool, tmp: str, timeout: int,
@@ -883,9 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
         saved = {key: value for run in runs for key, value in run.items() if not key.startswith("_")}
         tables = build_rows(sections, cuda=any(key.startswith("gpu-") for key in saved))
-        for rows in tables.values():
-            for row in rows:
-                row.runs, row.skipped = saved.get(row.key, {}).get("runs", []), saved.get(row.key, {}).get("skipped")
+        _restore(tables, saved, keep_failed=True)
         cpu_runs = [run for run in runs if any(not k.startswith(("_", "gpu-")) for k in run)] or runs
         load_start, load_end = cpu_runs[0].get("_load", {}).get("start", (0, 0, 0)), cpu_runs[0].get("_load", {}).get("end", (0, 0, 0))
         machine = cpu_runs[0].get("_machine") or _machine()
@@ -897,10 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             if not args.json or not Path(args.json).exists():
                 parser.error("--resume needs --json naming the file of an earlier run")
-            saved = json.loads(Path(args.json).read_text())
-            for rows in tables.values():
-                for row in rows:
-                    row.runs = [r for r in saved.get(row.key, {}).get("runs", []) if "error" not in r]
+            _restore(tables, json.loads(Path(args.json).read_text()), keep_failed=False)   # failed rows run again
         load_start = os.getloadavg()
         print(f"load average at start: {load_start}", flush=True)
         machine = _machine()
