@@ -1,14 +1,19 @@
 """Plumbing shared by every ``hf-mae pretrain`` job: argument parsing, per-rank masks, train, save, reload.
 
-A job declares its own model and data argument dataclasses and its defaults for ``TrainingArguments``;
+A job declares its data argument dataclass, its model arguments with ``config_arguments`` (the config's own
+fields, types and defaults, with the job's sizes where they differ) and its defaults for ``TrainingArguments``;
 ``parse_args`` then accepts every Trainer flag on the command line (``--bf16``, ``--max_steps``,
 ``--resume_from_checkpoint``, ``--gradient_accumulation_steps`` ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +37,61 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "dataloader_num_workers": 0,
 }
+
+
+def _option_type(annotation: Any) -> Any:
+    """The type a command-line option parses into: one member of a union such as ``float | int`` or
+    ``str | list[str]`` (the first), keeping ``None`` when the config allows it."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return members[0] | None if len(members) < len(typing.get_args(annotation)) else members[0]
+
+
+def _field_type(config_class: type, source: dataclasses.Field) -> Any:
+    """A config field's annotation as a type (configs are written with ``from __future__ import annotations``;
+    only the field's own annotation is resolved, in the module of the class that declares it)."""
+    if not isinstance(source.type, str):
+        return source.type
+    owner = next(c for c in config_class.__mro__ if source.name in vars(c).get("__annotations__", {}))
+    return eval(source.type, vars(sys.modules[owner.__module__]))
+
+
+def config_arguments(config_class: type, names: Sequence[str], *, doc: str, defaults: Mapping[str, Any] | None = None,
+                     help: Mapping[str, str] | None = None,
+                     extra: Sequence[tuple[str, type, dataclasses.Field]] = ()) -> type:
+    """The model arguments of a job: a dataclass for ``HfArgumentParser`` whose fields are the config fields
+    ``names``, with the config's types and defaults (``defaults`` replaces some for the job; a ``None`` there
+    means "decided by the job"), ``help`` texts, and ``extra`` fields that are not config fields.
+
+    Example:
+        >>> from hf_mae import ChemoMAEConfig
+        >>> Args = config_arguments(ChemoMAEConfig, ["d_model", "n_mask"], doc="demo", defaults={"n_mask": None})
+        >>> Args(), Args(d_model=128).d_model
+        (ChemoMAEConfigArguments(d_model=384, n_mask=None), 128)
+    """
+    defaults, help = dict(defaults or {}), dict(help or {})
+    config_fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(names) - set(config_fields))
+    if unknown:
+        raise ValueError(f"`names` {unknown} are not fields of {config_class.__name__}.")
+    specs = []
+    for name in names:
+        source = config_fields[name]
+        default = defaults[name] if name in defaults else (
+            source.default if source.default is not dataclasses.MISSING else source.default_factory())
+        option_type = _option_type(_field_type(config_class, source))
+        if default is None and typing.get_origin(option_type) is not types.UnionType:
+            option_type = option_type | None
+        metadata = {"help": help[name]} if name in help else {}
+        if isinstance(default, list):
+            value = dataclasses.field(default_factory=lambda default=default: list(default), metadata=metadata)
+        else:
+            value = dataclasses.field(default=default, metadata=metadata)
+        specs.append((name, option_type, value))
+    arguments = dataclasses.make_dataclass(f"{config_class.__name__}Arguments", [*specs, *extra])
+    arguments.__doc__ = doc
+    return arguments
 
 
 def _has_accelerator() -> bool:

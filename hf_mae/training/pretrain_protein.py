@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
@@ -30,7 +30,7 @@ from ..models.masking import masked_reconstruction_loss
 from ..models.modeling_protein_mae import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
-from .common import PerRankMaskSeed, parse_args, train_and_save
+from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -52,39 +52,24 @@ class ProteinDataArguments:
     embeddings_dir: str | None = field(default=None, metadata={"help": "load embeddings from / save them to here"})
 
 
-@dataclass
-class ProteinV2ModelArguments:
-    """V2 (TransformerMAE); seed sizes: embed_dim 512, num_layers 4, nhead 16, dim_feedforward 2048."""
+# The jobs train small models on CPU by default; the seed's sizes are given in each doc.
+ProteinV2ModelArguments = config_arguments(
+    ProteinMAEV2Config,
+    ["max_length", "embed_dim", "num_layers", "nhead", "dim_feedforward", "dropout", "decoder_hidden_dim",
+     "mask_ratio", "huber_delta", "scale_factor"],
+    # V2 attends over every residue (cost ~ L^2): the small CPU job keeps 512 residues
+    defaults={"max_length": 512, "embed_dim": 128, "num_layers": 2, "nhead": 4, "dim_feedforward": 512,
+              "decoder_hidden_dim": 512},
+    help={"max_length": "most residues per protein (seed: 1502)"},
+    doc="V2 (TransformerMAE); seed sizes: embed_dim 512, num_layers 4, nhead 16, dim_feedforward 2048.")
 
-    # V2 attends over every residue (cost ~ L^2): the small CPU job keeps 512; the seed's value is 1502.
-    max_length: int = field(default=512, metadata={"help": "most residues per protein (seed: 1502)"})
-    embed_dim: int = 128
-    num_layers: int = 2
-    nhead: int = 4
-    dim_feedforward: int = 512
-    dropout: float = 0.1
-    decoder_hidden_dim: int = 512
-    mask_ratio: float = 0.5
-    huber_delta: float = 0.5
-    scale_factor: float = 5.0
-
-
-@dataclass
-class ProteinV5ModelArguments:
-    """V5 (MAEEncoder + decoder); seed sizes: embed_dim 768, num_layers 12, nhead 12, dim_feedforward 3072."""
-
-    max_length: int = 1502
-    num_patches: int = 47
-    embed_dim: int = 128
-    num_layers: int = 2
-    nhead: int = 4
-    dim_feedforward: int = 512
-    dropout: float = 0.0
-    decoder_embed_dim: int = 64
-    decoder_num_layers: int = 1
-    decoder_nhead: int = 4
-    decoder_dim_feedforward: int = 256
-    mask_ratio: float = 0.75
+ProteinV5ModelArguments = config_arguments(
+    ProteinMAEV5Config,
+    ["max_length", "num_patches", "embed_dim", "num_layers", "nhead", "dim_feedforward", "dropout",
+     "decoder_embed_dim", "decoder_num_layers", "decoder_nhead", "decoder_dim_feedforward", "mask_ratio"],
+    defaults={"embed_dim": 128, "num_layers": 2, "nhead": 4, "dim_feedforward": 512, "decoder_embed_dim": 64,
+              "decoder_num_layers": 1, "decoder_nhead": 4, "decoder_dim_feedforward": 256},
+    doc="V5 (MAEEncoder + decoder); seed sizes: embed_dim 768, num_layers 12, nhead 12, dim_feedforward 3072.")
 
 
 JOBS = {
@@ -188,7 +173,7 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
     collator = DataCollatorForProteinEmbeddings(input_dim=input_dim, max_length=model_args.max_length)
 
     # model: its input width is the embedder's
-    config = config_class(input_dim=input_dim, **{f.name: getattr(model_args, f.name) for f in fields(model_args)})
+    config = config_class(input_dim=input_dim, **asdict(model_args))
     model = model_class(config)
     trainer = Trainer(model=model, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
                       data_collator=collator, callbacks=[PerRankMaskSeed()])

@@ -16,7 +16,7 @@ card), saves model and tokenizer together in ``--output_dir`` and reloads them w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -24,27 +24,23 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from ..data.smiles import SMILES_SOURCES, load_smiles
 from ..models import SMILESBERTForMaskedLM, SMILESBERTMLMConfig
 from ..processing.smiles import load_smiles_tokenizer
-from .common import PerRankMaskSeed, parse_args, train_and_save
+from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
 from .smiles_mlm import encode_smiles_for_mlm, make_mlm_trainer, masked_lm_metrics, mlm_collator, most_frequent_token
 
 
-@dataclass
-class SmilesModelArguments:
-    """Architecture (a small BERT by default) and the masking of the objective."""
-
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_length: int = field(default=128, metadata={"help": "longest SMILES in tokens, [CLS]/[SEP] included "
-                                                           "(= max_position_embeddings); longer ones are skipped"})
-    vocab_size: int = field(default=0, metadata={"help": "embedding rows; 0 = the tokenizer's length"})
-    mask_probability: float = 0.15
-    replace_probability: float = 0.8
-    random_probability: float = 0.1
-    tokenizer: str = field(default="", metadata={"help": "tokenizer folder; empty = the bundled SMILES tokenizer"})
+SmilesModelArguments = config_arguments(
+    SMILESBERTMLMConfig,
+    ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_dropout_prob",
+     "attention_probs_dropout_prob", "vocab_size", "mask_probability", "replace_probability", "random_probability"],
+    defaults={"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
+              "vocab_size": 0},
+    help={"vocab_size": "embedding rows; 0 = the tokenizer's length"},
+    extra=[("max_length", int, field(default=128, metadata={
+                "help": "longest SMILES in tokens, [CLS]/[SEP] included (= max_position_embeddings); longer ones "
+                        "are skipped"})),
+           ("tokenizer", str, field(default="", metadata={
+                "help": "tokenizer folder; empty = the bundled SMILES tokenizer"}))],
+    doc="Architecture (a small BERT by default) and the masking of the objective.")
 
 
 @dataclass
@@ -78,8 +74,8 @@ def pretrain_smiles_bert(argv: Sequence[str] | None = None) -> int:
                                              check_validity=data_args.check_validity, name=data_args.eval_corpus)
 
     # model
-    architecture = {f.name: getattr(model_args, f.name) for f in fields(model_args)
-                    if f.name not in ("max_length", "vocab_size", "tokenizer")}
+    architecture = {name: value for name, value in asdict(model_args).items()
+                    if name not in ("max_length", "vocab_size", "tokenizer")}
     config = SMILESBERTMLMConfig(**architecture, vocab_size=model_args.vocab_size or len(tokenizer),
                                  max_position_embeddings=model_args.max_length,
                                  pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,42 +32,22 @@ from ..data.hyperspectral import (
 )
 from ..models import SpectralGPTConfig, SpectralGPTForPreTraining
 from ..processing.hyperspectral import HyperspectralProcessor
-from .common import PerRankMaskSeed, parse_args, train_and_save
+from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
 
 
-@dataclass
-class SpectralGPTModelArguments:
-    """Architecture (SpectralGPTConfig fields; the seed's defaults)."""
-
-    image_size: int = field(default=224, metadata={"help": "analysis_dim: common height and width of all modalities"})
-    patch_size: int = 16
-    num_bands: int | None = field(default=None, metadata={
-        "help": "bands per cube (default: 12 for generated data, read from the first cube for --data_dir)"})
-    band_patch_size: int = 3
-    hidden_size: int = 768
-    num_hidden_layers: int = 16
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    num_conditioning_layers: int = 1
-    dropout: float = 0.0
-    mask_ratio: float = 0.75
-    norm_pix_loss: bool = False
-    decoder_hidden_size: int = 512
-    decoder_num_hidden_layers: int = 4
-    decoder_num_attention_heads: int = 16
-    decoder_intermediate_size: int = 2048
-    aux_modalities: list[str] = field(default_factory=lambda: ["ir", "af", "thickness"])
-    aux_num_channels: list[int] | None = field(default=None, metadata={"help": "channels per modality (default 1)"})
-    aux_encoder_type: str = field(default="vit", metadata={"help": "vit or cnn"})
-    aux_hidden_size: int = 256
-    aux_patch_size: int = 16
-    aux_num_hidden_layers: int = 4
-    aux_num_attention_heads: int = 4
-    aux_intermediate_size: int = 1024
-    projection_dim: int = 256
-    contrastive_temperature: float = 0.07
-    contrastive_symmetric: bool = False
-    contrastive_loss_weight: float = 1.0
+SpectralGPTModelArguments = config_arguments(
+    SpectralGPTConfig,
+    ["image_size", "patch_size", "num_bands", "band_patch_size", "hidden_size", "num_hidden_layers",
+     "num_attention_heads", "intermediate_size", "num_conditioning_layers", "dropout", "mask_ratio", "norm_pix_loss",
+     "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads", "decoder_intermediate_size",
+     "aux_modalities", "aux_num_channels", "aux_encoder_type", "aux_hidden_size", "aux_patch_size",
+     "aux_num_hidden_layers", "aux_num_attention_heads", "aux_intermediate_size", "projection_dim",
+     "contrastive_temperature", "contrastive_symmetric", "contrastive_loss_weight"],
+    defaults={"num_bands": None, "aux_modalities": ["ir", "af", "thickness"]},
+    help={"image_size": "analysis_dim: common height and width of all modalities",
+          "num_bands": "bands per cube (default: 12 for generated data, read from the first cube for --data_dir)",
+          "aux_num_channels": "channels per modality (default 1)", "aux_encoder_type": "vit or cnn"},
+    doc="Architecture (SpectralGPTConfig fields; the seed's defaults).")
 
 
 @dataclass
@@ -151,7 +131,7 @@ def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
     eval_samples = [samples[i] for i in order[:n_eval]]
 
     # model and processor
-    config = SpectralGPTConfig(**{f.name: getattr(model_args, f.name) for f in fields(model_args)})
+    config = SpectralGPTConfig(**asdict(model_args))
     model = SpectralGPTForPreTraining(config)
     processor = HyperspectralProcessor.from_model_config(config, layout=data_args.layout)
     processor.fit([s["cube"] for s in train_samples])
