@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from isolated_env import child_venv, pip_freeze
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,10 +28,11 @@ def test_readme_commands_are_what_ci_runs():
 def test_fresh_clone_installs_and_runs(tmp_path):
     clone = tmp_path / "clone"
     _run(["git", "clone", "--quiet", str(ROOT), str(clone)], cwd=tmp_path)
-    # A venv that sees this interpreter's packages: setup.sh must keep the torch it finds, not install one.
+    # A venv that sees this interpreter's packages (under a system Python or inside a venv alike): setup.sh
+    # must keep the torch it finds, not install one, and must not touch the environment running the tests.
+    before = pip_freeze()
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
-    python = venv / "bin" / "python"
+    python = child_venv(venv)
     env = {**os.environ, "PYTHON": str(python)}
     torch_before = _run([str(python), "-c", "import torch; print(torch.__file__, torch.__version__)"], cwd=clone)
     _run(["bash", "scripts/setup.sh"], cwd=clone, env=env)
@@ -39,6 +42,7 @@ def test_fresh_clone_installs_and_runs(tmp_path):
     usage = _run([str(venv / "bin" / "hf-mae"), "--help"], cwd=tmp_path)
     assert "chemomae" in usage and "wavemae" in usage
     _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_seed_examples.py"], cwd=clone)
+    assert pip_freeze() == before
 
 
 def test_readme_usage_examples_run(tmp_path, monkeypatch):

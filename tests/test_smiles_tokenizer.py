@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from isolated_env import child_venv, pip_freeze
 
 from hf_mae.data.smiles import load_smiles
 from hf_mae.processing.smiles import (
@@ -120,11 +121,15 @@ def test_tokenizer_files_ship_in_the_wheel(wheel):
 
 
 def test_installed_wheel_finds_its_tokenizer_and_card_templates(wheel, tmp_path):
-    """A non-editable install (a prefix outside the source tree) loads both from its own data files."""
-    prefix = tmp_path / "prefix"
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix",
-                          str(prefix), str(wheel)], capture_output=True, text=True, timeout=300)
+    """A non-editable install (a throwaway venv, outside the source tree) loads both from its own data files,
+    and installing it leaves the environment running the tests untouched."""
+    before = pip_freeze()
+    python = child_venv(tmp_path / "venv")
+    prefix = tmp_path / "venv"
+    out = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                          "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert pip_freeze() == before
     site = next(prefix.glob("lib/python*/site-packages"))
     script = (
         "import json, hf_mae\n"
@@ -136,8 +141,8 @@ def test_installed_wheel_finds_its_tokenizer_and_card_templates(wheel, tmp_path)
         "    'templates': [str(template_path(spec).resolve()) for spec in CARD_SPECS.values()],\n"
         "    'card': 'lab/x' in str(card), 'cls': load_smiles_tokenizer().cls_token_id}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([str(python), "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout.strip().splitlines()[-1])
