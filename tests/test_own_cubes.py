@@ -50,21 +50,14 @@ def test_envi_errors(tmp_path):
         read_cube(header, band_axis=0)
     assert read_cube(header, band_axis=-1)[1]["band_axis"] == 2
     text = header.read_text()
-    header.write_text(text.replace("data type = 4", "data type = 6"))
-    with pytest.raises(ValueError, match="`data type` 6 is not supported"):
-        read_envi(header)
-    header.write_text(text.replace("interleave = bip", "interleave = bsx"))
-    with pytest.raises(ValueError, match="`interleave` must be one of"):
-        read_envi(header)
-    header.write_text(text.replace("lines   = 4", "lines = 40"))
-    with pytest.raises(ValueError, match="bytes, but the header"):
-        read_envi(header)
-    header.write_text(text.replace("samples = 5\n", ""))
-    with pytest.raises(ValueError, match="no `samples`"):
-        read_envi(header)
-    header.write_text(text.replace("650.0}", "650.0, 700}"))
-    with pytest.raises(ValueError, match="`wavelength` lists 4 values for 3 bands"):
-        read_envi(header)
+    for old, new, message in [("data type = 4", "data type = 6", "`data type` 6 is not supported"),
+                              ("interleave = bip", "interleave = bsx", "`interleave` must be one of"),
+                              ("lines   = 4", "lines = 40", "bytes, but the header"),
+                              ("samples = 5\n", "", "no `samples`"),
+                              ("650.0}", "650.0, 700}", "`wavelength` lists 4 values for 3 bands")]:
+        header.write_text(text.replace(old, new))
+        with pytest.raises(ValueError, match=message):
+            read_envi(header)
     (tmp_path / "other.hdr").write_text(text)
     with pytest.raises(ValueError, match="no binary file next to it"):
         read_envi(tmp_path / "other.hdr")

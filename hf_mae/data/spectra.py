@@ -46,16 +46,22 @@ def package_file(package: str, relative_path: str, extra: str = "data") -> Path:
     return path
 
 
-def spectral_metadata(dataset: datasets.Dataset) -> dict:
-    """The metadata a loader stored on a split: ``wavelengths`` (list), ``unit``, ``name``, ``source``."""
+def description_metadata(dataset: datasets.Dataset, key: str, what: str, hint: str) -> dict:
+    """The JSON metadata a loader stored in a split's ``info.description``; ``key`` must be in it, else the
+    ``ValueError`` says that the ``what`` metadata is missing and how to get it (``hint``)."""
     try:
         meta = json.loads(dataset.info.description or "")
     except json.JSONDecodeError:
         meta = None
-    if not isinstance(meta, dict) or "wavelengths" not in meta:
-        raise ValueError("This dataset carries no wavelength metadata; load it with hf_mae.data.spectra or pass "
-                         "the wavelengths explicitly.")
+    if not isinstance(meta, dict) or key not in meta:
+        raise ValueError(f"This dataset carries no {what} metadata; {hint}.")
     return meta
+
+
+def spectral_metadata(dataset: datasets.Dataset) -> dict:
+    """The metadata a loader stored on a split: ``wavelengths`` (list), ``unit``, ``name``, ``source``."""
+    return description_metadata(dataset, "wavelengths", "wavelength",
+                                "load it with hf_mae.data.spectra or pass the wavelengths explicitly")
 
 
 def spectra_dataset(spectra: np.ndarray, wavelengths: Sequence[float], *, target=None, instrument=None,

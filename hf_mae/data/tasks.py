@@ -47,20 +47,15 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
-from .spectra import SOIL_PROPERTIES, load_nir_corn, load_nir_tablet, load_soil_mir, package_file, spectral_metadata
+from .spectra import (SOIL_PROPERTIES, description_metadata, load_nir_corn, load_nir_tablet, load_soil_mir,
+                      package_file, spectral_metadata)
 
 FIELDS = ("spectra", "smiles", "protein_embedding")
 
 
 def task_metadata(dataset: datasets.Dataset) -> dict:
     """The task description stored on a split by ``load_task`` (see the module docstring)."""
-    try:
-        meta = json.loads(dataset.info.description or "")
-    except json.JSONDecodeError:
-        meta = None
-    if not isinstance(meta, dict) or "task" not in meta:
-        raise ValueError("This dataset carries no task metadata; load it with hf_mae.data.tasks.load_task.")
-    return meta
+    return description_metadata(dataset, "task", "task", "load it with hf_mae.data.tasks.load_task")
 
 
 def _dataset(columns: dict, labels, meta: dict) -> datasets.Dataset:
