@@ -152,3 +152,23 @@ def test_read_proteins_with_label_table(tmp_path):
     (tmp_path / "dup.fasta").write_text(">a\nMK\n>a\nMV\n")
     with pytest.raises(ValueError, match="unique"):
         read_proteins(tmp_path / "dup.fasta")
+
+
+def test_collators_pass_labels_with_the_right_dtype():
+    import torch
+
+    from hf_mae.data.protein import DataCollatorForProteinEmbeddings
+    from hf_mae.data.spectra import DataCollatorForSpectra, collate_labels
+
+    batch = DataCollatorForSpectra()([{"input_values": [0.0, 1.0], "labels": 2.5}, {"input_values": [1.0, 0.0], "labels": 1}])
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].tolist() == [2.5, 1.0]
+    assert "labels" not in DataCollatorForSpectra()([{"input_values": [0.0, 1.0]}])
+    multi = collate_labels([{"labels": [1.0, 2.0]}, {"labels": [3.0, 4.0]}])["labels"]
+    assert multi.shape == (2, 2) and multi.dtype == torch.float32
+    rows = [{"residue_embeddings": np.ones((3, 4)), "labels": 1}, {"residue_embeddings": np.ones((2, 4)), "labels": 0}]
+    out = DataCollatorForProteinEmbeddings()(rows)
+    assert out["labels"].tolist() == [1, 0] and out["labels"].dtype == torch.long and out["attention_mask"].shape == (2, 3)
+    with pytest.raises(ValueError, match="missing in 1 of 2 rows"):
+        collate_labels([{"labels": 1}, {}])
+    with pytest.raises(ValueError, match="must be numbers"):
+        collate_labels([{"labels": "a"}, {"labels": "b"}])

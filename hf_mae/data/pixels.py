@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .spectra import collate_labels
+
 PADDINGS = ("reflect", "zero")
 
 
@@ -172,8 +174,7 @@ class DataCollatorForPixelWindows:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if not features:
             raise ValueError("`features` is empty: nothing to collate.")
-        return {"pixel_values": torch.stack([f["pixel_values"] for f in features]),
-                "labels": torch.tensor([f["labels"] for f in features], dtype=torch.long)}
+        return {"pixel_values": torch.stack([f["pixel_values"] for f in features]), **collate_labels(features)}
 
 
 def predictions_to_map(pixels: LabelledPixels, indices: Sequence[int], predicted: Sequence[int],
