@@ -172,3 +172,31 @@ def test_collators_pass_labels_with_the_right_dtype():
         collate_labels([{"labels": 1}, {}])
     with pytest.raises(ValueError, match="must be numbers"):
         collate_labels([{"labels": "a"}, {"labels": "b"}])
+
+
+def test_load_labelled_splits_and_shares_the_class_mapping(tmp_path):
+    from hf_mae.data.files import load_labelled
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.random((40, 4)), columns=[f"{w:g}" for w in AXIS])
+    frame["grade"] = ["hi", "lo"] * 20
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    data, info = load_labelled(tmp_path / "train.csv", "spectra", "grade", test_fraction=0.25, validation_fraction=0.2,
+                               seed=1)
+    assert {k: len(v) for k, v in data.items()} == {"train": 24, "validation": 6, "test": 10}
+    assert info.id2label == {0: "hi", 1: "lo"} and sorted(data["test"]["labels"][:]) == [0] * 5 + [1] * 5
+    ids = [set(map(tuple, d["spectrum"][:])) for d in data.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    again, _ = load_labelled(tmp_path / "train.csv", "spectra", "grade", test_fraction=0.25, validation_fraction=0.2,
+                             seed=1)
+    assert again["validation"]["spectrum"][:] == data["validation"]["spectrum"][:]
+    frame.iloc[:3].assign(grade=["lo", "lo", "lo"]).to_csv(tmp_path / "test.csv", index=False)
+    data, _ = load_labelled(tmp_path / "train.csv", "spectra", "grade", test_file=tmp_path / "test.csv")
+    assert data["test"]["labels"][:] == [1, 1, 1] and len(data["train"]) + len(data["validation"]) == 40
+    frame.iloc[:2].assign(grade=["mid", "lo"]).to_csv(tmp_path / "unseen.csv", index=False)
+    with pytest.raises(ValueError, match=r"values \['mid'\] outside `classes`"):
+        load_labelled(tmp_path / "train.csv", "spectra", "grade", test_file=tmp_path / "unseen.csv")
+    with pytest.raises(ValueError, match="`field` must be one of"):
+        load_labelled(tmp_path / "train.csv", "images", "grade")
+    with pytest.raises(ValueError, match="test_fraction"):
+        load_labelled(tmp_path / "train.csv", "spectra", "grade", test_fraction=0)

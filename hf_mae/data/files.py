@@ -46,6 +46,7 @@ import datasets
 import numpy as np
 
 from .protein import read_fasta
+from .tasks import seeded_split
 
 logger = logging.getLogger(__name__)
 
@@ -404,3 +405,57 @@ def prepare_labels(dataset: datasets.Dataset, target: str | Sequence[str], task:
     feature = (datasets.Value("float32") if info.task == "regression" and info.num_labels == 1 else
                datasets.List(datasets.Value("float32")) if info.task == "regression" else datasets.Value("int64"))
     return dataset.add_column("labels", labels, feature=feature), info
+
+
+READERS = ("spectra", "smiles", "proteins")
+
+
+def _read(field: str, path, options: dict) -> datasets.Dataset:
+    if field == "spectra":
+        return read_spectra(path, **options)
+    if field == "smiles":
+        return read_smiles(path, **options)[0]
+    if field == "proteins":
+        return read_proteins(path, **options)
+    raise ValueError(f"`field` must be one of {list(READERS)}, got {field!r}.")
+
+
+def load_labelled(path, field: str, target: str | Sequence[str], *, task: str | None = None, test_file=None,
+                  test_fraction: float = 0.2, validation_fraction: float = 0.1, seed: int = 0,
+                  **reader_options) -> tuple[datasets.DatasetDict, LabelInfo]:
+    """A labelled file -> ``{"train", "validation", "test"}`` with ``labels``, ready for fine-tuning.
+
+    ``field`` picks the reader (``read_spectra``, ``read_smiles``, ``read_proteins``; ``reader_options`` go to
+    it, e.g. ``smiles_column`` or ``axis``). The test split is ``test_file`` (read the same way) or a seeded
+    ``test_fraction`` of the file; the validation split (early stopping) is a seeded ``validation_fraction``
+    of the rest. Splits are stratified for classification, and every split shares the training split's class
+    mapping (a test class unseen in training is an error).
+
+    Example:
+        >>> import pandas as pd, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "mols.csv")
+        >>> pd.DataFrame({"smiles": ["C", "CC", "CCC", "CCCC"] * 5, "y": range(20)}).to_csv(path, index=False)
+        >>> data, info = load_labelled(path, "smiles", "y", test_fraction=0.2, validation_fraction=0.25)
+        >>> {k: len(v) for k, v in data.items()}, info.task
+        ({'train': 12, 'validation': 4, 'test': 4}, 'regression')
+    """
+    for name, value in (("test_fraction", test_fraction), ("validation_fraction", validation_fraction)):
+        if not 0 < value < 1:
+            raise ValueError(f"`{name}` must be in (0, 1), got {value!r}.")
+    data = _read(field, path, reader_options)
+    labelled, info = prepare_labels(data, target, task)
+    strata = np.asarray(labelled["labels"][:]) if info.task == "classification" else None
+    if test_file is None:
+        rest, test_rows = seeded_split(len(labelled), test_fraction, seed, strata)
+        test = labelled.select(test_rows)
+    else:
+        rest = np.arange(len(labelled))
+        classes = None if info.task == "regression" else sorted(set(data[info.target[0]]))
+        test, _ = prepare_labels(_read(field, test_file, reader_options), target, info.task, classes=classes)
+    keep, held = seeded_split(rest.size, validation_fraction, seed + 1, None if strata is None else strata[rest])
+    splits = {"train": labelled.select(rest[keep]), "validation": labelled.select(rest[held]), "test": test}
+    empty = [name for name, split in splits.items() if len(split) == 0]
+    if empty:
+        raise ValueError(f"{path}: {len(labelled)} labelled rows leave the {empty} split(s) empty; use more data or "
+                         f"larger `test_fraction`/`validation_fraction`.")
+    return datasets.DatasetDict(splits), info

@@ -75,9 +75,15 @@ def _dataset(columns: dict, labels, meta: dict) -> datasets.Dataset:
                                       info=datasets.DatasetInfo(description=json.dumps(meta), features=schema))
 
 
-def _seeded_split(n: int, test_fraction: float, seed: int, strata: np.ndarray | None = None
+def seeded_split(n: int, test_fraction: float, seed: int, strata: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, test) row indices: a permutation fixed by ``seed``, per stratum when ``strata`` given."""
+    """Sorted (train, test) row indices, test = ``round(test_fraction * n)`` rows of each stratum (``strata``:
+    one label per row) or of all rows, drawn by a permutation fixed by ``seed``.
+
+    Example:
+        >>> [part.tolist() for part in seeded_split(6, 0.5, seed=0, strata=np.array([0, 0, 0, 0, 1, 1]))]
+        [[1, 3, 4], [0, 2, 5]]
+    """
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
     test = []
@@ -105,7 +111,7 @@ def split_train_validation(train: datasets.Dataset, fraction: float = 0.2, seed:
     labels = np.asarray(train["labels"][:])
     if stratify is None:
         stratify = labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer)
-    keep, held = _seeded_split(len(train), fraction, seed, labels if stratify else None)
+    keep, held = seeded_split(len(train), fraction, seed, labels if stratify else None)
     if not keep.size or not held.size:
         raise ValueError(f"{len(train)} rows cannot give both a training and a validation split at {fraction}.")
     return datasets.DatasetDict({"train": train.select(keep), "validation": train.select(held)})
@@ -154,7 +160,7 @@ def _soil(prop: str) -> Callable[[int], datasets.DatasetDict]:
 def _classes_split(name: str, field_columns: dict, classes: np.ndarray, test_fraction: float, seed: int,
                    meta: dict) -> datasets.DatasetDict:
     names, labels = np.unique(classes, return_inverse=True)
-    train, test = _seeded_split(len(labels), test_fraction, seed, labels)
+    train, test = seeded_split(len(labels), test_fraction, seed, labels)
     meta = {**meta, "num_labels": int(names.size), "id2label": {int(i): str(n) for i, n in enumerate(names)}}
     return datasets.DatasetDict({split: _dataset({k: np.asarray(v)[rows] for k, v in field_columns.items()},
                                                  labels[rows], meta) for split, rows in (("train", train), ("test", test))})
@@ -225,7 +231,7 @@ def _canonical(smiles: list[str], source: str) -> list[str]:
 
 
 def _regression_split(columns: dict, labels: np.ndarray, seed: int, meta: dict) -> datasets.DatasetDict:
-    train, test = _seeded_split(len(labels), 0.2, seed)
+    train, test = seeded_split(len(labels), 0.2, seed)
     return datasets.DatasetDict({split: _dataset({k: np.asarray(v)[rows] for k, v in columns.items()}, labels[rows],
                                                  {**meta, "num_labels": 1}) for split, rows in (("train", train),
                                                                                                 ("test", test))})
