@@ -109,7 +109,8 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
     """(B, T, D) token states -> (B, D): the first token (``"cls"``) or the mean over valid positions (``"mean"``).
 
     ``attention_mask`` (B, T), 1/True = valid, is only read by ``"mean"``; without it every position counts.
-    A row without any valid position is refused (its mean is undefined).
+    A row without any valid position is refused (its mean is undefined) on CPU; on an accelerator the check is
+    skipped (it would cost a host-device synchronisation every step) and such a row gives NaN.
 
     Example:
         >>> h = torch.tensor([[[1.0], [3.0], [100.0]]])
@@ -129,7 +130,7 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
                          f"got {tuple(attention_mask.shape)}.")
     weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)            # (B, T, 1)
     counts = weights.sum(dim=1)                                                 # (B, 1)
-    if not torch.compiler.is_compiling() and bool((counts == 0).any()):
+    if hidden_states.device.type == "cpu" and not torch.compiler.is_compiling() and bool((counts == 0).any()):
         raise ValueError("`attention_mask` has a row with no valid position: mean pooling is undefined there.")
     return (hidden_states * weights).sum(dim=1) / counts
 
@@ -161,7 +162,8 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 
     ``config`` needs ``num_labels`` and ``problem_type``; an unset ``problem_type`` is inferred from
     ``num_labels`` and the labels' dtype and stored on the config, exactly as transformers does. Checked first:
-    the batch size, and the label shape and values each problem type needs. Regression labels given as integers
+    the batch size and the label shape each problem type needs, and on CPU the class indices' range (on an
+    accelerator that check would synchronise with the host every step; cross-entropy itself refuses them). Regression labels given as integers
     are converted to the logits' float type (MSE cannot take them).
 
     Example:
@@ -186,7 +188,8 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         if not integer or labels.numel() != logits.shape[0]:
             raise ValueError(f"single-label classification needs integer `labels` of shape (batch,), got dtype "
                              f"{labels.dtype} shape {tuple(labels.shape)}.")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= config.num_labels):
+        if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or
+                                                               int(labels.max()) >= config.num_labels):
             raise ValueError(f"`labels` must be class indices in [0, {config.num_labels - 1}], got values "
                              f"{int(labels.min())}..{int(labels.max())}.")
         labels = labels.long()
