@@ -114,3 +114,17 @@ def test_smiles_baselines_on_real_solubility():
     assert classes.metrics["accuracy"] > 0.6 and 0.5 < classes.metrics["roc_auc"] <= 1
     with pytest.raises(ValueError, match="cannot be parsed"):
         morgan_fingerprints(["CCO", "C("])
+
+
+def test_mean_pooled_embeddings_feed_the_protein_baseline():
+    from hf_mae.training.evaluation import mean_pooled
+
+    rng = np.random.default_rng(4)
+    proteins = [rng.standard_normal((int(n), 6)) for n in rng.integers(5, 30, size=40)]
+    x = mean_pooled(proteins)
+    assert x.shape == (40, 6) and x.dtype == np.float32
+    np.testing.assert_allclose(x[3], proteins[3].mean(0), rtol=1e-5)
+    y = x @ np.arange(6.0)
+    assert run_baseline("ridge", x[:30], y[:30], x[30:], y[30:], "regression").metrics["r2"] > 0.99
+    with pytest.raises(ValueError, match="row 1"):
+        mean_pooled([np.ones((2, 6)), np.ones((2, 5))])

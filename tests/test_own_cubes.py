@@ -209,3 +209,14 @@ def test_spectralgpt_trains_on_pixel_windows_and_writes_a_class_map(tmp_path):
     pixels_tested = (data.rows[splits["validation"]], data.cols[splits["validation"]])
     assert np.mean(class_map[pixels_tested] == labels[pixels_tested]) > 0.9
     assert set(np.unique(class_map)) <= {0, 1, 2}
+
+
+def test_window_mean_spectra_for_the_svm_baseline():
+    from hf_mae.data.pixels import window_mean_spectra
+
+    cube, labels = scene()
+    data = LabelledPixels(cube, labels, band_axis=0)
+    inner = np.flatnonzero((data.rows == 6) & (data.cols == 7))[0]
+    means = window_mean_spectra(data, [inner, 0], size=3)
+    np.testing.assert_allclose(means[0], cube[:, 5:8, 6:9].mean(axis=(1, 2)), rtol=1e-6)
+    assert means.shape == (2, 4) and np.allclose(window_mean_spectra(data, [inner], size=1)[0], cube[:, 6, 7])

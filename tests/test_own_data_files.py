@@ -110,6 +110,8 @@ def test_prepare_labels_regression_classification_and_errors(tmp_path):
         prepare_labels(ds.remove_columns("moisture").add_column("moisture", [1.0, float("nan"), 2.0]), "moisture")
     with pytest.raises(ValueError, match="regression target 'grade' holds text"):
         prepare_labels(ds, "grade", task="regression")
+    with pytest.raises(ValueError, match=r"'mixed' holds text/boolean values \(e.g. 'n/a'\)"):
+        prepare_labels(ds.add_column("mixed", ["1.5", "n/a", "2"]), "mixed", task="regression")
     with pytest.raises(ValueError, match="'one' has a single class 'x'"):
         prepare_labels(ds.add_column("one", ["x"] * 3), "one")
     with pytest.raises(ValueError, match=r"values \['b'\] outside `classes`"):

@@ -381,7 +381,8 @@ def prepare_labels(dataset: datasets.Dataset, target: str | Sequence[str], task:
     if task == "regression":
         for name, column, is_text in zip(targets, values, texty):
             if is_text:
-                example = next(v for v in column if isinstance(v, (str, bool, np.bool_)))
+                texts = [v for v in column if isinstance(v, (str, bool, np.bool_))]
+                example = next((v for v in texts if isinstance(v, str) and _as_number(v) is None), texts[0])
                 raise ValueError(f"{source}: regression target {name!r} holds text/boolean values (e.g. "
                                  f"{example!r}); expected numbers, or pass task='classification'.")
         array = np.asarray(values, dtype=np.float32).T                     # (n, k)

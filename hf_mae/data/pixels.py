@@ -167,6 +167,15 @@ def pixel_spectra(pixels: LabelledPixels, indices: Sequence[int]) -> tuple[np.nd
     return pixels.cube[:, pixels.rows[indices], pixels.cols[indices]].T.copy(), pixels.targets[indices].copy()
 
 
+def window_mean_spectra(pixels: LabelledPixels, indices: Sequence[int], size: int = 3) -> np.ndarray:
+    """(n, bands): the mean spectrum of the ``size`` x ``size`` window around each labelled pixel ``indices``
+    (reflect padding at borders): the second classic SVM input, next to the pixel's own spectrum."""
+    windows = PixelWindowDataset(pixels, indices, window=size)
+    return np.stack([windows.padded[:, r: r + size, c: c + size].mean(axis=(1, 2))
+                     for r, c in zip(pixels.rows[windows.indices], pixels.cols[windows.indices])]) \
+        if len(windows) else np.zeros((0, pixels.num_bands), np.float32)
+
+
 @dataclass
 class DataCollatorForPixelWindows:
     """Stack ``PixelWindowDataset`` items: ``pixel_values`` (B, bands, w, w) and ``labels`` (B,) long."""

@@ -176,6 +176,22 @@ def rdkit_descriptors(smiles: Sequence[str]) -> np.ndarray:
     return values
 
 
+def mean_pooled(rows: Sequence) -> np.ndarray:
+    """One vector per protein: the mean over residues of each (L_i, H) per-residue embedding -> (n, H) float32,
+    the input of the protein baselines (ridge/logistic on mean-pooled embeddings).
+
+    Example:
+        >>> mean_pooled([np.ones((3, 2)), np.array([[0.0, 2.0], [2.0, 4.0]])]).tolist()
+        [[1.0, 1.0], [1.0, 3.0]]
+    """
+    arrays = [np.asarray(row, dtype=np.float32) for row in rows]
+    for i, array in enumerate(arrays):
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != arrays[0].shape[1]:
+            raise ValueError(f"row {i}: per-residue embeddings must be (length >= 1, {arrays[0].shape[-1]}), got "
+                             f"shape {array.shape}.")
+    return np.stack([array.mean(axis=0) for array in arrays])
+
+
 # -- baselines -------------------------------------------------------------------------------------------------
 @dataclass
 class BaselineResult:
