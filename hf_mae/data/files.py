@@ -107,6 +107,8 @@ def _spectra_dataset(spectra: np.ndarray, axis: np.ndarray, others, path: Path, 
     """Columns ``spectrum`` + ``others`` (a DataFrame or None) with the spectral metadata."""
     import pandas as pd
 
+    if others is not None and "spectrum" in map(str, others.columns):
+        raise ValueError(f"{path}: a column is named 'spectrum', the name the spectra get; rename it.")
     columns = {"spectrum": spectra.astype(np.float32).tolist()}
     for name in [] if others is None else others.columns:
         column = others[name].reset_index(drop=True)
@@ -120,10 +122,13 @@ def _spectra_dataset(spectra: np.ndarray, axis: np.ndarray, others, path: Path, 
 
 
 def _read_axis(axis, path: Path) -> np.ndarray:
+    """The wavelength axis of .npy spectra: a .npy file, a text/CSV file of numbers, or the values."""
     if isinstance(axis, (str, Path)):
         axis_path = _existing(axis)
-        values = np.load(axis_path) if _suffix(axis_path) == ".npy" else np.loadtxt(axis_path, delimiter=None if _suffix(
-            axis_path) != ".csv" else ",", ndmin=1)
+        if _suffix(axis_path) == ".npy":
+            values = np.load(axis_path, allow_pickle=False)
+        else:
+            values = np.loadtxt(axis_path, delimiter="," if _suffix(axis_path) == ".csv" else None, ndmin=1)
     else:
         values = np.asarray(axis)
     values = np.asarray(values, dtype=np.float64).ravel()
