@@ -171,32 +171,36 @@ def test_layerwise_lr_groups_rates_and_weight_decay():
         layerwise_lr_groups(model, 1e-3, 1.5)
 
 
-def _data(n=4, seed=0):
+def _data(n=4, seed=0, num_labels=1):
     from datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 5, 3)).astype(np.float32)
-    return Dataset.from_dict({"input_values": x.tolist(), "labels": x[:, :, 0].mean(1).tolist()}).with_format("torch")
+    target = x[:, :, 0].mean(1)
+    labels = target.tolist() if num_labels == 1 else (np.arange(n) % num_labels).tolist()
+    return Dataset.from_dict({"input_values": x.tolist(), "labels": labels}).with_format("torch")
 
 
-def _train(tmp_path, batch, accumulation, optimizer_for=None, steps=1):
+def _train(tmp_path, batch, accumulation, optimizer_for=None, steps=1, num_labels=1):
     torch.manual_seed(0)
-    model = TinyForSequenceClassification(TinyConfig(num_labels=1))
+    model = TinyForSequenceClassification(TinyConfig(num_labels=num_labels))
     model.dropout.p = 0.0
     args = TrainingArguments(str(tmp_path), per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
                              max_steps=steps, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant",
                              use_cpu=True, report_to="none", logging_steps=1, save_strategy="no", seed=0,
                              disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=_data(),
+    trainer = Trainer(model=model, args=args, train_dataset=_data(num_labels=num_labels),
                       optimizer_cls_and_kwargs=None if optimizer_for is None else optimizer_for(model))
     trainer.train()
     return model, trainer
 
 
-def test_gradient_accumulation_two_equals_one_batch(tmp_path):
-    one, t1 = _train(tmp_path / "a", batch=4, accumulation=1)
-    two, t2 = _train(tmp_path / "b", batch=2, accumulation=2)
+@pytest.mark.parametrize("num_labels", [1, 3])   # MSE regression and cross-entropy classification
+def test_gradient_accumulation_two_equals_one_batch(tmp_path, num_labels):
+    one, t1 = _train(tmp_path / "a", batch=4, accumulation=1, num_labels=num_labels)
+    two, t2 = _train(tmp_path / "b", batch=2, accumulation=2, num_labels=num_labels)
     assert not t2.model_accepts_loss_kwargs
+    assert one.config.problem_type == ("regression" if num_labels == 1 else "single_label_classification")
     for (name, p1), (_, p2) in zip(one.named_parameters(), two.named_parameters()):
         torch.testing.assert_close(p1, p2, rtol=1e-5, atol=1e-6, msg=name)
     loss1 = next(h["loss"] for h in t1.state.log_history if "loss" in h)
