@@ -77,3 +77,25 @@ def test_validation_carved_from_train_stratified_and_seeded():
     assert len(split_train_validation(regression, 0.2)["validation"]) == 2
     with pytest.raises(ValueError, match="fraction"):
         split_train_validation(train, 1.0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("earthlib") is None, reason="needs earthlib")
+def test_earthlib_scene_is_real_spectra_in_a_seeded_labelled_layout():
+    from hf_mae.data.pixels import LabelledPixels
+    from hf_mae.data.tasks import earthlib_scene
+
+    cube, label_map, meta = earthlib_scene(size=20, n_regions=8, seed=1, noise=0.0)
+    assert cube.shape == (180, 20, 20) and label_map.shape == (20, 20) and len(meta["wavelengths"]) == 180
+    assert set(np.unique(label_map)) == {0, 1, 2, 3, 4} and meta["id2label"][1] == "bare"
+    land = load_task("earthlib_landcover")
+    library = np.asarray(land["train"]["spectrum"][:] + land["test"]["spectrum"][:])
+    assert np.isclose(library, cube[:, 3, 4]).all(axis=1).any()        # noise 0: each pixel is a measured spectrum
+    padded = np.pad(label_map, 1, mode="edge")
+    for r, c in zip(*np.nonzero(label_map)):                            # labelled pixels are inside one region
+        window = padded[r: r + 3, c: c + 3]
+        assert set(np.unique(window)) <= {0, label_map[r, c]}
+    again = earthlib_scene(size=20, n_regions=8, seed=1, noise=0.0)
+    assert np.array_equal(again[0], cube) and not np.array_equal(earthlib_scene(20, 8, seed=2)[1], label_map)
+    assert len(LabelledPixels(cube, label_map, band_axis=0).classes) == 4
+    with pytest.raises(ValueError, match="n_regions"):
+        earthlib_scene(size=20, n_regions=3)
