@@ -267,8 +267,8 @@ def _estimator(name: str, task: str, n_train: int, n_features: int, folds: int, 
         return forest(n_estimators=n_estimators, n_jobs=1, random_state=seed)
     if name == "svm_rbf":
         model, scoring = (SVR(), "neg_mean_squared_error") if task == "regression" else (SVC(), "accuracy")
-        grid = {"svr__C" if task == "regression" else "svc__C": np.logspace(-1, 3, 5).tolist(),
-                "svr__gamma" if task == "regression" else "svc__gamma": ["scale", 0.01, 0.1]}
+        step = type(model).__name__.lower()                              # the pipeline's name for the SVM
+        grid = {f"{step}__C": np.logspace(-1, 3, 5).tolist(), f"{step}__gamma": ["scale", 0.01, 0.1]}
         return GridSearchCV(make_pipeline(StandardScaler(), model), grid, cv=cv, scoring=scoring)
     raise ValueError(f"`name` must be one of {list(BASELINES)}, got {name!r}.")
 
