@@ -208,12 +208,14 @@ def _fmt(value: float) -> str:
 
 def markdown(results: dict, args) -> str:
     lines = ["# Scoreboard: fine-tuned models against the baselines each field trusts", "",
-             f"Produced by `python scripts/scoreboard.py {' '.join(args.argv)}`".rstrip() +
+             f"Produced by `{' '.join(['python scripts/scoreboard.py', *args.argv])}`" +
+             (f" (rows of {', '.join(args.reused)} reused from the raw results of earlier runs with the same seeds)"
+              if getattr(args, "reused", None) else "") +
              f" on {date.today().isoformat()} ({platform.processor() or platform.machine()}, "
              f"{args.threads} thread(s)); seeds {', '.join(map(str, args.seeds))} (mean ± std over seeds; the "
              "seed drives CV folds, forests and training, never the split). Primary metric: test RMSE (regression, "
              "lower is better) or macro F1 (classification, higher is better). Seconds: features + fit + predict "
-             "per seed.", ""]
+             "per seed, measured on a 2-core machine shared with other jobs (times are indicative).", ""]
     wins, compared, verdicts = 0, 0, []
     overview = ["| task | n train/test | target | best baseline | best model row | verdict |", "|---|---|---|---|---|---|"]
     for name, result in results.items():
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the tasks already in --json")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    args.argv = argv
+    args.argv, args.reused = argv, []
     if len(args.seeds) < 1:
         parser.error("--seeds needs at least one seed")
     import torch
@@ -282,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         if name in saved and saved[name].get("seeds") == args.seeds:
             results[name] = saved[name]
+            args.reused.append(name)
             continue
         start = time.perf_counter()
         results[name] = {**run_task(name, args.seeds, BASELINE_ROWS + MODEL_ROWS), "seeds": args.seeds}
