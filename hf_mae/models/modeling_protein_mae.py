@@ -239,6 +239,9 @@ class V2ToV5Adapter(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, v5_dim))
 
     def forward(self, v2_output: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if v2_output.ndim != 3 or v2_output.shape[-1] != self.dim_adapter.in_features:
+            raise ValueError(f"V2ToV5Adapter expects `v2_output` of shape (batch, length, {self.dim_adapter.in_features}) "
+                             f"(v2_dim={self.dim_adapter.in_features}), got {tuple(v2_output.shape)}.")
         patches, patch_valid = pool_patches(v2_output, valid, self.patch_size, self.num_patches)   # (B, P, 512)
         adapted = self.dim_adapter(patches) * patch_valid[..., None]                              # (B, P, 768)
         batch = adapted.shape[0]
