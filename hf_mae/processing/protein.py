@@ -47,6 +47,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from ..data.protein import residue_embedding_features
+from ..models.serialization import check_pretrained_source, load_safetensors_only
 from ..models.validation import check_choice, check_int
 
 logger = logging.getLogger(__name__)
@@ -189,11 +190,14 @@ class ProteinEmbedder:
         return self.model.config.hidden_size
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, tokenizer=None, **kwargs) -> ProteinEmbedder:
+    def from_pretrained(cls, name_or_path: str | Path, *, tokenizer=None, use_safetensors: bool | None = None,
+                        **kwargs) -> ProteinEmbedder:
         """Load a protein language model (a folder or a Hub id) and its tokenizer.
 
         ``tokenizer``: a folder, Hub id or tokenizer object when the model's own folder has none. Of a T5-style
-        encoder-decoder only the encoder's weights are loaded. Other keyword arguments go to the constructor.
+        encoder-decoder only the encoder's weights are loaded. Pickled weights (``pytorch_model.bin``) are refused
+        unless ``use_safetensors=False``; a missing local folder fails at once. Other keyword arguments go to the
+        constructor.
 
         Example:
             >>> import tempfile
@@ -205,12 +209,13 @@ class ProteinEmbedder:
             >>> embedder.input_format, embedder.embed(["MKTAY"], ids=["p1"])[0].shape
             ('plain', (5, 16))
         """
-        name = str(name_or_path)
+        name = check_pretrained_source(name_or_path, "name_or_path")
         config = AutoConfig.from_pretrained(name)
         model_class = _ENCODER_ONLY_CLASSES.get(config.model_type, AutoModel)
-        model = model_class.from_pretrained(name)
+        model = load_safetensors_only(model_class.from_pretrained, name, use_safetensors=use_safetensors,
+                                      what="ProteinEmbedder.from_pretrained", parameter="name_or_path")
         if tokenizer is None or isinstance(tokenizer, (str, Path)):
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or name))
+            tokenizer = AutoTokenizer.from_pretrained(check_pretrained_source(tokenizer or name, "tokenizer"))
         return cls(model, tokenizer, name=kwargs.pop("name", name), **kwargs)
 
     @classmethod

@@ -54,6 +54,8 @@ class ProteinDataArguments:
         "help": "protein language model (folder or Hub id, with its tokenizer): ESM C, ESM2, ProtBert, ProtT5 ..."})
     plm_input_format: str = field(default="auto", metadata={
         "help": "residues for the PLM's tokenizer: plain (MKT), spaced (M K T) or auto (detected)"})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "load pickled weights (pytorch_model.bin) of checkpoints you trust; safetensors otherwise"})
     esm_kind: str = field(default="esmc", metadata={"help": "random embedder when no checkpoint: esmc or esm2"})
     esm_hidden_size: int = field(default=960, metadata={"help": "random embedder width (= the MAE's input_dim)"})
     esm_num_layers: int = 1
@@ -119,7 +121,7 @@ def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets
                   max_tokens_per_batch=data_args.max_tokens_per_batch)
     if data_args.plm_checkpoint:
         embedder = ProteinEmbedder.from_pretrained(data_args.plm_checkpoint, input_format=data_args.plm_input_format,
-                                                   **kwargs)
+                                                   use_safetensors=False if data_args.allow_pickle else None, **kwargs)
     else:
         embedder = ProteinEmbedder.tiny_random(data_args.esm_kind, hidden_size=data_args.esm_hidden_size,
                                                num_layers=data_args.esm_num_layers,
