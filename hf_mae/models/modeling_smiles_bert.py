@@ -26,7 +26,8 @@ from transformers.models.bert.modeling_bert import BertForMaskedLM, BertModel, B
 from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .serialization import HubCheckpointMixin
 
-__all__ = ["SMILESBERTPreTrainedModel", "SMILESBERTModel", "SMILESBERTForMaskedLM", "masked_lm_loss"]
+__all__ = ["SMILESBERTPreTrainedModel", "SMILESBERTModel", "SMILESBERTForMaskedLM", "masked_lm_loss",
+           "smiles_embedding"]
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
@@ -53,6 +54,36 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
     return total / (num_items_in_batch.clamp(min=1) if torch.is_tensor(num_items_in_batch) else max(num_items_in_batch, 1))
 
 
+def smiles_embedding(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     special_tokens_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The embedding of a SMILES: the mean of the last hidden state (B, L, H) over its own tokens -> (B, H).
+
+    Its own tokens are the attended positions (``attention_mask``, default all) that are not special tokens
+    (``special_tokens_mask`` as the tokenizer returns it). Without a ``special_tokens_mask`` the first and the last
+    attended position of each row are taken as the specials: ``[CLS] ... [SEP]`` (BERT, the bundled tokenizer) and
+    ``<s> ... </s>`` (RoBERTa) both put exactly one there. This one definition serves
+    ``SMILESBERTModel.get_features`` (and so ``extract_features``) and ``SmilesMLMFeaturizer.featurize``.
+
+    Example:
+        >>> hidden = torch.tensor([[[9.0], [1.0], [3.0], [9.0], [0.0]]])      # [CLS] a b [SEP] [PAD]
+        >>> smiles_embedding(hidden, torch.tensor([[1, 1, 1, 1, 0]]))
+        tensor([[2.]])
+    """
+    batch, length = last_hidden_state.shape[:2]
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, length, dtype=torch.long, device=last_hidden_state.device)
+    attended = attention_mask.bool()
+    if special_tokens_mask is None:
+        positions = torch.arange(length, device=attended.device).expand(batch, length)
+        first = torch.where(attended, positions, length).min(dim=1, keepdim=True).values
+        last = torch.where(attended, positions, -1).max(dim=1, keepdim=True).values
+        keep = attended & (positions != first) & (positions != last)
+    else:
+        keep = attended & ~special_tokens_mask.bool()
+    weights = keep.to(last_hidden_state.dtype).unsqueeze(-1)                              # (B, L, 1)
+    return (last_hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)   # (B, H)
+
+
 class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
     """BERT's weight initialisation and attention backends, bound to ``SMILESBERTMLMConfig``; saving and
     loading as every hf_mae model (``HubCheckpointMixin``: full ``auto_map``, pickled weights refused)."""
@@ -60,6 +91,23 @@ class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
     config_class = SMILESBERTMLMConfig
     config: SMILESBERTMLMConfig
     base_model_prefix = "bert"
+
+    def get_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     special_tokens_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The feature rule of SMILES BERT: ``smiles_embedding`` of the encoder's last hidden state (B, H), nothing
+        masked. ``hf_mae.extract_features`` and the "latent-feature-extraction" pipeline call this.
+
+        Example:
+            >>> from hf_mae import SMILESBERTMLMConfig, SMILESBERTForMaskedLM
+            >>> model = SMILESBERTForMaskedLM(SMILESBERTMLMConfig(hidden_size=32, num_hidden_layers=1,
+            ...                               num_attention_heads=2, intermediate_size=64)).eval()
+            >>> model.get_features(torch.tensor([[101, 5, 6, 102, 0]]), torch.tensor([[1, 1, 1, 1, 0]])).shape
+            torch.Size([1, 32])
+        """
+        hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                 token_type_ids=token_type_ids).last_hidden_state
+        return smiles_embedding(hidden, attention_mask, special_tokens_mask)
 
 
 class SMILESBERTModel(SMILESBERTPreTrainedModel, BertModel):
