@@ -17,7 +17,8 @@ from transformers import (
 )
 
 from hf_mae import SMILESBERTForMaskedLM, SMILESBERTMLMConfig
-from hf_mae.masked_lm import infer_model_type, load_masked_lm
+from hf_mae.masked_lm import load_masked_lm
+from hf_mae.processing.pretrained import infer_model_type
 from hf_mae.processing.smiles import (
     build_smiles_tokenizer,
     build_vocab,
@@ -223,8 +224,8 @@ def test_docstring_examples_run():
     import doctest
 
     from hf_mae import masked_lm
-    from hf_mae.processing import smiles
+    from hf_mae.processing import pretrained, smiles
 
-    for module in (masked_lm, smiles):
+    for module in (masked_lm, pretrained, smiles):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -21,6 +21,7 @@ import datasets
 import numpy as np
 import torch
 
+from ..processing.protein import residue_embedding_features
 from .spectra import package_file
 
 PYHMMER_FASTA = "tests/data/seqs/938293.PRJEB85.HG003687.faa"
@@ -158,16 +159,6 @@ def fragment_pairs(dataset: datasets.Dataset, n_pairs: int, *, min_length: int =
 # ---------------------------------------------------------------------------------------------------------
 # Precomputed per-residue embeddings
 # ---------------------------------------------------------------------------------------------------------
-def residue_embedding_features(width: int, *, with_sequence: bool = False) -> datasets.Features:
-    """The columns of a per-residue embedding dataset: ``id``, (``sequence``), ``length``, ``residue_embeddings``."""
-    columns = {"id": datasets.Value("string")}
-    if with_sequence:
-        columns["sequence"] = datasets.Value("string")
-    columns["length"] = datasets.Value("int32")
-    columns["residue_embeddings"] = datasets.Array2D((None, width), "float32")
-    return datasets.Features(columns)
-
-
 def has_residue_embeddings(folder: str | Path) -> bool:
     """Whether ``folder`` holds precomputed embeddings in a format ``load_residue_embeddings`` reads."""
     folder = Path(folder)

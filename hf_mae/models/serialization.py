@@ -21,12 +21,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 # Hub repository ids: "name" or "namespace/name" (huggingface_hub's rule: alphanumerics, "-", "_", ".").
 _REPO_ID = re.compile(r"(?:[\w\-.]+/)?[\w\-.]+")
-#: File patterns of pickled weights, which hf_mae never unpickles without an explicit opt-in.
-PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
+#: File names of pickled weights, which hf_mae never unpickles without an explicit opt-in.
+PICKLE_FILES = re.compile(r"pytorch_model.*\.bin|.*\.(pt|pth|ckpt)")
 PICKLE_OPT_IN = "use_safetensors=False"
 
 
@@ -79,10 +78,13 @@ def check_pretrained_source(name_or_path: str | os.PathLike, parameter: str = "p
 
 def pickled_weights(folder: str | os.PathLike) -> list[str]:
     """Names of pickled weight files in a local folder that has no ``*.safetensors`` file (else ``[]``)."""
-    folder = Path(os.path.expanduser(str(folder)))
-    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+    folder = os.path.expanduser(str(folder))
+    if not os.path.isdir(folder):
         return []
-    return sorted({f.name for pattern in PICKLE_PATTERNS for f in folder.glob(pattern)})
+    names = [name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))]
+    if any(name.endswith(".safetensors") for name in names):
+        return []
+    return sorted(name for name in names if PICKLE_FILES.fullmatch(name))
 
 
 def _pickle_refusal(what: str, name: str, found: list[str]) -> OSError:

@@ -30,9 +30,7 @@ import datasets
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoModel,
-    AutoTokenizer,
     EsmcConfig,
     EsmcModel,
     EsmcTokenizer,
@@ -46,8 +44,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from ..data.protein import residue_embedding_features
 from ..models.serialization import check_pretrained_source, load_safetensors_only
+from .pretrained import load_config, load_tokenizer
 from ..models.validation import check_choice, check_int
 
 logger = logging.getLogger(__name__)
@@ -91,6 +89,16 @@ def clean_sequence(sequence: str, name: str = "sequence") -> str:
             f"Allowed: {''.join(sorted(AMINO_ACIDS))}."
         )
     return cleaned
+
+
+def residue_embedding_features(width: int, *, with_sequence: bool = False) -> datasets.Features:
+    """The columns of a per-residue embedding dataset: ``id``, (``sequence``), ``length``, ``residue_embeddings``."""
+    columns = {"id": datasets.Value("string")}
+    if with_sequence:
+        columns["sequence"] = datasets.Value("string")
+    columns["length"] = datasets.Value("int32")
+    columns["residue_embeddings"] = datasets.Array2D((None, width), "float32")
+    return datasets.Features(columns)
 
 
 def format_residues(sequence: str, input_format: str) -> str:
@@ -210,12 +218,11 @@ class ProteinEmbedder:
             ('plain', (5, 16))
         """
         name = check_pretrained_source(name_or_path, "name_or_path")
-        config = AutoConfig.from_pretrained(name)
+        config = load_config(name)
         model_class = _ENCODER_ONLY_CLASSES.get(config.model_type, AutoModel)
-        model = load_safetensors_only(model_class.from_pretrained, name, use_safetensors=use_safetensors,
+        model = load_safetensors_only(model_class.from_pretrained, name, config=config, use_safetensors=use_safetensors,
                                       what="ProteinEmbedder.from_pretrained", parameter="name_or_path")
-        if tokenizer is None or isinstance(tokenizer, (str, Path)):
-            tokenizer = AutoTokenizer.from_pretrained(check_pretrained_source(tokenizer or name, "tokenizer"))
+        tokenizer = load_tokenizer(name if tokenizer is None else tokenizer, config)
         return cls(model, tokenizer, name=kwargs.pop("name", name), **kwargs)
 
     @classmethod
