@@ -28,7 +28,7 @@ _PUBLIC: dict[str, str] = {
     **dict.fromkeys([
         "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
         "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
-        "ProteinMAEV2Config", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "MAEEncoder",
+        "ProteinMAEV2Config", "ProteinMAEV2Model", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "ProteinMAEV5Model", "MAEEncoder",
         "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
         "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
         "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",

@@ -51,9 +51,9 @@ def _registry() -> list[tuple[type, dict[type, type], type | None]]:
     return [
         (m.ChemoMAEConfig, {AutoModel: m.ChemoMAE, AutoModelForPreTraining: m.ChemoMAEForPreTraining}, SpectraProcessor),
         (m.WaveMAEConfig, {AutoModel: m.WaveMAE, AutoModelForPreTraining: m.WaveMAEForPreTraining}, SpectraProcessor),
-        (m.ProteinMAEV2Config, {AutoModel: m.TransformerMAE, AutoModelForPreTraining: m.ProteinMAEV2ForPreTraining},
+        (m.ProteinMAEV2Config, {AutoModel: m.ProteinMAEV2Model, AutoModelForPreTraining: m.ProteinMAEV2ForPreTraining},
          None),
-        (m.ProteinMAEV5Config, {AutoModel: m.MAEEncoder, AutoModelForPreTraining: m.ProteinMAEV5ForPreTraining},
+        (m.ProteinMAEV5Config, {AutoModel: m.ProteinMAEV5Model, AutoModelForPreTraining: m.ProteinMAEV5ForPreTraining},
          None),
         (m.ProteinInteractionConfig, {AutoModel: m.ProteinInteractionModel,
                                       AutoModelForSequenceClassification: m.ProteinInteractionForSequenceClassification},

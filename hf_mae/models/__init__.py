@@ -4,16 +4,18 @@ architecture can travel to the Hub as self-contained remote code."""
 from .configuration_spectral_gpt import SpectralGPTConfig
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .configuration_protein_mae import ProteinInteractionConfig, ProteinMAEV2Config, ProteinMAEV5Config
-from .modeling_protein_mae import (
-    MAEEncoder,
-    PatchEmbedding,
+from .modeling_protein_interaction import (
     ProteinInteractionForSequenceClassification,
     ProteinInteractionModel,
-    ProteinMAEV2ForPreTraining,
+    V2ToV5Adapter,
+)
+from .modeling_protein_mae_v2 import ProteinMAEV2ForPreTraining, ProteinMAEV2Model, TransformerMAE
+from .modeling_protein_mae_v5 import (
+    MAEEncoder,
+    PatchEmbedding,
     ProteinMAEV5Decoder,
     ProteinMAEV5ForPreTraining,
-    TransformerMAE,
-    V2ToV5Adapter,
+    ProteinMAEV5Model,
 )
 from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .masking import make_block_mask
@@ -44,8 +46,8 @@ __all__ = [
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining",
     "ChemoEncoder", "WaveEncoder", "SpectralEncoder", "ChemoDecoderMLP", "WaveDecoderMLP",
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
-    "ProteinMAEV2Config", "ProteinMAEV5Config", "ProteinInteractionConfig", "TransformerMAE",
-    "ProteinMAEV2ForPreTraining", "MAEEncoder", "PatchEmbedding", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
+    "ProteinMAEV2Config", "ProteinMAEV5Config", "ProteinInteractionConfig", "ProteinMAEV2Model", "TransformerMAE",
+    "ProteinMAEV2ForPreTraining", "ProteinMAEV5Model", "MAEEncoder", "PatchEmbedding", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
     "V2ToV5Adapter", "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
     "SpectralGPTForPreTrainingOutput",

@@ -44,8 +44,7 @@ from .layers import (
     sinusoidal_positions,
     sinusoidal_positions_2d,
 )
-from .masking import draw_noise, gather_tokens, split_by_noise
-from .modeling_spectral_mae import masked_reconstruction_loss
+from .masking import draw_noise, eval_mask_generator, gather_tokens, masked_reconstruction_loss, split_by_noise
 from .validation import check_tensor
 from .serialization import HubCheckpointMixin
 
@@ -447,8 +446,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
 
         # Embed and mask the HSI tokens: the encoder sees the visible quarter only.
         tokens = self.spectral_gpt.embeddings(pixel_values)                         # (B, N, D)
-        if not self.training and noise is None and generator is None:
-            generator = torch.Generator().manual_seed(config.eval_mask_seed)
+        generator = generator or eval_mask_generator(self, noise)
         noise = draw_noise(batch, config.num_patches, device=tokens.device, generator=generator, noise=noise)
         ids_keep, mask, ids_restore = split_by_noise(noise, config.num_patches - config.num_masked)
         visible = gather_tokens(tokens, ids_keep)                                   # (B, K, D)

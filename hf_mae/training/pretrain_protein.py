@@ -27,7 +27,7 @@ from transformers import AutoModel, Trainer
 from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
 from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
 from ..models.masking import masked_reconstruction_loss
-from ..models.modeling_protein_mae import pool_patches
+from ..models.pooling import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
 from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
