@@ -38,21 +38,21 @@ _PUBLIC: dict[str, str] = {
     "HyperspectralProcessor": ".processing.hyperspectral",
     "load_smiles_tokenizer": ".processing.smiles",
     **dict.fromkeys(["CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture"],
-                    ".clustering"),
-    **dict.fromkeys(["extract_features", "register_feature_rule"], ".features"),
-    **dict.fromkeys(["ChemBERTaMLM", "SmilesMLMFeaturizer", "CHEMBERTA_MODELS"], ".smiles"),
+                    ".analysis.clustering"),
+    **dict.fromkeys(["extract_features", "register_feature_rule"], ".analysis.features"),
+    **dict.fromkeys(["ChemBERTaMLM", "SmilesMLMFeaturizer", "CHEMBERTA_MODELS"], ".training.smiles_mlm"),
 }
 
 __all__ = [*_PUBLIC, "register_all"]
 
 if TYPE_CHECKING:  # names for type checkers and IDEs; at run time they load on first use
-    from .clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
-    from .features import extract_features, register_feature_rule
+    from .analysis.clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
+    from .analysis.features import extract_features, register_feature_rule
     from .models import *  # noqa: F403
     from .processing.hyperspectral import HyperspectralProcessor
     from .processing.smiles import load_smiles_tokenizer
     from .processing.spectra import SpectraProcessor
-    from .smiles import CHEMBERTA_MODELS, ChemBERTaMLM, SmilesMLMFeaturizer
+    from .training.smiles_mlm import CHEMBERTA_MODELS, ChemBERTaMLM, SmilesMLMFeaturizer
 
 
 def __getattr__(name: str):

@@ -106,7 +106,7 @@ def register_all() -> None:
                 if processor_class.__module__.startswith("hf_mae."):
                     processor_class.register_for_auto_class("AutoFeatureExtractor")
 
-        from .features import register_feature_pipeline  # pipeline("latent-feature-extraction")
+        from .analysis.features import register_feature_pipeline  # pipeline("latent-feature-extraction")
 
         register_feature_pipeline()
         _state["registered"] = True

@@ -242,7 +242,7 @@ class SpectralGPTPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
 
     def get_features(self, pixel_values: torch.Tensor, **unused) -> torch.Tensor:
         """Deterministic (B, hidden_size) features: the HSI encoder on every token, averaged; no mask, no aux.
-        ``hf_mae.features.extract_features`` and the "latent-feature-extraction" pipeline call this."""
+        ``hf_mae.analysis.features.extract_features`` and the "latent-feature-extraction" pipeline call this."""
         encoder = self if isinstance(self, SpectralGPTModel) else self.spectral_gpt
         return encoder(pixel_values).pooler_output
 

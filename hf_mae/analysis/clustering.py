@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.validation import check_choice, check_float, check_int
+from ..models.validation import check_choice, check_float, check_int
 
 __all__ = [
     "CosineKMeans", "VMFMixture", "select_n_clusters", "KSelection", "NotFittedError", "log_bessel_iv",
