@@ -422,13 +422,19 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         x = self.decoder(x + self.decoder_position_embeddings().to(x.dtype))
         return self.decoder_pred(x)                                                 # (B, N, patch_dim)
 
-    def reconstruction_loss(self, pixel_values: torch.Tensor, reconstruction: torch.Tensor,
-                            mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the values of hidden patches only."""
+    def reconstruction_target(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """What the decoder predicts: (B, N, patch_dim) patch values, each patch standardised when
+        ``config.norm_pix_loss``."""
         target = self.patchify(pixel_values)                                        # (B, N, patch_dim)
         if self.config.norm_pix_loss:
             mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()
+        return target
+
+    def reconstruction_loss(self, pixel_values: torch.Tensor, reconstruction: torch.Tensor,
+                            mask: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over the values of hidden patches only."""
+        target = self.reconstruction_target(pixel_values)
         return masked_reconstruction_loss(reconstruction.flatten(1), target.flatten(1),
                                           mask[..., None].expand_as(target).flatten(1))
 

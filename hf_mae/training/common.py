@@ -1,4 +1,5 @@
-"""Plumbing shared by every ``hf-mae pretrain`` job: argument parsing, per-rank masks, train, save, reload.
+"""Plumbing shared by every ``hf-mae pretrain`` job: argument parsing, per-rank masks, train, save, then the
+same tail: the held-out error next to a baseline, and a reload through the Auto classes compared with the model.
 
 A job declares its data argument dataclass, its model arguments with ``config_arguments`` (the config's own
 fields, types and defaults, with the job's sizes where they differ) and its defaults for ``TrainingArguments``;
@@ -13,7 +14,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -138,3 +139,35 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments) -> dict[s
     if metrics:
         trainer.save_metrics("eval", metrics)
     return metrics
+
+
+def print_held_out(title: str, model: tuple[str, float], baseline: tuple[str, float],
+                   metrics: Mapping[str, float]) -> None:
+    """Print a held-out error of the model next to its baseline's (and their ratio), then Trainer's eval_loss.
+
+    Example:
+        >>> print_held_out("held-out MSE:", ("chemomae", 0.5), ("mean spectrum", 1.0), {"eval_loss": 0.49})
+        <BLANKLINE>
+        held-out MSE:
+          chemomae                            0.5000
+          mean spectrum                       1.0000   (model / baseline = 0.500)
+          eval_loss (Trainer)                 0.4900
+    """
+    (model_label, model_value), (baseline_label, baseline_value) = model, baseline
+    print(f"\n{title}")
+    print(f"  {model_label:<35} {model_value:.4f}")
+    print(f"  {baseline_label:<35} {baseline_value:.4f}   (model / baseline = {model_value / baseline_value:.3f})")
+    if "eval_loss" in metrics:
+        print(f"  {'eval_loss (Trainer)':<35} {metrics['eval_loss']:.4f}")
+
+
+def check_reload(output_dir: str | os.PathLike, auto_class: type, run: Callable[[torch.nn.Module], torch.Tensor],
+                 reference: torch.Tensor, what: str = "") -> float:
+    """Reload the saved run with ``auto_class``, as a user would, run it (``run(model)``) and print the largest
+    difference from ``reference`` (the trained model's output on the same inputs); returns that difference."""
+    reloaded = auto_class.from_pretrained(output_dir).eval()
+    with torch.no_grad():
+        diff = (run(reloaded) - reference).abs().max().item()
+    print(f"saved to {output_dir}; {auto_class.__name__}.from_pretrained -> {type(reloaded).__name__}, "
+          f"max |{what + ' ' if what else ''}difference| = {diff:.1e}")
+    return diff

@@ -30,7 +30,7 @@ from ..models.masking import masked_reconstruction_loss
 from ..models.pooling import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import PerRankMaskSeed, check_reload, config_arguments, parse_args, print_held_out, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -185,22 +185,20 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
                                             training_args.seed)
     print(f"\n{job}: {len(split['train'])} training / {len(split['test'])} held-out proteins, "
           f"input_dim {input_dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    print(f"  held-out masked loss  model {model_loss:.4f}   mean-training-embedding baseline {mean_loss:.4f}   "
-          f"(model / baseline = {model_loss / mean_loss:.3f})")
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)   {metrics['eval_loss']:.4f}")
+    print_held_out("held-out masked loss:", ("model", model_loss), ("mean-training-embedding baseline", mean_loss),
+                   metrics)
 
-    # reload the encoder with AutoModel, as a user would, and compare its features
-    out_dir = training_args.output_dir
-    reloaded = AutoModel.from_pretrained(out_dir).eval()
+    # the encoder's features: V2's per-protein vector, V5's token set
     batch = next(_batches(split["test"].select(range(min(4, len(split["test"])))), collator))
+    if isinstance(model, ProteinMAEV2ForPreTraining):
+        def features(encoder):
+            return encoder.encode(**batch).compressed
+    else:
+        def features(encoder):
+            return encoder(**batch).last_hidden_state
     with torch.no_grad():
-        if isinstance(model, ProteinMAEV2ForPreTraining):
-            new, old = reloaded.encode(**batch).compressed, model.mae.eval().encode(**batch).compressed
-        else:
-            new, old = reloaded(**batch).last_hidden_state, model.mae.eval()(**batch).last_hidden_state
-    print(f"saved to {out_dir}; AutoModel.from_pretrained -> {type(reloaded).__name__}, output {tuple(new.shape)}, "
-          f"max |difference| = {(new - old).abs().max().item():.1e}")
+        reference = features(model.mae.eval())
+    check_reload(training_args.output_dir, AutoModel, features, reference)
     return 0
 
 

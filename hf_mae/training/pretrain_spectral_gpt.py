@@ -31,8 +31,9 @@ from ..data.hyperspectral import (
     synthetic_cubes,
 )
 from ..models import SpectralGPTConfig, SpectralGPTForPreTraining
+from ..models.masking import masked_reconstruction_loss
 from ..processing.hyperspectral import HyperspectralProcessor
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import PerRankMaskSeed, check_reload, config_arguments, parse_args, print_held_out, train_and_save
 
 
 SpectralGPTModelArguments = config_arguments(
@@ -72,30 +73,30 @@ def infer_num_bands(cube: np.ndarray, layout: str) -> int:
     return int(min(cube.shape[0], cube.shape[-1]))
 
 
-def held_out_report(model: SpectralGPTForPreTraining, dataset: HyperspectralDataset, batch_size: int, seed: int) -> None:
+def held_out_report(model: SpectralGPTForPreTraining, dataset: HyperspectralDataset, batch_size: int, seed: int,
+                    metrics: dict[str, float] | None = None) -> None:
     """Masked reconstruction MSE of the model and of the per-band training mean (0 after scaling), and the
     contrastive loss per modality next to chance, on fixed masks."""
     collate = DataCollatorForHyperspectral()
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    model_sq = mean_sq = count = 0.0
+    model_losses, mean_losses, sizes = [], [], []
     contrast: dict[str, list[float]] = {}
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
             out = model(**batch, generator=generator)
-            target = model.patchify(batch["pixel_values"])
-            if model.config.norm_pix_loss:
-                target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-            masked = out.mask[..., None].float()
-            model_sq += float(((out.reconstruction - target) ** 2 * masked).sum())
-            mean_sq += float((target ** 2 * masked).sum())
-            count += float(masked.sum()) * target.shape[-1]
+            target = model.reconstruction_target(batch["pixel_values"])            # (B, N, patch_dim)
+            masked = out.mask[..., None].expand_as(target)
+            model_losses.append(float(masked_reconstruction_loss(out.reconstruction, target, masked)))
+            mean_losses.append(float(masked_reconstruction_loss(torch.zeros_like(target), target, masked)))
+            sizes.append(float(masked.sum()))
             for name, value in (out.contrastive_losses or {}).items():
                 contrast.setdefault(name, []).append(float(value))
-    print(f"\nheld-out ({len(dataset)} cubes, {model.config.num_masked}/{model.config.num_patches} tokens masked):")
-    print(f"  masked reconstruction MSE: model {model_sq / count:.4f}, per-band training mean {mean_sq / count:.4f} "
-          f"(model / baseline = {model_sq / mean_sq:.3f})")
+    model_mse, mean_mse = (float(np.average(losses, weights=sizes)) for losses in (model_losses, mean_losses))
+    print_held_out(f"held-out ({len(dataset)} cubes, {model.config.num_masked}/{model.config.num_patches} tokens "
+                   f"masked), masked reconstruction MSE:", ("model", model_mse), ("per-band training mean", mean_mse),
+                   metrics or {})
     chance = math.log(min(batch_size, len(dataset)))
     for name, values in contrast.items():
         print(f"  contrastive loss {name:<10} {np.mean(values):.3f}   (chance about {chance:.3f})")
@@ -146,20 +147,16 @@ def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
     if not trainer.is_world_process_zero():
         return 0
     model = model.float().cpu()
-    held_out_report(model, eval_ds, training_args.per_device_eval_batch_size, training_args.seed)
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)        {metrics['eval_loss']:.4f}")
+    held_out_report(model, eval_ds, training_args.per_device_eval_batch_size, training_args.seed, metrics)
 
     # the HSI encoder alone, as downstream users take it; then reload the run as a user would
     out_dir = Path(training_args.output_dir)
     encoder = model.get_hsi_encoder().eval()
     encoder.save_pretrained(out_dir / "hsi_encoder")
     processor.save_pretrained(out_dir / "hsi_encoder")
-    reloaded = AutoModel.from_pretrained(out_dir).eval()
-    reloaded_processor = AutoFeatureExtractor.from_pretrained(out_dir)
-    cubes = reloaded_processor([s["cube"] for s in eval_samples[:4]])["pixel_values"]
+    print(f"HSI encoder alone in {out_dir / 'hsi_encoder'}")
+    cubes = AutoFeatureExtractor.from_pretrained(out_dir)([s["cube"] for s in eval_samples[:4]])["pixel_values"]
     with torch.no_grad():
-        diff = (reloaded(cubes).last_hidden_state - encoder(cubes).last_hidden_state).abs().max().item()
-    print(f"saved to {out_dir} (HSI encoder alone in {out_dir / 'hsi_encoder'}); AutoModel.from_pretrained -> "
-          f"{type(reloaded).__name__}, max |hidden difference| = {diff:.1e}")
+        reference = encoder(cubes).last_hidden_state
+    check_reload(out_dir, AutoModel, lambda reloaded: reloaded(cubes).last_hidden_state, reference, "hidden")
     return 0
