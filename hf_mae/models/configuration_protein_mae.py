@@ -6,19 +6,19 @@
   sees only the visible patches, with a light decoder for pretraining.
 * ``ProteinInteractionConfig``: a pair-interaction classifier on top of either encoder.
 
-Field names follow the seed (``embed_dim``, ``num_layers``, ``nhead``, ``mask_ratio``, ``scale_factor``);
-``hidden_size``/``num_attention_heads``/``num_hidden_layers`` are aliases for transformers' tools.
+Field names follow the reference package (``embed_dim``, ``num_layers``, ``nhead``, ``mask_ratio``,
+``scale_factor``); ``hidden_size``/``num_attention_heads``/``num_hidden_layers``/``intermediate_size`` are
+aliases for transformers' tools.
 """
-
-from __future__ import annotations
 
 import math
 
 from transformers import PreTrainedConfig
 
-from .validation import check_choice, check_float, check_heads, check_int
+from .validation import TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads, check_int, size_names_map
 
-_ALIASES = {"hidden_size": "embed_dim", "num_attention_heads": "nhead", "num_hidden_layers": "num_layers"}
+# transformers' size names for the ones the reference package stores
+_ALIASES = size_names_map(("embed_dim", "nhead", "num_layers", "dim_feedforward"), TRANSFORMERS_SIZE_NAMES)
 
 
 def _check_patches(name: str, num_patches: int, max_length: int) -> None:

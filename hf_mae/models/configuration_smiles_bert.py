@@ -10,12 +10,11 @@ whose type errors are not ``ValueError``; here every field is checked in ``__pos
 ``ValueError`` naming the field, its value and what was expected.
 """
 
-from __future__ import annotations
-
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-from .validation import check_choice, check_float, check_heads, check_int
+from .validation import (REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads,
+                         check_int, size_names_map)
 
 
 class SMILESBERTMLMConfig(PreTrainedConfig):
@@ -40,6 +39,9 @@ class SMILESBERTMLMConfig(PreTrainedConfig):
         >>> config.model_type, config.vocab_size, config.mask_token_id
         ('hf_mae_smiles_bert', 1000, 103)
     """
+
+    # the reference packages' size names read and write transformers' ones
+    attribute_map = size_names_map(TRANSFORMERS_SIZE_NAMES, REFERENCE_SIZE_NAMES)
 
     model_type = "hf_mae_smiles_bert"
 

@@ -14,6 +14,23 @@ from collections.abc import Sequence
 import torch
 
 
+# Size names: transformers' (what its tools and users read) and the reference packages' (ChemoMAE, WaveMAE and
+# the protein MAEs write d_model/nhead/num_layers/dim_feedforward). Each config stores one set and maps the
+# other onto it with ``attribute_map``, so both read, write and construct.
+TRANSFORMERS_SIZE_NAMES = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size")
+REFERENCE_SIZE_NAMES = ("d_model", "nhead", "num_layers", "dim_feedforward")
+
+
+def size_names_map(stored: Sequence[str], aliases: Sequence[str]) -> dict[str, str]:
+    """``attribute_map`` for a config that stores sizes under ``stored`` and also answers to ``aliases``.
+
+    Example:
+        >>> size_names_map(REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES)["hidden_size"]
+        'd_model'
+    """
+    return {alias: name for alias, name in zip(aliases, stored) if alias != name}
+
+
 def check_int(name: str, value, *, minimum: int | None = 1, maximum: int | None = None) -> None:
     """Require an integer (not a bool) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -50,12 +49,12 @@ def _option_type(annotation: Any) -> Any:
 
 
 def _field_type(config_class: type, source: dataclasses.Field) -> Any:
-    """A config field's annotation as a type (configs are written with ``from __future__ import annotations``;
-    only the field's own annotation is resolved, in the module of the class that declares it)."""
-    if not isinstance(source.type, str):
-        return source.type
-    owner = next(c for c in config_class.__mro__ if source.name in vars(c).get("__annotations__", {}))
-    return eval(source.type, vars(sys.modules[owner.__module__]))
+    """A config field's type. hf_mae's configuration files keep real annotations (no ``from __future__ import
+    annotations``), so the type is there as an object; a string one is refused rather than evaluated."""
+    if isinstance(source.type, str):
+        raise ValueError(f"{config_class.__name__}.{source.name} is annotated with the string {source.type!r}: "
+                         f"command-line options need the type itself.")
+    return source.type
 
 
 def config_arguments(config_class: type, names: Sequence[str], *, doc: str, defaults: Mapping[str, Any] | None = None,
