@@ -112,6 +112,15 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
         return self.forward(residue_embeddings, attention_mask, mask_ratio=0.0)
 
 
+    @torch.no_grad()
+    def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws, for unpadded proteins (N, L, C): the embeddings, their
+        reconstruction (N, L, C) and the (N, L) visible residues, ``mask_ratio`` of them hidden."""
+        out = self.forward(residue_embeddings, generator=generator)
+        return residue_embeddings, out.reconstruction, ~out.mask
+
+
 class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
     """V2 with its loss: Huber (delta 0.5) on ``scale_factor``-scaled embeddings, masked residues only.
 
@@ -148,6 +157,12 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
         return ProteinMAEV2ForPreTrainingOutput(loss=loss, reconstruction=out.reconstruction,
                                                 last_hidden_state=out.last_hidden_state,
                                                 compressed=out.compressed, mask=out.mask)
+
+
+    def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The wrapped model's ``masked_reconstruction``."""
+        return self.mae.masked_reconstruction(residue_embeddings, generator=generator)
 
 
 TransformerMAE = ProteinMAEV2Model   # the reference package's name

@@ -208,4 +208,15 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
                                                 mask=encoded.mask, last_hidden_state=encoded.last_hidden_state)
 
 
+    @torch.no_grad()
+    def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws, for unpadded proteins (N, L, C): patch means, their
+        prediction, each (N, P, C), and the (N, P) visible patches, over the P patches that hold residues."""
+        noise = torch.rand(residue_embeddings.shape[0], self.config.num_patches, generator=generator)
+        out = self.forward(residue_embeddings, noise=noise, return_loss=False)
+        patches = -(-residue_embeddings.shape[1] // self.config.patch_size)
+        return out.target[:, :patches], out.reconstruction[:, :patches], ~out.mask[:, :patches]
+
+
 MAEEncoder = ProteinMAEV5Model   # the reference package's name

@@ -488,6 +488,22 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         )
 
 
+    @torch.no_grad()
+    def masked_reconstruction(self, pixel_values: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws: the cubes, their reconstruction in the input's scale
+        and the visible pixels, each (N, bands, H, W), with ``mask_ratio`` of the 3D tokens hidden."""
+        out = self.forward(pixel_values, generator=generator, return_loss=False)
+        reconstruction = out.reconstruction                                         # (N, tokens, patch_dim)
+        if self.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's
+            target = self.patchify(pixel_values)
+            scale = (target.var(-1, keepdim=True) + 1e-6).sqrt()
+            reconstruction = reconstruction * scale + target.mean(-1, keepdim=True)
+        # the token mask spread over the pixels and bands of each token's 3D patch
+        visible = self.unpatchify((~out.mask)[..., None].expand_as(reconstruction).to(pixel_values.dtype)) > 0.5
+        return pixel_values, self.unpatchify(reconstruction), visible
+
+
 class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):
     """The HSI encoder with a linear head on its averaged tokens, for fine-tuning with ``Trainer``.
 

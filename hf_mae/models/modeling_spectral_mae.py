@@ -29,8 +29,8 @@ from transformers.utils import ModelOutput
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
-from .masking import (draw_noise, eval_mask_generator, gather_tokens, make_block_mask, masked_reconstruction_loss, split_by_noise,
-                      visible_block_ids)
+from .masking import (draw_noise, eval_mask_generator, gather_tokens, make_block_mask, masked_reconstruction_loss,
+                      split_by_noise, visible_block_ids)
 from .serialization import HubCheckpointMixin
 from .validation import check_int, check_tensor, config_from_arguments
 
@@ -243,6 +243,15 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
         return self.forward(x, visible_mask, n_mask=n_mask, noise=noise, generator=generator).x_recon
 
 
+    @torch.no_grad()
+    def masked_reconstruction(self, x: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws: ``(x, x_recon, visible_mask)``, each (N, L), with
+        ``n_mask`` blocks hidden (``generator`` fixes which)."""
+        x_recon, _, visible = self.forward(x, generator=generator)
+        return x, x_recon, visible
+
+
 class ChemoMAE(_SpectralMAE):
     """ChemoMAE (linear decoder). ``ChemoMAE(seq_len=..., ...)`` or ``ChemoMAE(ChemoMAEConfig(...))``."""
 
@@ -292,6 +301,12 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
     def encode(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The latent of the wrapped MAE (all visible by default)."""
         return self.mae.encode(x, visible_mask)
+
+
+    def masked_reconstruction(self, x: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The wrapped MAE's ``masked_reconstruction``."""
+        return self.mae.masked_reconstruction(x, generator=generator)
 
 
 class ChemoMAEForPreTraining(_SpectralMAEForPreTraining):
