@@ -1,7 +1,7 @@
 """Configuration of SMILES BERT, a BERT masked language model over atom-level SMILES tokens.
 
 The architecture fields are BERT's (transformers' own ``BertForMaskedLM`` runs the model); the defaults
-are the seed's (BERT-base: 12 layers of 768, vocabulary 1000). The three masking probabilities describe
+are the reference design's (BERT-base: 12 layers of 768, vocabulary 1000). The three masking probabilities describe
 the pretraining objective and are what ``DataCollatorForLanguageModeling`` is given by default.
 ``pad_token_id=0`` and ``mask_token_id=103`` are where the bundled SMILES tokenizer keeps those tokens.
 

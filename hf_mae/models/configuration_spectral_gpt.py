@@ -45,7 +45,7 @@ class SpectralGPTConfig(PreTrainedConfig):
             ``aux_hidden_size`` / 8, / 4, / 2, / 1).
         projection_dim: the shared space of the contrastive loss.
         contrastive_temperature: InfoNCE temperature (0.07).
-        contrastive_symmetric: also score aux -> HSI matches (CLIP-style); the seed scores HSI -> aux only.
+        contrastive_symmetric: also score aux -> HSI matches (CLIP-style); the reference design scores HSI -> aux only.
         contrastive_loss_weight: weight of the contrastive term in ``loss``.
         eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
 

@@ -25,7 +25,7 @@ class SpectralMAEConfig(PreTrainedConfig):
         n_blocks: equal contiguous blocks along the spectrum; each block is one token.
         n_mask: blocks hidden per sample during pretraining.
         loss_type: ``"mse"`` (mean over masked points), ``"sse"`` (sum over masked points, mean over
-            samples, as in the seeds' training loop) or ``"huber"`` with ``huber_delta``.
+            samples, as in the reference packages' training loop) or ``"huber"`` with ``huber_delta``.
         eval_mask_seed: seed of the masks the pretraining models draw in eval mode.
 
     ``hidden_size``, ``num_attention_heads``, ``num_hidden_layers`` and ``intermediate_size`` name ``d_model``,

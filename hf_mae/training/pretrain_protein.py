@@ -5,9 +5,9 @@ ships), embed every sequence per residue with an ESM C / ESM2 model, store the e
 ``datasets.Dataset``, pretrain with ``Trainer``, save, reload with ``AutoModel`` and compare outputs.
 
 No protein-language-model weights can be downloaded here, so by default the embedder is a small randomly
-initialised ESM C with hidden size 960 (the seed's input dimension, as ESM C 300M): the code path is the real one,
+initialised ESM C with hidden size 960 (the reference design's input dimension, as ESM C 300M): the code path is the real one,
 the embeddings carry no learned biology. Give a local checkpoint with ``--esm_checkpoint /path/to/esmc-300m``.
-The model is a small configuration by default (``--embed_dim`` etc. set the seed's full sizes).
+The model is a small configuration by default (``--embed_dim`` etc. set the reference design's full sizes).
 
     hf-mae pretrain protein-mae-v5 --output_dir runs/protein-v5 --max_steps 100
     hf-mae pretrain protein-mae-v2 --esm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
@@ -52,7 +52,7 @@ class ProteinDataArguments:
     embeddings_dir: str | None = field(default=None, metadata={"help": "load embeddings from / save them to here"})
 
 
-# The jobs train small models on CPU by default; the seed's sizes are given in each doc.
+# The jobs train small models on CPU by default; the reference design's sizes are given in each doc.
 ProteinV2ModelArguments = config_arguments(
     ProteinMAEV2Config,
     ["max_length", "embed_dim", "num_layers", "nhead", "dim_feedforward", "dropout", "decoder_hidden_dim",
@@ -74,9 +74,9 @@ ProteinV5ModelArguments = config_arguments(
 
 JOBS = {
     "protein-mae-v2": (ProteinV2ModelArguments, ProteinMAEV2Config, ProteinMAEV2ForPreTraining,
-                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the seed's V2 learning rate
-    # The seed's V5 values are lr 1e-4 / wd 0.05 for the full model over 100 epochs; the small 100-step job needs
-    # 1e-3 (measured: held-out loss 3.3x the mean baseline at 1e-4, on par with it at 1e-3).
+                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the reference design's V2 learning rate
+    # The reference V5 values (lr 1e-4, wd 0.05) are for the full model over 100 epochs; the small 100-step job
+    # does not learn in time with them.
     "protein-mae-v5": (ProteinV5ModelArguments, ProteinMAEV5Config, ProteinMAEV5ForPreTraining,
                        {"learning_rate": 1e-3, "weight_decay": 0.05}),
 }

@@ -10,7 +10,7 @@ card), saves model and tokenizer together in ``--output_dir`` and reloads them w
     pip install --no-deps molsets==0.3.1
     hf-mae pretrain smiles-bert --output_dir runs/smiles-bert --max_steps 300
     hf-mae pretrain smiles-bert --max_train_samples 0 --hidden_size 768 --num_hidden_layers 12 \\
-        --num_attention_heads 12 --intermediate_size 3072 --bf16 --max_steps 100000     # the seed's BERT-base
+        --num_attention_heads 12 --intermediate_size 3072 --bf16 --max_steps 100000     # the reference BERT-base
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
         return processor(batch["spectrum"], wavelengths=wavelengths)
 
     columns = train_raw.column_names
-    # numpy rows: the collator stacks arrays instead of converting Python lists (3x faster per batch)
+    # numpy rows: the collator stacks arrays instead of converting Python lists (much faster per batch)
     train_ds = train_raw.map(process, batched=True, remove_columns=columns, desc="processing spectra").with_format("numpy")
     eval_ds = eval_raw.map(process, batched=True, remove_columns=columns, desc="processing spectra").with_format("numpy")
 

@@ -48,7 +48,7 @@ SpectralGPTModelArguments = config_arguments(
     help={"image_size": "analysis_dim: common height and width of all modalities",
           "num_bands": "bands per cube (default: 12 for generated data, read from the first cube for --data_dir)",
           "aux_num_channels": "channels per modality (default 1)", "aux_encoder_type": "vit or cnn"},
-    doc="Architecture (SpectralGPTConfig fields; the seed's defaults).")
+    doc="Architecture (SpectralGPTConfig fields; the reference design's defaults).")
 
 
 @dataclass
