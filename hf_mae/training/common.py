@@ -94,9 +94,35 @@ def config_arguments(config_class: type, names: Sequence[str], *, doc: str, defa
     return arguments
 
 
-def _has_accelerator() -> bool:
+def has_accelerator() -> bool:
+    """Whether torch sees a CUDA, MPS, XPU ... device."""
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, MPS, XPU ...
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
+HELP_TRAINING = "--help-training"   # the full TrainingArguments help, after the job's own options
+
+
+def _job_help(dataclass_types: Sequence[type], defaults: Mapping[str, Any], prog: str) -> str:
+    """A job's ``--help``: its model and data options with their defaults (what the job changes first), then the
+    TrainingArguments values the job sets, and where the rest of Trainer's flags are listed."""
+    lines = [f"usage: {prog} [options] [TrainingArguments flags]", ""]
+    for arguments in dataclass_types:
+        doc = " ".join((arguments.__doc__ or "").split())
+        lines.append(f"{arguments.__name__}: {doc}" if doc else f"{arguments.__name__}:")
+        for field in dataclasses.fields(arguments):
+            default = defaults.get(field.name, field.default if field.default is not dataclasses.MISSING
+                                   else field.default_factory())
+            text = field.metadata.get("help", "")
+            lines.append(f"  --{field.name:<28} default {default!r}" + (f"   {text}" if text else ""))
+        lines.append("")
+    job_training = {name: value for name, value in {**COMMON_TRAINING_DEFAULTS, **defaults}.items()
+                    if name in {f.name for f in dataclasses.fields(TrainingArguments)}}
+    lines.append("TrainingArguments this job sets (any Trainer flag works too, e.g. --bf16, --max_steps, "
+                 "--gradient_accumulation_steps, --resume_from_checkpoint):")
+    lines += [f"  --{name:<28} {value!r}" for name, value in sorted(job_training.items())]
+    lines += ["", f"`{prog} {HELP_TRAINING}` lists every TrainingArguments flag."]
+    return "\n".join(lines)
 
 
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defaults: dict[str, Any],
@@ -104,14 +130,23 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defa
     """Parse ``argv`` into the given dataclasses plus ``TrainingArguments`` (always last).
 
     ``defaults`` override the dataclass and TrainingArguments defaults; the command line overrides both.
+    ``-h``/``--help`` prints the job's own options first (``_job_help``) and exits; ``--help-training``
+    prints the full help, Trainer's flags included.
     """
+    argv = list(argv or [])
+    if "-h" in argv or "--help" in argv:
+        print(_job_help(dataclass_types, defaults, prog))
+        raise SystemExit(0)
     parser = HfArgumentParser([*dataclass_types, TrainingArguments], prog=prog)
     # pin_memory only helps (and only works quietly) with an accelerator; without any, `--bf16` means CPU autocast
     # (TrainingArguments refuses bf16 on a machine with no accelerator unless use_cpu is set)
     device = {"dataloader_pin_memory": torch.cuda.is_available(),
-              "use_cpu": not _has_accelerator()}
+              "use_cpu": not has_accelerator()}
     parser.set_defaults(**{**COMMON_TRAINING_DEFAULTS, **device, **defaults})
-    return parser.parse_args_into_dataclasses(args=list(argv or []))
+    if HELP_TRAINING in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 class PerRankMaskSeed(TrainerCallback):
