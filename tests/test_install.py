@@ -43,15 +43,3 @@ def test_fresh_clone_installs_and_runs(tmp_path):
     assert "chemomae" in usage and "wavemae" in usage
     _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_seed_examples.py"], cwd=clone)
     assert pip_freeze() == before
-
-
-def test_readme_usage_examples_run(tmp_path, monkeypatch):
-    """The two code blocks of "Using the models" run as printed (in a scratch folder)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Using the models", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)\n```", section, flags=re.S)
-    assert len(blocks) == 2
-    monkeypatch.chdir(tmp_path)
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
-    assert (tmp_path / "runs" / "mine" / "model.safetensors").is_file()
