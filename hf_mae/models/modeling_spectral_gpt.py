@@ -22,6 +22,10 @@ One tensor from input to loss (default sizes):
 The HSI encoder (``SpectralGPTModel``: patch and position embeddings + main blocks, no cross-attention) is a
 model of its own: ``SpectralGPTForPreTraining.get_hsi_encoder()`` returns it, ``AutoModel`` loads it from a
 pretraining checkpoint, and ``SpectralGPTForImageClassification`` fine-tunes it.
+
+The file runs a little over 500 lines because it carries the whole architecture (3D patches, auxiliary
+encoders, conditioning, decoder, both losses and the classification head): it travels to the Hub as one
+remote-code file, and a reader follows one cube from input to loss in it.
 """
 
 from __future__ import annotations
