@@ -113,3 +113,17 @@ def test_the_graph_is_read():
     assert "hf_mae.models.masking" in graph["hf_mae.models.modeling_spectral_gpt"]
     assert "hf_mae.models.pooling" in graph["hf_mae.models.modeling_protein_mae_v5"]
     assert "hf_mae.models" in graph["hf_mae._auto"]
+
+
+def test_spectral_gpt_remote_code_ships_masking_and_no_other_model(tmp_path):
+    import hf_mae  # noqa: F401 - registers the architectures (and with them the remote-code file lists)
+    from hf_mae.models import SpectralGPTConfig, SpectralGPTForPreTraining
+
+    config = SpectralGPTConfig(image_size=16, patch_size=8, num_bands=4, band_patch_size=2, hidden_size=16,
+                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                               decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+                               decoder_intermediate_size=32)
+    SpectralGPTForPreTraining(config).save_pretrained(tmp_path)
+    shipped = sorted(path.name for path in tmp_path.glob("*.py"))
+    assert "masking.py" in shipped and "modeling_spectral_gpt.py" in shipped
+    assert [name for name in shipped if name.startswith("modeling_")] == ["modeling_spectral_gpt.py"]
