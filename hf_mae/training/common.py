@@ -161,6 +161,15 @@ class PerRankMaskSeed(TrainerCallback):
         torch.manual_seed(args.seed + args.process_index)
 
 
+def train_model(model, training_args: TrainingArguments, train_dataset, eval_dataset, data_collator,
+                processing_class=None) -> tuple[Trainer, dict[str, float]]:
+    """A ``Trainer`` whose ranks draw their own masks (``PerRankMaskSeed``), trained and saved
+    (``train_and_save``); returns it and its final eval metrics."""
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=data_collator, processing_class=processing_class, callbacks=[PerRankMaskSeed()])
+    return trainer, train_and_save(trainer, training_args)
+
+
 def train_and_save(trainer: Trainer, training_args: TrainingArguments) -> dict[str, float]:
     """Train (resuming when asked), save the final model + processor, return the final eval metrics."""
     resume = training_args.resume_from_checkpoint

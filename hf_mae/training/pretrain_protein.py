@@ -22,7 +22,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModel, Trainer
+from transformers import AutoModel
 
 from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
 from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
@@ -30,7 +30,7 @@ from ..models.masking import masked_reconstruction_loss
 from ..models.pooling import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
-from .common import PerRankMaskSeed, check_reload, config_arguments, parse_args, print_held_out, train_and_save
+from .common import check_reload, config_arguments, parse_args, print_held_out, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +175,7 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
     # model: its input width is the embedder's
     config = config_class(input_dim=input_dim, **asdict(model_args))
     model = model_class(config)
-    trainer = Trainer(model=model, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
-                      data_collator=collator, callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, split["train"], split["test"], collator)
     if not trainer.is_world_process_zero():
         return 0
 

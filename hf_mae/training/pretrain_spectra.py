@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModel, Trainer
+from transformers import AutoFeatureExtractor, AutoModel
 
 from ..data.spectra import DataCollatorForSpectra, load_spectral_dataset, spectral_metadata
 from ..models import ChemoMAEConfig, ChemoMAEForPreTraining, WaveMAEConfig, WaveMAEForPreTraining
 from ..models.masking import masked_reconstruction_loss
 from ..processing.spectra import SpectraProcessor
-from .common import PerRankMaskSeed, check_reload, config_arguments, parse_args, print_held_out, train_and_save
+from .common import check_reload, config_arguments, parse_args, print_held_out, train_model
 
 
 SpectralModelArguments = config_arguments(
@@ -103,10 +103,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
         del config_kwargs["n_mask"]
     model = model_class(config_class(**config_kwargs))
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=DataCollatorForSpectra(), processing_class=processor,
-                      callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, train_ds, eval_ds, DataCollatorForSpectra(), processor)
     if not trainer.is_world_process_zero():
         return 0
 

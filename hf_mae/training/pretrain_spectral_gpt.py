@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModel, Trainer
+from transformers import AutoFeatureExtractor, AutoModel
 
 from ..data.hyperspectral import (
     DataCollatorForHyperspectral,
@@ -37,8 +37,8 @@ from ..data.hyperspectral import (
 from ..models import SpectralGPTConfig, SpectralGPTForPreTraining
 from ..models.masking import masked_reconstruction_loss
 from ..processing.hyperspectral import HyperspectralProcessor
-from .common import (PerRankMaskSeed, check_reload, config_arguments, has_accelerator, parse_args, print_held_out,
-                     train_and_save)
+from .common import (check_reload, config_arguments, has_accelerator, parse_args, print_held_out,
+                     train_model)
 
 
 SpectralGPTModelArguments = config_arguments(
@@ -171,10 +171,7 @@ def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
     if note:
         print(note)
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=DataCollatorForHyperspectral(), processing_class=processor,
-                      callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, train_ds, eval_ds, DataCollatorForHyperspectral(), processor)
     if not trainer.is_world_process_zero():
         return 0
     model = model.float().cpu()
