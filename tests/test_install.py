@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(cmd, cwd, env=None, timeout=600):
+    # without PYTHONPATH: the test is about what the clone's own install makes importable
+    env = {key: value for key, value in (env or os.environ).items() if key != "PYTHONPATH"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
