@@ -54,34 +54,17 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
     return total / (num_items_in_batch.clamp(min=1) if torch.is_tensor(num_items_in_batch) else max(num_items_in_batch, 1))
 
 
-def smiles_embedding(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                     special_tokens_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The embedding of a SMILES: the mean of the last hidden state (B, L, H) over its own tokens -> (B, H).
-
-    Its own tokens are the attended positions (``attention_mask``, default all) that are not special tokens
-    (``special_tokens_mask`` as the tokenizer returns it). Without a ``special_tokens_mask`` the first and the last
-    attended position of each row are taken as the specials: ``[CLS] ... [SEP]`` (BERT, the bundled tokenizer) and
-    ``<s> ... </s>`` (RoBERTa) both put exactly one there. This one definition serves
-    ``SMILESBERTModel.get_features`` (and so ``extract_features``) and ``SmilesMLMFeaturizer.featurize``.
+def smiles_embedding(last_hidden_state: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:
+    """A molecule's embedding: the mean of the encoder's last hidden states over its atom tokens (no
+    [CLS], [SEP] or padding). last_hidden_state (B, L, H), atom_mask (B, L) bool -> (B, H) float32.
 
     Example:
-        >>> hidden = torch.tensor([[[9.0], [1.0], [3.0], [9.0], [0.0]]])      # [CLS] a b [SEP] [PAD]
-        >>> smiles_embedding(hidden, torch.tensor([[1, 1, 1, 1, 0]]))
-        tensor([[2.]])
+        >>> import torch
+        >>> smiles_embedding(torch.arange(6.0).view(1, 3, 2), torch.tensor([[False, True, True]])).tolist()
+        [[3.0, 4.0]]
     """
-    batch, length = last_hidden_state.shape[:2]
-    if attention_mask is None:
-        attention_mask = torch.ones(batch, length, dtype=torch.long, device=last_hidden_state.device)
-    attended = attention_mask.bool()
-    if special_tokens_mask is None:
-        positions = torch.arange(length, device=attended.device).expand(batch, length)
-        first = torch.where(attended, positions, length).min(dim=1, keepdim=True).values
-        last = torch.where(attended, positions, -1).max(dim=1, keepdim=True).values
-        keep = attended & (positions != first) & (positions != last)
-    else:
-        keep = attended & ~special_tokens_mask.bool()
-    weights = keep.to(last_hidden_state.dtype).unsqueeze(-1)                              # (B, L, 1)
-    return (last_hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)   # (B, H)
+    weights = atom_mask.to(last_hidden_state.device, torch.float32)[..., None]          # (B, L, 1)
+    return (last_hidden_state.float() * weights).sum(1) / weights.sum(1).clamp(min=1)   # (B, H)
 
 
 class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
@@ -93,21 +76,23 @@ class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
     base_model_prefix = "bert"
 
     def get_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                     special_tokens_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
-                     **unused) -> torch.Tensor:
-        """The feature rule of SMILES BERT: ``smiles_embedding`` of the encoder's last hidden state (B, H), nothing
-        masked. ``hf_mae.extract_features`` and the "latent-feature-extraction" pipeline call this.
+                     special_tokens_mask: torch.Tensor | None = None, **encoder_inputs) -> torch.Tensor:
+        """Molecule embeddings (B, H) (``smiles_embedding``), what ``extract_features`` returns for SMILES.
 
-        Example:
-            >>> from hf_mae import SMILESBERTMLMConfig, SMILESBERTForMaskedLM
-            >>> model = SMILESBERTForMaskedLM(SMILESBERTMLMConfig(hidden_size=32, num_hidden_layers=1,
-            ...                               num_attention_heads=2, intermediate_size=64)).eval()
-            >>> model.get_features(torch.tensor([[101, 5, 6, 102, 0]]), torch.tensor([[1, 1, 1, 1, 0]])).shape
-            torch.Size([1, 32])
+        Atom tokens are the attended ones that are not special; without ``special_tokens_mask`` the first and
+        last attended tokens of each row are taken as [CLS] and [SEP] (the bundled tokenizer's template).
         """
-        hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                 token_type_ids=token_type_ids).last_hidden_state
-        return smiles_embedding(hidden, attention_mask, special_tokens_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attended = attention_mask.bool()
+        if special_tokens_mask is not None:
+            atoms = attended & ~special_tokens_mask.bool()
+        else:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+            last = attended.sum(dim=1, keepdim=True) - 1
+            atoms = attended & (positions > 0) & (positions < last)
+        hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
+        return smiles_embedding(hidden, atoms)
 
 
 class SMILESBERTModel(SMILESBERTPreTrainedModel, BertModel):
