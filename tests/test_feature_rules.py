@@ -12,6 +12,11 @@ from datasets import Dataset
 
 from hf_mae import (
     ChemoMAE,
+    ProteinMAEV2Config,
+    ProteinMAEV2Model,
+    ProteinMAEV5Config,
+    ProteinMAEV5ForPreTraining,
+    SmilesMLMFeaturizer,
     SMILESBERTForMaskedLM,
     SMILESBERTMLMConfig,
     SpectralGPTConfig,
@@ -22,6 +27,7 @@ from hf_mae import (
     extract_features,
 )
 from hf_mae.models.modeling_smiles_bert import smiles_embedding
+from hf_mae.data.protein import DataCollatorForProteinEmbeddings
 from hf_mae.processing.smiles import load_smiles_tokenizer
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "C[N+](C)(C)CC(=O)[O-]", "OC(=O)c1ccc(Br)cc1Cl"]
@@ -88,14 +94,54 @@ def smiles_bert() -> Case:
     return Case(model, SMILES, lambda: tokenize(SMILES), atoms_mean, 32)
 
 
-CASES = {"ChemoMAE": chemomae, "WaveMAEForPreTraining": wavemae_for_pretraining, "SpectralGPT": spectral_gpt,
+def protein_embeddings(seed: int, n: int = 6, width: int = 24) -> Dataset:
+    """Proteins of different lengths as per-residue embeddings (what the embedder or --embeddings_dir give)."""
+    rng = np.random.default_rng(seed)
+    rows = [rng.standard_normal((int(rng.integers(5, 70)), width)).astype(np.float32) for _ in range(n)]
+    return Dataset.from_dict({"residue_embeddings": rows, "length": [len(r) for r in rows]}).with_format("numpy")
+
+
+def padded(dataset: Dataset) -> dict:
+    return DataCollatorForProteinEmbeddings()([dataset[i] for i in range(len(dataset))])
+
+
+def protein_preprocess(rows) -> dict:
+    """A Dataset batch (dict of columns) of ragged proteins -> padded residue_embeddings + attention_mask."""
+    return DataCollatorForProteinEmbeddings()([{"residue_embeddings": r} for r in rows["residue_embeddings"]])
+
+
+def protein_v2() -> Case:
+    torch.manual_seed(4)
+    model = ProteinMAEV2Model(ProteinMAEV2Config(input_dim=24, max_length=128, embed_dim=16, num_layers=1, nhead=2,
+                                                 dim_feedforward=32, decoder_hidden_dim=32, dropout=0.3))
+    data = protein_embeddings(4)
+    return Case(model, data, lambda: padded(data), lambda m, b: m.encode(**b).compressed, 24)
+
+
+def protein_v5_for_pretraining() -> Case:
+    torch.manual_seed(5)
+    model = ProteinMAEV5ForPreTraining(ProteinMAEV5Config(
+        input_dim=24, max_length=128, num_patches=8, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32,
+        decoder_embed_dim=16, decoder_num_layers=1, decoder_nhead=2, decoder_dim_feedforward=32, dropout=0.3))
+    data = protein_embeddings(5)
+
+    def patch_mean(m, batch):       # by hand: CLS dropped, mean over the patches that hold residues
+        out = m.mae(**batch)
+        n_patches = (batch["attention_mask"].sum(1) + m.config.patch_size - 1) // m.config.patch_size   # (B,)
+        rows = [out.last_hidden_state[i, 1:1 + int(k)].mean(0) for i, k in enumerate(n_patches)]
+        return torch.stack(rows)
+
+    return Case(model, data, lambda: padded(data), patch_mean, 16)
+
+
+CASES = {"ChemoMAE": chemomae, "protein V2": protein_v2, "protein V5 (pretraining)": protein_v5_for_pretraining, "WaveMAEForPreTraining": wavemae_for_pretraining, "SpectralGPT": spectral_gpt,
          "SMILES BERT": smiles_bert}
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_extract_features_is_the_models_own_rule(name):
     case = CASES[name]()
-    preprocess = None
+    preprocess = protein_preprocess if name.startswith("protein") else None
     if name == "SMILES BERT":
         tokenizer = load_smiles_tokenizer()
 
@@ -117,13 +163,27 @@ def test_extract_features_is_the_models_own_rule(name):
     np.testing.assert_allclose(first, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_smiles_embedding_positional_rule_equals_the_special_tokens_mask():
+def test_one_smiles_embedding_for_extract_features_and_the_featurizer():
+    """SMILES BERT's get_features (positional [CLS]/[SEP]) and SmilesMLMFeaturizer (the tokenizer's special-tokens
+    mask) are the one rule, smiles_embedding: the mean over each molecule's own tokens."""
+    case = smiles_bert()
     tokenizer = load_smiles_tokenizer()
+    featurizer = SmilesMLMFeaturizer.from_model(case.model, tokenizer, batch_size=2)
+    by_featurizer = featurizer.featurize(SMILES)
+    by_extract = extract_features(case.model, SMILES, batch_size=3, progress=False,
+                                  preprocess=lambda b: tokenizer(list(b), padding=True, return_tensors="pt"))
+    np.testing.assert_allclose(by_extract, by_featurizer, rtol=1e-5, atol=1e-6)
     batch = tokenizer(SMILES, padding=True, return_special_tokens_mask=True, return_tensors="pt")
     hidden = torch.randn(*batch["input_ids"].shape, 4)
-    by_mask = smiles_embedding(hidden, batch["attention_mask"], batch["special_tokens_mask"])
-    by_position = smiles_embedding(hidden, batch["attention_mask"])
-    torch.testing.assert_close(by_position, by_mask)
+    atoms = batch["attention_mask"].bool() & ~batch["special_tokens_mask"].bool()
     for row, smiles in enumerate(SMILES):         # = the mean over that molecule's atom tokens alone
         n_atoms = len(tokenizer(smiles, add_special_tokens=False)["input_ids"])
-        torch.testing.assert_close(by_mask[row], hidden[row, 1:1 + n_atoms].mean(0))
+        torch.testing.assert_close(smiles_embedding(hidden, atoms)[row], hidden[row, 1:1 + n_atoms].mean(0))
+
+
+def test_padding_does_not_change_protein_features():
+    case = protein_v2()
+    both = extract_features(case.model, case.data, batch_size=6, preprocess=protein_preprocess, progress=False)
+    alone = [extract_features(case.model, case.data.select([i]), preprocess=protein_preprocess, progress=False)[0]
+             for i in range(len(case.data))]
+    np.testing.assert_allclose(both, np.stack(alone), rtol=1e-5, atol=1e-5)

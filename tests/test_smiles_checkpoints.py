@@ -17,8 +17,8 @@ from transformers import (
 )
 
 from hf_mae import SMILESBERTForMaskedLM, SMILESBERTMLMConfig
-from hf_mae.masked_lm import load_masked_lm
 from hf_mae.processing.pretrained import infer_model_type
+from hf_mae.training.smiles_mlm import ChemBERTaMLM, SmilesMLMFeaturizer, load_masked_lm
 from hf_mae.processing.smiles import (
     build_smiles_tokenizer,
     build_vocab,
@@ -193,6 +193,67 @@ def test_missing_local_model_or_tokenizer_folder_fails_at_once(tmp_path, monkeyp
 
 
 # ---------------------------------------------------------------------------------------------------------
+# SmilesMLMFeaturizer and ChemBERTaMLM on those checkpoints
+# ---------------------------------------------------------------------------------------------------------
+def test_featurizer_on_a_bert_folder_without_model_type(tmp_path):
+    folder = smiles_wordpiece_folder(tmp_path / "smiles-wordpiece")
+    featurizer = SmilesMLMFeaturizer(folder, batch_size=2)
+    features = featurizer.featurize(rdkit_smiles(5))
+    assert features.shape == (5, 16) and features.dtype == np.float32
+    # the one SMILES embedding: mean of the encoder's last hidden state over the molecule's own tokens
+    encoded = featurizer.tokenizer(rdkit_smiles(1), return_tensors="pt")
+    with torch.no_grad():
+        hidden = featurizer.model.base_model(input_ids=encoded["input_ids"]).last_hidden_state[0, 1:-1]
+    np.testing.assert_allclose(features[0], hidden.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    assert featurizer.predict_masked("CC(=O)[MASK]")[0].candidates
+
+
+def test_featurizer_and_fine_tuning_with_a_separate_tokenizer(tmp_path):
+    folder, tokenizer = roberta_bpe_folder(tmp_path / "roberta")
+    weights_only = tmp_path / "weights-only"
+    RobertaForMaskedLM.from_pretrained(folder).save_pretrained(weights_only)
+    featurizer = SmilesMLMFeaturizer(weights_only, tokenizer=folder)
+    np.testing.assert_allclose(featurizer.featurize([ASPIRIN]), SmilesMLMFeaturizer(folder).featurize([ASPIRIN]))
+    assert featurizer.predict_masked("CC(=O)<mask>")[0].masked_smiles == "CC(=O)<mask>"
+
+    mlm = ChemBERTaMLM(str(weights_only), tokenizer=tokenizer, max_length=64)
+    report = mlm.fine_tune(rdkit_smiles(24), epochs=1, batch_size=8, verbose=False, output_dir=str(tmp_path / "ft"))
+    assert report["n_train"] + report["n_validation"] + report["n_skipped"] == 24 and report["n_validation"] >= 1
+    assert np.isfinite(report["eval_loss"])
+
+
+def test_featurizer_and_fine_tuning_refuse_a_generic_tokenizer(tmp_path):
+    folder = smiles_wordpiece_folder(tmp_path / "model")
+    generic = tmp_path / "generic"
+    generic.mkdir()
+    generic_wordpiece_vocab(generic / "vocab.txt")
+    message = rf"the tokenizer '{generic}' \(BertTokenizer\) maps \d+% of the characters of valid SMILES.*`tokenizer=`"
+    with pytest.raises(ValueError, match=message):
+        SmilesMLMFeaturizer(folder, tokenizer=generic)
+    with pytest.raises(ValueError, match=message):
+        ChemBERTaMLM(str(folder), tokenizer=str(generic))
+    model, _ = load_masked_lm(folder)
+    with pytest.raises(ValueError, match=r"maps \d+% of the characters of valid SMILES"):
+        SmilesMLMFeaturizer.from_model(model, BertTokenizer(str(generic / "vocab.txt"), do_lower_case=False))
+
+
+def test_featurizer_missing_folder_and_pickles(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^folder runs/typo does not exist"):
+        SmilesMLMFeaturizer("runs/typo")
+    folder, _ = roberta_bpe_folder(tmp_path / "roberta")
+    model = RobertaForMaskedLM.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(OSError, match="use_safetensors=False"):
+        SmilesMLMFeaturizer(folder)
+    with pytest.raises(OSError, match="use_safetensors=False"):
+        ChemBERTaMLM(str(folder))
+    assert SmilesMLMFeaturizer(folder, use_safetensors=False).featurize([ASPIRIN]).shape == (1, 16)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Reactions
 # ---------------------------------------------------------------------------------------------------------
 def reaction_tokenizer():
@@ -220,12 +281,30 @@ def test_reaction_smiles_only_when_asked_and_each_side_validated():
     assert reaction_problem("CCO>>C1CC") == "products 'C1CC' are not valid SMILES (RDKit could not parse them)"
 
 
+def test_featurizer_and_fine_tuning_take_reactions_when_asked(tmp_path):
+    tokenizer = reaction_tokenizer()
+    config = SMILESBERTMLMConfig(vocab_size=max(tokenizer.get_vocab().values()) + 1, hidden_size=16,
+                                 num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 max_position_embeddings=128)
+    SMILESBERTForMaskedLM(config).save_pretrained(tmp_path / "rxn")
+    tokenizer.save_pretrained(tmp_path / "rxn")
+    reactions = ["CC(=O)O.OCC>>CC(=O)OCC.O", "CCO.CC(=O)Cl>>CC(=O)OCC.Cl"]
+    with pytest.raises(ValueError, match="a reaction SMILES.*pass reactions=True"):
+        SmilesMLMFeaturizer(tmp_path / "rxn").featurize(reactions)
+    featurizer = SmilesMLMFeaturizer(tmp_path / "rxn", reactions=True)
+    assert featurizer.featurize(reactions).shape == (2, 16)
+    with pytest.raises(ValueError, match=r"#0 'C1CC>>CCO': reactants 'C1CC' are not valid SMILES"):
+        featurizer.featurize(["C1CC>>CCO"])
+    mlm = ChemBERTaMLM(str(tmp_path / "rxn"), reactions=True, max_length=64)
+    report = mlm.fine_tune(reactions * 3 + ["C1CC>>CCO"], epochs=1, batch_size=4, verbose=False)
+    assert (report["n_train"] + report["n_validation"], report["n_skipped"]) == (6, 1)
+
+
 def test_docstring_examples_run():
     import doctest
 
-    from hf_mae import masked_lm
     from hf_mae.processing import pretrained, smiles
 
-    for module in (masked_lm, pretrained, smiles):
+    for module in (pretrained, smiles):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -111,6 +111,12 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
         """Everything visible: deterministic per-residue states and compressed vector (call ``eval()`` first)."""
         return self.forward(residue_embeddings, attention_mask, mask_ratio=0.0)
 
+    def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The feature rule of V2: the per-protein ``compressed`` vector (B, input_dim) of ``encode`` (nothing
+        masked; deterministic in eval mode). ``hf_mae.extract_features`` calls this."""
+        return self.encode(residue_embeddings, attention_mask).compressed
+
 
     @torch.no_grad()
     def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
@@ -163,6 +169,11 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The wrapped model's ``masked_reconstruction``."""
         return self.mae.masked_reconstruction(residue_embeddings, generator=generator)
+
+    def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The wrapped model's ``get_features``."""
+        return self.mae.get_features(residue_embeddings, attention_mask)
 
 
 TransformerMAE = ProteinMAEV2Model   # the reference package's name
