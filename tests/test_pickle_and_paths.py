@@ -179,3 +179,20 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(serialization, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_cli_reports_a_missing_encoder_folder_in_one_line(tmp_path, monkeypatch, capsys):
+    from hf_mae.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    start = time.perf_counter()
+    argv = ["finetune-protein-interaction", "--encoder_path", "runs/typo", "--output_dir", str(tmp_path / "out"),
+            "--max_proteins", "8", "--esm_hidden_size", "16", "--esm_num_heads", "2"]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert error == ("hf-mae: error: folder runs/typo does not exist (`--encoder_path` looks like a local path, so "
+                     "the Hub was not asked; a Hub id has the form namespace/name). (--debug shows the traceback)\n")
+    assert time.perf_counter() - start < 30
+    with pytest.raises(FileNotFoundError, match="folder runs/typo does not exist"):
+        main([*argv, "--debug"])

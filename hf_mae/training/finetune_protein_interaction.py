@@ -27,7 +27,7 @@ from ..models import (
     ProteinMAEV5Config,
     TransformerMAE,
 )
-from ..models.serialization import load_safetensors_only
+from ..models.serialization import check_pretrained_source, load_safetensors_only
 from ..models.validation import check_choice
 from .common import parse_args, train_and_save
 from .pretrain_protein import ProteinDataArguments, embed_proteins
@@ -111,6 +111,8 @@ def finetune_interaction(argv: Sequence[str] | None = None) -> int:
         {"output_dir": "runs/protein-interaction", "per_device_train_batch_size": 16, "per_device_eval_batch_size": 32,
          "learning_rate": 3e-4, "max_steps": 100, "eval_steps": 50, "save_steps": 100, "logging_steps": 10},
         prog="hf-mae finetune-protein-interaction")
+    if args.encoder_path:   # before any embedding work: a typo fails at once
+        check_pretrained_source(args.encoder_path, "--encoder_path")
     with training_args.main_process_first(desc="embedding proteins"):
         proteins = embed_proteins(data_args, args.max_length)
     split = proteins.train_test_split(test_size=data_args.eval_fraction, seed=training_args.seed)
