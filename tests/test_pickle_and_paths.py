@@ -152,7 +152,8 @@ def test_hub_ids_still_go_to_the_hub_offline(tmp_path):
         import time
         from hf_mae import ChemoMAE
         from hf_mae.processing.protein import ProteinEmbedder
-        for load in (ChemoMAE.from_pretrained, ProteinEmbedder.from_pretrained):
+        from hf_mae.training.smiles_mlm import SmilesMLMFeaturizer
+        for load in (ChemoMAE.from_pretrained, ProteinEmbedder.from_pretrained, SmilesMLMFeaturizer):
             start = time.perf_counter()
             try:
                 load("some-lab/some-model")
@@ -165,7 +166,7 @@ def test_hub_ids_still_go_to_the_hub_offline(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2, result.stdout
+    assert len(lines) == 3, result.stdout
     for line in lines:
         kind, message, seconds = line.split(" | ")
         assert kind == "OSError" and "couldn't connect to 'https://huggingface.co'" in message
