@@ -308,3 +308,16 @@ def test_docstring_examples_run():
     for module in (pretrained, smiles):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_pretrain_job_refuses_a_generic_tokenizer_in_one_line(tmp_path, capsys):
+    from hf_mae.cli import main
+
+    generic = tmp_path / "generic"
+    generic.mkdir()
+    generic_wordpiece_vocab(generic / "vocab.txt")
+    assert main(["pretrain", "smiles-bert", "--tokenizer", str(generic), "--output_dir", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"hf-mae: error: the tokenizer '{generic}' (BertTokenizer) maps ") and error.count("\n") == 1
+    assert main(["pretrain", "smiles-bert", "--tokenizer", "./missing", "--output_dir", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.startswith("hf-mae: error: folder ./missing does not exist (`tokenizer`")

@@ -87,16 +87,22 @@ def load_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
 
 def load_tokenizer(tokenizer: str | os.PathLike | PreTrainedTokenizerBase, config=None) -> PreTrainedTokenizerBase:
     """A tokenizer from a folder, a Hub id or an object (returned as is). A folder holding only a ``vocab.txt``
-    is read case-sensitively (``do_lower_case=False``); ``config`` tells AutoTokenizer the tokenizer class then."""
+    is read case-sensitively (``do_lower_case=False``); ``config`` (default: the folder's config.json, if any)
+    tells AutoTokenizer the tokenizer class then, else the vocab.txt is read as BERT's WordPiece."""
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
     if not isinstance(tokenizer, (str, os.PathLike)):
         raise ValueError(f"`tokenizer` must be a folder, a Hub id or a tokenizer object, got {type(tokenizer).__name__}.")
     name = check_pretrained_source(tokenizer, "tokenizer")
     folder = Path(os.path.expanduser(name))
+    if config is None and (folder / "config.json").is_file():
+        config = load_config(folder)
     kwargs = {} if config is None else {"config": config}
     if (folder / "vocab.txt").is_file() and not (folder / "tokenizer_config.json").is_file():
         logger.warning("%s: a vocab.txt without tokenizer_config.json; reading it with do_lower_case=False "
-                       "(SMILES and amino-acid letters are case-sensitive).", name)
+                       "(SMILES and amino-acid letters are case-sensitive)%s.", name,
+                       "" if config is not None else " as a BERT WordPiece vocabulary")
         kwargs["do_lower_case"] = False
+        if config is None:
+            kwargs["tokenizer_type"] = "bert"
     return AutoTokenizer.from_pretrained(name, **kwargs)
