@@ -173,15 +173,6 @@ def test_hub_ids_still_go_to_the_hub_offline(tmp_path):
         assert int(seconds) < 10
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    from hf_mae.models import serialization
-
-    result = doctest.testmod(serialization, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_cli_reports_a_missing_encoder_folder_in_one_line(tmp_path, monkeypatch, capsys):
     from hf_mae.cli import main
 

@@ -197,15 +197,3 @@ def test_v2_to_v5_adapter_checks_its_input_width():
     with pytest.raises(ValueError, match=r"expects `v2_output` of shape \(batch, length, 32\) \(v2_dim=32\), "
                                          r"got \(2, 20, 512\)"):
         adapter(torch.randn(2, 20, 512), torch.ones(2, 20, dtype=torch.bool))
-
-
-
-def test_docstring_examples_run():
-    import doctest
-
-    from hf_mae.data import protein as data_protein
-    from hf_mae.processing import protein
-
-    for module in (data_protein, protein):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -300,16 +300,6 @@ def test_featurizer_and_fine_tuning_take_reactions_when_asked(tmp_path):
     assert (report["n_train"] + report["n_validation"], report["n_skipped"]) == (6, 1)
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    from hf_mae.processing import pretrained, smiles
-
-    for module in (pretrained, smiles):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.attempted > 0 and result.failed == 0, module.__name__
-
-
 def test_pretrain_job_refuses_a_generic_tokenizer_in_one_line(tmp_path, capsys):
     from hf_mae.cli import main
 

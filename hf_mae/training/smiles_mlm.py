@@ -21,7 +21,7 @@ Example:
     >>> from hf_mae import ChemBERTaMLM, SMILESBERTMLMConfig, SmilesMLMFeaturizer
     >>> config = SMILESBERTMLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
     ...                              intermediate_size=64, max_position_embeddings=64)
-    >>> mlm = ChemBERTaMLM(config=config)
+    >>> mlm = ChemBERTaMLM(config=config, max_length=64)
     >>> report = mlm.fine_tune(["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCl", "OCCO"], epochs=1, batch_size=2,
     ...                        verbose=False)
     >>> sorted(report)[:3]
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from transformers import (AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel,
-                          PreTrainedTokenizerBase, Trainer, TrainingArguments)
+                          PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainingArguments)
 
 from ..models.configuration_smiles_bert import SMILESBERTMLMConfig
 from ..models.modeling_smiles_bert import SMILESBERTForMaskedLM, masked_lm_loss, smiles_embedding
@@ -382,6 +382,8 @@ class ChemBERTaMLM:
             "dataloader_pin_memory": torch.cuda.is_available(), **training_kwargs})
         collator = mlm_collator(self.tokenizer, self.mask_probability, self.replace_probability, self.random_probability)
         trainer = make_mlm_trainer(self.model, self.tokenizer, args, train_examples, collator)
+        if not verbose:   # without a progress bar Trainer prints its logs instead
+            trainer.remove_callback(PrinterCallback)
         train_output = trainer.train()
         if output_dir is not None:
             trainer.save_model()
