@@ -1,7 +1,7 @@
 """The SMILES masked-language-model API: fine-tune one (``ChemBERTaMLM``), use one to fill masks and to
 embed molecules (``SmilesMLMFeaturizer``), and the training plumbing ``hf-mae pretrain smiles-bert`` shares
 with ``ChemBERTaMLM.fine_tune``. One module owns it so the masking, the loss and the metrics are written once;
-it runs a little over 500 lines because fine-tuning, filling masks and featurizing are three faces of one API.
+it runs about 600 lines because fine-tuning, filling masks and featurizing are three faces of one API.
 
 Both classes take any BERT- or RoBERTa-style masked-LM checkpoint together with its own tokenizer: a local
 folder, a Hub id, or a short name of ``CHEMBERTA_MODELS`` (the public ChemBERTa checkpoints). Without a
