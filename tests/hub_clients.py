@@ -447,7 +447,7 @@ def protocol(work: str) -> dict:
     assert api.create_repo("solo").repo_id == "user/solo"  # no namespace: the server's user
     fails(HFValidationError, lambda: api.create_repo("lab/bad..name"))
     response = get_session().post(f"{endpoint}/api/repos/create", json={"name": "-bad", "organization": "lab"})
-    fails(BadRequestError, lambda: hf_raise_for_status(response), "Invalid repository id")
+    fails(BadRequestError, lambda: hf_raise_for_status(response), "Invalid repository name")
     fails(RepositoryNotFoundError, lambda: api.upload_file(path_or_fileobj=b"x", path_in_repo="x", repo_id="lab/none"))
     assert not api.repo_exists("lab/none")
 

@@ -6,14 +6,22 @@
 For a lab without internet: push with ``model.push_to_hub("lab/model")``, ``Trainer(push_to_hub=True)`` or
 ``hf-mae push``, load with ``AutoModel.from_pretrained("lab/model")``. Repositories, branches, tags and files
 persist in ``--root`` across restarts (see ``storage.py`` for the layout and why a push cut off midway is
-never visible). There is no authentication: serve it only on a trusted network.
+never visible).
+
+Access (see ``auth.py``): with no token created the server is open to anyone who reaches it, and so only
+listens on loopback unless ``--allow-open-network`` is given. ``hf-mae hub token create USER --role write``
+makes a token (clients set ``HF_TOKEN``); from then on anonymous clients only read public repositories,
+private repositories answer 404 to non-members everywhere, and writes need a write token for the namespace.
 
 Large files travel as in git LFS: the client asks ``preupload`` which files are large, posts their sha256
-to the LFS ``batch`` endpoint, PUTs the bytes (the server checks size and sha256), then posts the NDJSON
-commit. The Xet protocol is not spoken: clients with ``hf_xet`` installed (huggingface_hub installs it) must set
-``HF_HUB_DISABLE_XET=1``, or the server can be started with ``--inline-uploads`` so that every file is sent inside
-the commit. Otherwise their pushes of large files fail with "501 Not Implemented ... xet-write-token" (hf_xet
-does not show the server's message; the server's log does).
+to the LFS ``batch`` endpoint, PUTs the bytes to the signed link it gets back (the server checks size and
+sha256 as they arrive), then posts the NDJSON commit. The Xet protocol is not spoken: clients with
+``hf_xet`` installed (huggingface_hub installs it) must set ``HF_HUB_DISABLE_XET=1``, or the server can be
+started with ``--inline-uploads`` so that every file is sent inside the commit (streamed to disk as well).
+Otherwise their pushes of large files fail with "501 Not Implemented ... xet-write-token" (hf_xet does not
+show the server's message; the server's log does).
+
+The HTTP stack is uvicorn with the limits of ``transport.Limits``; this module holds the Hub's routes.
 
 Example (in Python):
     >>> server = start_server("/tmp/hub-root", port=0)   # doctest: +SKIP
@@ -25,35 +33,47 @@ Example (in Python):
 from __future__ import annotations
 
 import argparse
+import base64
+import ipaddress
+import re
 import json
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote
 
+import anyio
+import anyio.to_thread
 import yaml
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
 
+from . import validation as validate
+from .auth import Auth, Identity
+from .commit_stream import CommitReader, SpooledContent, read_commit
+from .errors import HubError, entry_not_found, repo_not_found
 from .metadata import split_front_matter, validate_card
 from .storage import (
     DEFAULT_BRANCH,
     LFS_SIZE_THRESHOLD,
-    REPO_TYPES,
-    HubError,
     HubStorage,
-    check_path,
+    StagedFile,
     decode_base64_file,
-    entry_not_found,
     is_binary,
     lfs_patterns_of,
     matches,
-    read_in_chunks,
+    stage_file,
     tree_oid,
 )
+from .transport import BodyReader, ClientGone, HubServer, Limits
 
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_PLURAL = {f"{t}s": t for t in REPO_TYPES}
+_PLURAL = {f"{t}s": t for t in validate.REPO_TYPES}
+_LFS_JSON = "application/vnd.git-lfs+json"
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+_XET_MESSAGE = ("This Hub does not speak the Xet protocol: set HF_HUB_DISABLE_XET=1 on the client, or start the "
+                "server with --inline-uploads (every file then travels inside the commit).")
 
 
 def _split_repo(segments: list[str]) -> tuple[str, str, list[str]]:
@@ -66,231 +86,278 @@ def _split_repo(segments: list[str]) -> tuple[str, str, list[str]]:
     return repo_type, f"{segments[0]}/{segments[1]}", segments[2:]
 
 
-class HubRequestHandler(BaseHTTPRequestHandler):
-    """Routes one request to ``self.server.storage``; errors become JSON with ``X-Error-Code``."""
+def _json(status: int, value: Any, headers: dict[str, str] | None = None,
+          media_type: str = "application/json") -> Response:
+    return Response(json.dumps(value).encode(), status, headers=headers, media_type=media_type)
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: don't wait for an ACK in between
-    server: HubServer
+
+def _flag(query: dict[str, str], name: str) -> bool:
+    return query.get(name, "").lower() in ("1", "true")
+
+
+class HubApp:
+    """The ASGI application: each request is handled by a ``Call`` in a worker thread (the store is plain
+    file I/O); bodies stream in through ``BodyReader``."""
+
+    def __init__(self, root: str, *, user: str = "user", inline_uploads: bool = False,
+                 limits: Limits | None = None, verbose: bool = False):
+        self.storage = HubStorage(root)
+        self.auth = Auth(self.storage.root, user)
+        self.user, self.inline_uploads, self.verbose = validate.namespace(user, "--user"), inline_uploads, verbose
+        self.limits = limits or Limits()
+        self._threads: anyio.CapacityLimiter | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(self.limits.max_connections)
+        request = Request(scope, receive)
+        call = Call(self, request)
+        response = await anyio.to_thread.run_sync(call.handle, limiter=self._threads)
+        await response(scope, receive, send)
+
+
+class Call:
+    """One request: route it, check who may do it, answer (errors become JSON with ``X-Error-Code``)."""
+
+    def __init__(self, app: HubApp, request: Request):
+        self.app, self.store, self.request = app, app.storage, request
+        self.method = request.method
+        self.who = Identity(None, None)
+        self.body: BodyReader | None = None
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-        if self.server.verbose:
-            super().log_message(format, *args)
-
     @property
     def base_url(self) -> str:
-        return f"http://{self.headers.get('Host') or '%s:%d' % self.server.server_address[:2]}"
+        host = self.request.headers.get("host", "")
+        if not _HOST.fullmatch(host):  # links built from it go back to the client: nothing but a host:port
+            server = self.request.scope.get("server") or ("127.0.0.1", 0)
+            host = f"{server[0]}:{server[1]}"
+        return f"http://{host}"
 
-    def _body_chunks(self) -> Iterator[bytes]:
-        """The request body, streamed (Content-Length or chunked transfer encoding); read once."""
-        if self._body_read:
-            return
-        self._body_read = True
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            while True:
-                size_line = self.rfile.readline(65537)
-                if not size_line:
-                    raise HubError(400, "Request body ended inside a chunk.")
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return
-                remaining = size
-                for data in read_in_chunks(self.rfile, size):
-                    remaining -= len(data)
-                    yield data
-                if remaining:
-                    raise HubError(400, "Request body ended inside a chunk.")
-                self.rfile.readline(3)
-        else:
-            length = int(self.headers.get("Content-Length") or 0)
-            received = 0
-            for data in read_in_chunks(self.rfile, length):
-                received += len(data)
-                yield data
-            if received != length:
-                raise HubError(400, f"Request body ended after {received} of {length} bytes.")
+    def handle(self) -> Response:
+        try:
+            self.body = BodyReader(self.request.receive, self.request.headers.get("content-length"),
+                                   self.app.limits.max_body_bytes, self.app.limits.idle_timeout)
+            self.who = self.app.auth.identify(self.request.headers.get("authorization"))
+            raw_path = self.request.scope.get("raw_path") or self.request.scope["path"].encode()
+            try:
+                segments = [unquote(s, errors="strict") for s in raw_path.decode("ascii").split("?")[0].split("/")[1:]]
+                query = {k: v[-1] for k, v in parse_qs(self.request.scope.get("query_string", b"").decode("ascii"),
+                                                       errors="strict").items()}
+            except UnicodeError:
+                raise HubError(400, "The URL is not valid percent-encoded UTF-8.") from None
+            return self._route(segments, query)
+        except HubError as error:
+            return self._error(error)
+        except ClientGone:
+            return Response(b"", 400, headers={"Connection": "close"})
+        except Exception as error:  # an unexpected bug must still answer, and say what happened
+            if self.app.verbose:
+                import traceback
 
-    def _body(self) -> bytes:
-        return b"".join(self._body_chunks())
+                traceback.print_exc()
+            return self._error(HubError(500, f"Internal error: {type(error).__name__}: {error}"))
 
-    def _json_body(self) -> Any:
-        body = self._body()
+    def _error(self, error: HubError) -> Response:
+        headers = {key: validate.header_value(value) for key, value in error.headers.items()}
+        headers["X-Error-Message"] = validate.header_value(error.message)
+        if error.code:
+            headers["X-Error-Code"] = error.code
+        if error.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="hf-mae hub"'
+        if self.body is None or not self.body.complete:
+            headers["Connection"] = "close"  # the rest of the body is not read: never taken as a next request
+        return _json(error.status, {"error": error.message}, headers)
+
+    def _json_body(self) -> dict[str, Any]:
+        """The body as a JSON object (or a form), 400 for anything else."""
+        assert self.body is not None
+        body = self.body.read(self.app.limits.max_json_bytes)
         if not body:
             return {}
-        content_type = self.headers.get("Content-Type", "")
-        if "application/x-www-form-urlencoded" in content_type:
-            return {key: values if len(values) > 1 or key == "paths" else values[0]
-                    for key, values in parse_qs(body.decode()).items()}
+        content_type = self.request.headers.get("content-type", "")
         try:
-            return json.loads(body)
-        except json.JSONDecodeError as err:
+            if "application/x-www-form-urlencoded" in content_type:
+                return {key: values if len(values) > 1 or key == "paths" else values[0]
+                        for key, values in parse_qs(body.decode("utf-8"), errors="strict").items()}
+            value = json.loads(body)
+        except ValueError as err:  # JSON errors and non-UTF-8 alike
             raise HubError(400, f"Request body is not valid JSON: {err}") from None
+        if not isinstance(value, dict):
+            raise validate.bad_request("request body", value, "a JSON object")
+        return value
 
-    def _send(self, status: int, body: bytes = b"", content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self.base_url}/{_URL_PREFIX[repo_type]}{repo_id}"
 
-    def _send_json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(value).encode(), headers=headers)
+    # -- who may do what ----------------------------------------------------------------------------
+    def _readable(self, repo_type: str, repo_id: str) -> dict[str, Any]:
+        """The repository's metadata if the caller may read it; 404 otherwise (private repositories of other
+        namespaces do not exist for the caller, as on the Hub)."""
+        validate.repo_type(repo_type)
+        validate.repo_id(repo_id)
+        meta = self.store.repo_meta(repo_type, repo_id)
+        if not self.who.can_read(repo_id.split("/")[0], meta["private"]):
+            raise repo_not_found(repo_id)
+        return meta
 
-    def _send_error(self, error: HubError) -> None:
-        extra = {"X-Error-Message": error.message.encode("ascii", "replace").decode(), **error.headers}
-        if error.code:
-            extra["X-Error-Code"] = error.code
-        self._send_json(error.status, {"error": error.message}, extra)
+    def _need_write(self, owner: str) -> None:
+        if not self.who.can_write(owner):
+            if self.who.user is None:
+                raise HubError(401, f"Writing to {owner!r} needs a write token (Authorization: Bearer; HF_TOKEN).")
+            raise HubError(403, f"Token of {self.who.user!r} ({self.who.role}) may not write to namespace {owner!r}.")
 
-    def _handle(self) -> None:
-        self._body_read = False
-        try:
-            url = urlsplit(self.path)
-            segments = [unquote(s) for s in url.path.split("/")[1:]]
-            query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-            self._route(segments, query)
-        except HubError as error:
-            self._answer_error(error)
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True  # the client went away
-        except Exception as error:  # an unexpected bug must still answer, and say what happened
-            self._answer_error(HubError(500, f"Internal error: {type(error).__name__}: {error}"))
-            if self.server.verbose:
-                raise
-
-    def _answer_error(self, error: HubError) -> None:
-        try:
-            self._drain()
-            self._send_error(error)
-        except OSError:
-            self.close_connection = True  # the connection is gone: nobody to answer
-
-    def _drain(self) -> None:
-        """After an error, skip what is left of the request body so the connection can be reused."""
-        try:
-            for _ in self._body_chunks():
-                pass
-        except Exception:
-            self.close_connection = True
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
+    def _writable(self, repo_type: str, repo_id: str) -> dict[str, Any]:
+        meta = self._readable(repo_type, repo_id)
+        self._need_write(repo_id.split("/")[0])
+        return meta
 
     # -- routing -------------------------------------------------------------------------------------
-    def _route(self, segments: list[str], query: dict[str, str]) -> None:
-        method, store = self.command, self.server.storage
+    def _route(self, segments: list[str], query: dict[str, str]) -> Response:
+        method = self.method
         if segments[:1] == ["api"]:
             rest = segments[1:]
             if rest == ["repos", "create"] and method == "POST":
                 return self._create_repo()
             if rest == ["repos", "delete"] and method == "DELETE":
-                body = self._json_body()
-                repo_id = f"{body.get('organization') or self.server.user}/{body.get('name')}"
-                store.delete_repo(body.get("type") or "model", repo_id)
-                return self._send_json(200, {})
+                return self._delete_repo()
             if rest == ["validate-yaml"] and method == "POST":
                 return self._validate_yaml()
             if rest == ["whoami-v2"] and method == "GET":
-                return self._send_json(200, {"type": "user", "name": self.server.user, "fullname": self.server.user,
-                                             "orgs": [], "auth": {"type": "access_token",
-                                                                  "accessToken": {"role": "write"}}})
+                return self._whoami()
             if len(rest) == 1 and rest[0] in _PLURAL and method == "GET":
                 return self._list_repos(_PLURAL[rest[0]], query)
             if len(rest) >= 3 and rest[0] in _PLURAL:
                 repo_type, repo_id, action = _PLURAL[rest[0]], f"{rest[1]}/{rest[2]}", rest[3:]
+                validate.repo_id(repo_id)
                 return self._repo_api(repo_type, repo_id, action, query)
-            raise HubError(404, f"Unknown API route /{'/'.join(segments)}")
+            raise HubError(404, "Unknown API route")
         repo_type, repo_id, rest = _split_repo(segments)
         if repo_id.endswith(".git") and rest[:3] == ["info", "lfs", "objects"]:
-            return self._lfs(repo_type, repo_id[: -len(".git")], rest[3:], query)
+            repo_id = validate.repo_id(repo_id[: -len(".git")])
+            return self._lfs(repo_type, repo_id, rest[3:], query)
         if rest[:1] == ["resolve"] and len(rest) >= 3 and method in ("GET", "HEAD"):
-            return self._resolve(repo_type, repo_id, rest[1], "/".join(rest[2:]))
-        raise HubError(404, f"Not found: /{'/'.join(segments)}")
+            validate.repo_id(repo_id)
+            return self._resolve(repo_type, repo_id, validate.revision(rest[1]), validate.file_path("/".join(rest[2:])))
+        raise HubError(404, "Not found")
 
-    def _repo_api(self, repo_type: str, repo_id: str, action: list[str], query: dict[str, str]) -> None:
-        method, store = self.command, self.server.storage
+    def _repo_api(self, repo_type: str, repo_id: str, action: list[str], query: dict[str, str]) -> Response:
+        method = self.method
         name = action[0] if action else ""
-        revision = action[1] if len(action) > 1 else DEFAULT_BRANCH
+        revision = validate.revision(action[1]) if len(action) > 1 and name not in ("branch", "tag") else DEFAULT_BRANCH
         if not action and method == "GET":
-            return self._send_json(200, self._repo_info(repo_type, repo_id, DEFAULT_BRANCH, query))
+            return _json(200, self._repo_info(repo_type, repo_id, DEFAULT_BRANCH, query))
         if name == "revision" and method == "GET" and len(action) == 2:
-            return self._send_json(200, self._repo_info(repo_type, repo_id, revision, query))
+            return _json(200, self._repo_info(repo_type, repo_id, revision, query))
         if name == "tree" and method == "GET" and len(action) >= 2:
-            return self._tree(repo_type, repo_id, revision, "/".join(action[2:]), query)
+            return self._tree(repo_type, repo_id, revision, validate.folder_path("/".join(action[2:])), query)
         if name == "paths-info" and method == "POST" and len(action) == 2:
             return self._paths_info(repo_type, repo_id, revision)
-        if name == "refs" and method == "GET":
+        if name == "refs" and method == "GET" and len(action) == 1:
             return self._refs(repo_type, repo_id, query)
         if name == "commits" and method == "GET" and len(action) == 2:
             return self._commits(repo_type, repo_id, revision)
         if name == "preupload" and method == "POST" and len(action) == 2:
-            return self._preupload(repo_type, repo_id, revision, query)
+            return self._preupload(repo_type, repo_id, revision)
         if name == "commit" and method == "POST" and len(action) == 2:
             return self._commit(repo_type, repo_id, revision, query)
+        if name == "settings" and method == "PUT" and len(action) == 1:
+            return self._settings(repo_type, repo_id)
         if name == "branch" and len(action) == 2 and method in ("POST", "DELETE"):
+            branch = validate.ref_name(action[1], "branch")
+            self._writable(repo_type, repo_id)
             if method == "DELETE":
-                store.delete_ref(repo_type, repo_id, "heads", action[1])
+                self.store.delete_ref(repo_type, repo_id, "heads", branch)
             else:
                 body = self._json_body()
-                store.create_ref(repo_type, repo_id, "heads", action[1], body.get("startingPoint") or DEFAULT_BRANCH,
-                                 empty=bool(body.get("emptyBranch")))
-            return self._send_json(200, {})
+                start = body.get("startingPoint") or DEFAULT_BRANCH
+                self.store.create_ref(repo_type, repo_id, "heads", branch, validate.revision(start),
+                                      empty=bool(body.get("emptyBranch")))
+            return _json(200, {})
         if name == "tag" and len(action) == 2 and method in ("POST", "DELETE"):
+            self._writable(repo_type, repo_id)
             if method == "DELETE":
-                store.delete_ref(repo_type, repo_id, "tags", action[1])
+                self.store.delete_ref(repo_type, repo_id, "tags", validate.ref_name(action[1], "tag"))
             else:
                 body = self._json_body()
-                if not isinstance(body.get("tag"), str):
-                    raise HubError(400, "Creating a tag needs a JSON body {\"tag\": name}.")
-                store.create_ref(repo_type, repo_id, "tags", body["tag"], action[1])
-            return self._send_json(200, {})
+                tag = validate.ref_name(body.get("tag"), "tag")
+                self.store.create_ref(repo_type, repo_id, "tags", tag, validate.revision(action[1]))
+            return _json(200, {})
         if name in ("xet-write-token", "xet-read-token"):
-            store.repo_meta(repo_type, repo_id)
+            self._readable(repo_type, repo_id)
             # hf_xet asks for this token itself and shows the client only "501 Not Implemented ... xet-write-token",
             # not this message: say it in the server's log too, where whoever runs the Hub will look
-            message = ("This Hub does not speak the Xet protocol: set HF_HUB_DISABLE_XET=1 on the client, or "
-                       "start the server with --inline-uploads (every file then travels inside the commit).")
-            sys.stderr.write(f"hf-mae hub: a client with hf_xet asked for a Xet token ({repo_id}). {message}\n")
-            raise HubError(501, message)
-        raise HubError(404, f"Unknown route /api/{repo_type}s/{repo_id}/{'/'.join(action)}")
+            sys.stderr.write(f"hf-mae hub: a client with hf_xet asked for a Xet token ({repo_id}). {_XET_MESSAGE}\n")
+            raise HubError(501, _XET_MESSAGE)
+        raise HubError(404, "Unknown repository API route")
 
-    # -- repositories -------------------------------------------------------------------------------------
-    def _repo_url(self, repo_type: str, repo_id: str) -> str:
-        return f"{self.base_url}/{_URL_PREFIX[repo_type]}{repo_id}"
+    # -- accounts and repositories -------------------------------------------------------------------
+    def _whoami(self) -> Response:
+        if self.who.user is None:
+            raise HubError(401, "Anonymous: send a token (Authorization: Bearer; HF_TOKEN) to know who you are.")
+        orgs = sorted(self.app.auth.orgs_of(self.who.user))
+        return _json(200, {"type": "user", "name": self.who.user, "fullname": self.who.user,
+                           "orgs": [{"type": "org", "name": org} for org in orgs],
+                           "auth": {"type": "access_token", "accessToken": {"role": self.who.role}}})
 
-    def _create_repo(self) -> None:
+    def _create_repo(self) -> Response:
         body = self._json_body()
-        repo_type = body.get("type") or "model"
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            raise HubError(400, "Creating a repository needs a JSON body with a non-empty `name`.")
-        repo_id = f"{body.get('organization') or self.server.user}/{name}"
-        created = self.server.storage.create_repo(repo_type, repo_id, private=bool(body.get("private")
-                                                                                   or body.get("visibility") == "private"))
+        repo_type = validate.repo_type(body.get("type") or "model")
+        name = validate.namespace(body.get("name"), "repository name")
+        owner = body.get("organization") or self.who.user
+        if owner is None:
+            raise HubError(401, "Creating a repository needs a write token (Authorization: Bearer; HF_TOKEN).")
+        repo_id = validate.repo_id(f"{validate.namespace(owner, 'organization')}/{name}")
+        private = body.get("private")
+        if private is not None and not isinstance(private, bool):
+            raise validate.bad_request("private", private, "true or false")
+        self._need_write(owner)
+        created = self.store.create_repo(repo_type, repo_id, private=bool(private) or body.get("visibility") == "private")
         url = self._repo_url(repo_type, repo_id)
         if not created:
             # the client's create_repo(exist_ok=True) reads the url from this 409
-            return self._send_json(409, {"error": f"You already created this {repo_type} repo", "url": url})
-        self._send_json(200, {"url": url, "name": repo_id})
+            return _json(409, {"error": f"You already created this {repo_type} repo", "url": url})
+        return _json(200, {"url": url, "name": repo_id})
 
-    def _list_repos(self, repo_type: str, query: dict[str, str]) -> None:
-        ids = self.server.storage.list_repos(repo_type)
+    def _delete_repo(self) -> Response:
+        body = self._json_body()
+        repo_type = validate.repo_type(body.get("type") or "model")
+        owner = body.get("organization") or self.who.user or self.app.user
+        repo_id = validate.repo_id(f"{validate.namespace(owner, 'organization')}/"
+                                   f"{validate.namespace(body.get('name'), 'repository name')}")
+        self._writable(repo_type, repo_id)
+        self.store.delete_repo(repo_type, repo_id)
+        return _json(200, {})
+
+    def _settings(self, repo_type: str, repo_id: str) -> Response:
+        self._writable(repo_type, repo_id)
+        body = self._json_body()
+        private = body.get("private")
+        if private is not None:
+            if not isinstance(private, bool):
+                raise validate.bad_request("private", private, "true or false")
+            self.store.set_private(repo_type, repo_id, private)
+        return _json(200, {})
+
+    def _list_repos(self, repo_type: str, query: dict[str, str]) -> Response:
         author, search = query.get("author"), query.get("search")
-        ids = [i for i in ids if (not author or i.split("/")[0] == author) and (not search or search in i)]
-        store = self.server.storage
-        self._send_json(200, [{"id": i, "_id": i, "private": store.repo_meta(repo_type, i)["private"]} for i in ids])
+        answer = []
+        for repo_id in self.store.list_repos(repo_type):
+            if (author and repo_id.split("/")[0] != author) or (search and search not in repo_id):
+                continue
+            try:
+                meta = self._readable(repo_type, repo_id)
+            except HubError:
+                continue  # private, or deleted meanwhile
+            answer.append({"id": repo_id, "_id": repo_id, "private": meta["private"]})
+        return _json(200, answer)
 
     def _repo_info(self, repo_type: str, repo_id: str, revision: str, query: dict[str, str]) -> dict[str, Any]:
-        store = self.server.storage
-        meta = store.repo_meta(repo_type, repo_id)
-        commit = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision))
-        blobs = query.get("blobs", "").lower() in ("1", "true")
+        meta = self._readable(repo_type, repo_id)
+        commit = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))
+        blobs = _flag(query, "blobs")
         siblings = []
         for path, entry in sorted(commit.files.items()):
             sibling: dict[str, Any] = {"rfilename": path}
@@ -314,7 +381,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 card_data = {}
             if isinstance(card_data, dict):
                 info["cardData"] = card_data
-                info["tags"] = list(card_data.get("tags") or [])
+                info["tags"] = [str(t) for t in card_data.get("tags") or []] if isinstance(card_data.get("tags"), list) else []
                 for key in ("library_name", "pipeline_tag"):
                     if isinstance(card_data.get(key), str):
                         info[key] = card_data[key]
@@ -326,7 +393,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                                   if k in config_data}
                 if "auto_map" in config_data:
                     info["tags"].append("custom_code")
-            except (json.JSONDecodeError, TypeError):
+            except (ValueError, TypeError):
                 pass
         return info
 
@@ -334,13 +401,12 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         entry = files.get(path)
         if entry is None or entry.size > 1 << 20:
             return None
-        return self.server.storage.file_path(entry).read_bytes().decode("utf-8", "replace")
+        return self.store.file_path(entry).read_bytes().decode("utf-8", "replace")
 
-    def _tree(self, repo_type: str, repo_id: str, revision: str, folder: str, query: dict[str, str]) -> None:
-        store = self.server.storage
-        commit = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision))
-        recursive = query.get("recursive", "").lower() in ("1", "true")
-        folder = folder.strip("/")
+    def _tree(self, repo_type: str, repo_id: str, revision: str, folder: str, query: dict[str, str]) -> Response:
+        self._readable(repo_type, repo_id)
+        commit = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))
+        recursive = _flag(query, "recursive")
         prefix = f"{folder}/" if folder else ""
         if folder and not any(path.startswith(prefix) for path in commit.files):
             raise entry_not_found(folder, revision)
@@ -357,264 +423,324 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                                          "path": sub})
             if recursive or len(parts) == 1:
                 entries[path] = entry.api_json(path)
-        self._send_json(200, list(entries.values()))
+        return _json(200, list(entries.values()))
 
-    def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
-        store = self.server.storage
+    def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> Response:
+        self._readable(repo_type, repo_id)
         body = self._json_body()
         paths = body.get("paths") or []
         paths = [paths] if isinstance(paths, str) else paths
-        commit = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision))
+        if not isinstance(paths, list) or len(paths) > 10_000:
+            raise validate.bad_request("paths", paths, "a list of at most 10000 paths")
+        commit = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))
         answer = []
         for path in paths:
-            path = path.strip("/")
+            path = validate.folder_path(path, "paths[]")
             if path in commit.files:
                 answer.append(commit.files[path].api_json(path))
             elif any(p.startswith(path + "/") for p in commit.files):
                 answer.append({"type": "directory", "oid": tree_oid(commit.files, path), "size": 0, "path": path})
-        self._send_json(200, answer)
+        return _json(200, answer)
 
-    def _refs(self, repo_type: str, repo_id: str, query: dict[str, str]) -> None:
-        refs = self.server.storage.refs(repo_type, repo_id)
+    def _refs(self, repo_type: str, repo_id: str, query: dict[str, str]) -> Response:
+        self._readable(repo_type, repo_id)
+        refs = self.store.refs(repo_type, repo_id)
 
         def listing(kind: str, prefix: str) -> list[dict[str, str]]:
             return [{"name": name, "ref": f"{prefix}{name}", "targetCommit": oid} for name, oid in sorted(refs[kind].items())]
 
         answer = {"branches": listing("heads", "refs/heads/"), "tags": listing("tags", "refs/tags/"), "converts": []}
-        if query.get("include_prs", "").lower() in ("1", "true"):
+        if _flag(query, "include_prs"):
             answer["pullRequests"] = listing("pulls", "refs/pr/")
-        self._send_json(200, answer)
+        return _json(200, answer)
 
-    def _commits(self, repo_type: str, repo_id: str, revision: str) -> None:
-        history = self.server.storage.history(repo_type, repo_id, revision)
-        self._send_json(200, [{"id": c.oid, "title": c.title, "message": c.message, "date": c.date,
-                               "authors": [{"user": c.author}]} for c in history])
+    def _commits(self, repo_type: str, repo_id: str, revision: str) -> Response:
+        self._readable(repo_type, repo_id)
+        history = self.store.history(repo_type, repo_id, revision)
+        return _json(200, [{"id": c.oid, "title": c.title, "message": c.message, "date": c.date,
+                            "authors": [{"user": c.author}]} for c in history])
 
     # -- uploads ----------------------------------------------------------------------------------------
-    def _preupload(self, repo_type: str, repo_id: str, revision: str, query: dict[str, str]) -> None:
-        import base64
-
-        store = self.server.storage
+    def _preupload(self, repo_type: str, repo_id: str, revision: str) -> Response:
+        self._writable(repo_type, repo_id)
         body = self._json_body()
         files = body.get("files")
-        if not isinstance(files, list):
-            raise HubError(400, "preupload needs a JSON body {\"files\": [{path, sample, size}]}.")
-        commit = store.commit(repo_type, repo_id, store.resolve(repo_type, repo_id, revision))
-        attributes = self._read_text(commit.files, ".gitattributes") or ""
-        lfs_patterns = lfs_patterns_of(attributes)
+        if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
+            raise validate.bad_request("files", files, "a list of {path, sample, size}")
+        commit = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))
+        lfs_patterns = lfs_patterns_of(self._read_text(commit.files, ".gitattributes") or "")
         gitignore = body.get("gitIgnore")
-        if gitignore is None:
+        if not isinstance(gitignore, str):
             gitignore = self._read_text(commit.files, ".gitignore") or ""
         ignore_patterns = [line.strip() for line in gitignore.splitlines()
                            if line.strip() and not line.strip().startswith("#")]
         answer = []
         for item in files:
-            path = check_path(str(item.get("path", "")))
-            size = int(item.get("size", 0))
-            sample = base64.b64decode(item.get("sample", "") or "")
+            path = validate.file_path(item.get("path"), "files[].path")
+            size = validate.size(item.get("size", 0), "files[].size")
+            try:
+                sample = base64.b64decode(item.get("sample") or "", validate=True)
+            except (ValueError, TypeError):
+                raise validate.bad_request("files[].sample", item.get("sample"), "base64 text") from None
             large = size >= LFS_SIZE_THRESHOLD or is_binary(sample) or any(matches(path, p) for p in lfs_patterns)
-            mode = "lfs" if large and size > 0 and not self.server.inline_uploads else "regular"
+            mode = "lfs" if large and size > 0 and not self.app.inline_uploads else "regular"
             existing = commit.files.get(path)
-            oid = None
-            if existing is not None:
-                oid = existing.lfs_sha256 or existing.oid
+            oid = (existing.lfs_sha256 or existing.oid) if existing is not None else None
             answer.append({"path": path, "uploadMode": mode, "oid": oid,
                            "shouldIgnore": any(matches(path, p) for p in ignore_patterns)})
-        self._send_json(200, {"files": answer, "commitOid": commit.oid})
+        return _json(200, {"files": answer, "commitOid": commit.oid})
 
-    def _lfs(self, repo_type: str, repo_id: str, action: list[str], query: dict[str, str]) -> None:
-        store = self.server.storage
-        store.repo_meta(repo_type, repo_id)  # 404 for an unknown repository
+    def _lfs(self, repo_type: str, repo_id: str, action: list[str], query: dict[str, str]) -> Response:
+        auth = self.app.auth
         lfs_url = f"{self._repo_url(repo_type, repo_id)}.git/info/lfs/objects"
-        lfs_json = "application/vnd.git-lfs+json"
-        if action == ["batch"] and self.command == "POST":
+        signature = query.get("sig", "")
+        if action == ["batch"] and self.method == "POST":
             body = self._json_body()
-            if body.get("operation") not in ("upload", "download"):
-                raise HubError(400, "LFS batch: `operation` must be 'upload' or 'download'.")
-            objects = []
-            for item in body.get("objects") or []:
-                oid, size = str(item.get("oid", "")), item.get("size")
-                answer: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
-                if not isinstance(size, int) or size < 0 or len(oid) != 64:
-                    answer["error"] = {"code": 422, "message": "expected a sha256 `oid` and an integer `size`"}
-                elif body["operation"] == "download":
-                    if store.has_lfs(oid, size):
-                        answer["actions"] = {"download": {"href": f"{lfs_url}/{oid}"}}
-                    else:
-                        answer["error"] = {"code": 404, "message": "Object does not exist"}
-                elif not store.has_lfs(oid, size):  # already stored objects get no actions: nothing to send
-                    answer["actions"] = {
-                        "upload": {"href": f"{lfs_url}/{oid}?size={size}", "header": {}},
-                        "verify": {"href": f"{lfs_url}/verify", "header": {}},
-                    }
-                objects.append(answer)
-            body_bytes = json.dumps({"transfer": "basic", "objects": objects}).encode()
-            return self._send(200, body_bytes, lfs_json)
-        if action == ["verify"] and self.command == "POST":
+            operation = body.get("operation")
+            if operation not in ("upload", "download"):
+                raise validate.bad_request("LFS batch operation", operation, "'upload' or 'download'")
+            self._writable(repo_type, repo_id) if operation == "upload" else self._readable(repo_type, repo_id)
+            items = body.get("objects") or []
+            if not isinstance(items, list) or len(items) > 10_000:
+                raise validate.bad_request("LFS batch objects", items, "a list of at most 10000 {oid, size}")
+            objects = [self._lfs_batch_item(repo_type, repo_id, operation, item, lfs_url) for item in items]
+            return _json(200, {"transfer": "basic", "objects": objects}, media_type=_LFS_JSON)
+        if action == ["verify"] and self.method == "POST":
+            if not auth.check_signature(signature, "verify", repo_type, repo_id):
+                self._writable(repo_type, repo_id)
             body = self._json_body()
-            if not store.has_lfs(str(body.get("oid", "")), body.get("size")):
-                raise HubError(404, f"LFS object {body.get('oid')} ({body.get('size')} bytes) is not stored.")
-            return self._send(200, b"{}", lfs_json)
-        if len(action) == 1 and self.command == "PUT":
-            if "size" not in query:
-                raise HubError(400, "LFS upload URL lacks ?size=")
-            store.receive_lfs(action[0], int(query["size"]), self._body_chunks())
-            return self._send(200, b"{}", lfs_json)
-        if len(action) == 1 and self.command in ("GET", "HEAD"):
-            path = store.lfs_path(action[0])
-            if len(action[0]) != 64 or not path.is_file():
+            oid = validate.lfs_oid(body.get("oid"))
+            if not self.store.repo_has_lfs(repo_type, repo_id, oid, validate.size(body.get("size"))):
+                raise HubError(404, f"LFS object {oid} ({body.get('size')} bytes) is not stored.")
+            return _json(200, {}, media_type=_LFS_JSON)
+        if len(action) == 1 and self.method == "PUT":
+            oid = validate.lfs_oid(action[0])
+            size = validate.size(query.get("size"), "size", self.app.limits.max_file_bytes)
+            if not auth.check_signature(signature, "upload", repo_type, repo_id, oid, str(size)):
+                self._writable(repo_type, repo_id)
+            else:
+                self.store.repo_meta(repo_type, repo_id)
+            assert self.body is not None
+            self.store.receive_lfs(oid, size, self.body.chunks())
+            self.store.grant_lfs(repo_type, repo_id, oid)
+            return _json(200, {}, media_type=_LFS_JSON)
+        if len(action) == 1 and self.method in ("GET", "HEAD"):
+            oid = validate.lfs_oid(action[0])
+            if not auth.check_signature(signature, "download", repo_type, repo_id, oid):
+                self._readable(repo_type, repo_id)
+            if not self.store.repo_has_lfs(repo_type, repo_id, oid):
                 raise HubError(404, "Object does not exist")
-            return self._send_file(path, {"ETag": f'"{action[0]}"'})
+            return FileResponse(self.store.lfs_path(oid), headers={"ETag": f'"{oid}"'},
+                                media_type="application/octet-stream")
         raise HubError(404, "Unknown LFS route")
 
-    def _commit(self, repo_type: str, repo_id: str, revision: str, query: dict[str, str]) -> None:
-        store = self.server.storage
-        store.repo_meta(repo_type, repo_id)
+    def _lfs_batch_item(self, repo_type: str, repo_id: str, operation: str, item: Any, lfs_url: str) -> dict[str, Any]:
+        if not isinstance(item, dict):
+            return {"error": {"code": 422, "message": "expected {oid, size}"}}
+        oid, size = item.get("oid"), item.get("size")
+        answer: dict[str, Any] = {"oid": oid if isinstance(oid, str) else None, "size": size, "authenticated": True}
+        try:
+            validate.lfs_oid(oid)
+            validate.size(size, "size", self.app.limits.max_file_bytes)
+        except HubError as error:
+            answer["error"] = {"code": 422 if error.status == 400 else error.status, "message": error.message}
+            return answer
+        auth = self.app.auth
+        if operation == "download":
+            if self.store.repo_has_lfs(repo_type, repo_id, oid, size):
+                href = f"{lfs_url}/{oid}?sig={auth.sign('download', repo_type, repo_id, oid)}"
+                answer["actions"] = {"download": {"href": href, "header": {}}}
+            else:
+                answer["error"] = {"code": 404, "message": "Object does not exist"}
+        elif not self.store.repo_has_lfs(repo_type, repo_id, oid, size):
+            # stored objects of this repository get no actions: nothing to send. An object another repository
+            # holds must still be uploaded here: owning the bytes is the only way to reach them.
+            upload_sig = auth.sign("upload", repo_type, repo_id, oid, str(size))
+            answer["actions"] = {
+                "upload": {"href": f"{lfs_url}/{oid}?size={size}&sig={upload_sig}", "header": {}},
+                "verify": {"href": f"{lfs_url}/verify?sig={auth.sign('verify', repo_type, repo_id)}", "header": {}},
+            }
+        return answer
+
+    def _commit(self, repo_type: str, repo_id: str, revision: str, query: dict[str, str]) -> Response:
+        self._writable(repo_type, repo_id)
+        limits = self.app.limits
+        reader = CommitReader(self.store.tmp, max_line_bytes=limits.max_json_bytes, max_file_bytes=limits.max_file_bytes)
+        staged: dict[int, StagedFile] = {}
         header: dict[str, Any] | None = None
         operations: list[tuple[str, dict[str, Any]]] = []
-        for line in _lines(self._body_chunks()):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
+        assert self.body is not None
+        try:
+            for item in read_commit(self.body.chunks(), reader):
                 key, value = item["key"], item["value"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise HubError(400, "Commit body must be NDJSON lines {\"key\": ..., \"value\": ...}.") from None
-            if key == "header":
-                header = value
-            elif key == "file":
-                # Contents are stored at once (by oid, invisible until the ref moves) so memory stays small.
-                content = decode_base64_file(value)
-                operations.append((key, {"path": value.get("path"), "oid": store.put_blob(content),
-                                         "size": len(content)}))
-            else:
+                if key == "header":
+                    header = value
+                    continue
+                if key == "file":
+                    staged[len(operations)] = self._stage_inline(value)
                 operations.append((key, value))
-        if header is None:
-            raise HubError(400, "Commit body must start with a `header` line (summary, description).")
-        create_pr = query.get("create_pr", "").lower() in ("1", "true")
-        oid, pr_number = store.apply_commit(repo_type, repo_id, revision, header, operations, create_pr=create_pr)
+            if header is None:
+                raise HubError(400, "Commit body must start with a `header` line (summary, description).")
+            oid, pr_number = self.store.apply_commit(repo_type, repo_id, revision, header, operations,
+                                                     create_pr=_flag(query, "create_pr"), staged=staged)
+        finally:
+            reader.cleanup()
+            for item in staged.values():
+                item.temp.unlink(missing_ok=True)
         repo_url = self._repo_url(repo_type, repo_id)
-        self._send_json(200, {"success": True, "commitOid": oid, "commitUrl": f"{repo_url}/commit/{oid}",
-                              "pullRequestUrl": f"{repo_url}/discussions/{pr_number}" if pr_number else None,
-                              "hookOutput": ""})
+        return _json(200, {"success": True, "commitOid": oid, "commitUrl": f"{repo_url}/commit/{oid}",
+                           "pullRequestUrl": f"{repo_url}/discussions/{pr_number}" if pr_number else None,
+                           "hookOutput": ""})
 
-    def _validate_yaml(self) -> None:
+    def _stage_inline(self, value: Any) -> StagedFile:
+        """The content of a ``file`` line, in ``tmp/`` until the commit is accepted."""
+        if not isinstance(value, dict):
+            raise validate.bad_request("file operation", value, "a JSON object {path, content, encoding}")
+        validate.file_path(value.get("path"), "path of a file operation")
+        content = value.get("content")
+        if isinstance(content, SpooledContent):
+            if value.get("encoding", "base64") != "base64":
+                raise validate.bad_request("encoding", value.get("encoding"), "'base64'")
+            with open(content.path, "rb") as handle:
+                staged = stage_file(self.store, iter(lambda: handle.read(1 << 20), b""))
+            content.path.unlink(missing_ok=True)
+            return staged
+        if not isinstance(content, str):
+            raise validate.bad_request("content of a file operation", content, "base64 text")
+        return stage_file(self.store, [decode_base64_file(value)])
+
+    def _validate_yaml(self) -> Response:
         body = self._json_body()
         content = body.get("content")
         if not isinstance(content, str):
             raise HubError(400, "validate-yaml needs a JSON body {\"content\": README text, \"repoType\": ...}.")
-        errors, warnings = validate_card(content, body.get("repoType") or "model")
+        repo_type = body.get("repoType") or "model"
+        errors, warnings = validate_card(content, validate.repo_type(repo_type))
         answer = {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]}
-        self._send_json(400 if errors else 200, answer)
+        return _json(400 if errors else 200, answer)
 
     # -- downloads ---------------------------------------------------------------------------------------
-    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
-        store = self.server.storage
-        store.repo_meta(repo_type, repo_id)
-        oid = store.resolve(repo_type, repo_id, revision)
-        entry = store.commit(repo_type, repo_id, oid).files.get(path)
+    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
+        self._readable(repo_type, repo_id)
+        oid = self.store.resolve(repo_type, repo_id, revision)
+        entry = self.store.commit(repo_type, repo_id, oid).files.get(path)
         if entry is None:
             raise entry_not_found(path, revision, oid)
         headers = {"X-Repo-Commit": oid, "ETag": f'"{entry.oid}"',
-                   "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}"}
+                   "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1], safe='')}"}
         if entry.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{entry.lfs_sha256}"', "X-Linked-Size": str(entry.size)})
-        self._send_file(store.file_path(entry), headers)
-
-    def _send_file(self, path, headers: dict[str, str]) -> None:
-        size = path.stat().st_size
-        start, end, status = 0, size - 1, 200
-        requested = self.headers.get("Range", "")
-        if requested.startswith("bytes=") and "," not in requested:  # one range; several -> the whole file
-            first, _, last = requested[len("bytes="):].strip().partition("-")
-            try:
-                if first:
-                    start, end = int(first), min(int(last), size - 1) if last else size - 1
-                else:
-                    start, end = max(size - int(last), 0), size - 1
-            except ValueError:
-                raise HubError(400, f"Malformed Range header {requested!r}") from None
-            if start >= size or start > end:
-                self._send(416, b"", "application/octet-stream", {**headers, "Content-Range": f"bytes */{size}"})
-                return
-            status = 206
-            headers = {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}
-        length = end - start + 1 if size else 0
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
-        self.send_header("Accept-Ranges", "bytes")
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command == "HEAD" or not length:
-            return
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            for data in read_in_chunks(handle, length):
-                self.wfile.write(data)
+        return FileResponse(self.store.file_path(entry), headers=headers, media_type="application/octet-stream")
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        yield from complete
-    if pending:
-        yield pending
-
-
-class HubServer(ThreadingHTTPServer):
-    """The HTTP server; ``storage`` holds the repositories. ``url`` is where clients point HF_ENDPOINT."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, root: str, host: str = "127.0.0.1", port: int = 0, *, user: str = "user",
-                 inline_uploads: bool = False, verbose: bool = False):
-        self.storage = HubStorage(root)
-        self.user, self.inline_uploads, self.verbose = user, inline_uploads, verbose
-        super().__init__((host, port), HubRequestHandler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-
-def start_server(root: str, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> HubServer:
-    """Start a server in a background thread (``port=0`` picks a free port); stop it with ``.shutdown()``."""
-    server = HubServer(root, host, port, **kwargs)
-    thread = threading.Thread(target=server.serve_forever, name="hf-mae-hub", daemon=True)
-    thread.start()
-    return server
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``hf-mae hub serve --port P --root DIR``."""
-    parser = argparse.ArgumentParser(prog="hf-mae hub", description="A local Hub-compatible server.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve repositories stored in --root over HTTP")
-    serve.add_argument("--root", required=True, help="folder holding the repositories (created if missing)")
-    serve.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the whole network)")
-    serve.add_argument("--user", default="user", help="namespace of repositories created without one")
-    serve.add_argument("--inline-uploads", action="store_true",
-                       help="have clients send every file inside the commit (works with hf_xet clients too)")
-    serve.add_argument("--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    server = HubServer(args.root, args.host, args.port, user=args.user, inline_uploads=args.inline_uploads,
-                       verbose=args.verbose)
-    print(f"hf-mae hub: serving {server.storage.root} at {server.url} (clients: export HF_ENDPOINT={server.url} "
-          "HF_HUB_DISABLE_XET=1)", flush=True)
+# -- serving -------------------------------------------------------------------------------------------------
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
     try:
-        server.serve_forever()
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def start_server(root: str, host: str = "127.0.0.1", port: int = 0, *, user: str = "user",
+                 inline_uploads: bool = False, verbose: bool = False, limits: Limits | None = None,
+                 allow_open_network: bool = False) -> HubServer:
+    """Start a server in a background thread (``port=0`` picks a free port); stop it with ``.shutdown()``."""
+    return make_server(root, host, port, user=user, inline_uploads=inline_uploads, verbose=verbose,
+                       limits=limits, allow_open_network=allow_open_network).start()
+
+
+def make_server(root: str, host: str = "127.0.0.1", port: int = 0, *, user: str = "user",
+                inline_uploads: bool = False, verbose: bool = False, limits: Limits | None = None,
+                allow_open_network: bool = False) -> HubServer:
+    """The server, not started yet. Refuses (``ValueError``) to listen beyond loopback with no token
+    configured, unless ``allow_open_network``."""
+    limits = limits or Limits()
+    app = HubApp(root, user=user, inline_uploads=inline_uploads, limits=limits, verbose=verbose)
+    if not _is_loopback(host) and not app.auth.enabled and not allow_open_network:
+        raise ValueError(f"Refusing to serve {host} with no token configured: anyone reaching it could write and "
+                         f"delete every repository. Create one with `hf-mae hub token create USER --role write "
+                         f"--root {app.storage.root}`, or pass --allow-open-network to serve it open anyway.")
+    return HubServer(app, host, port, limits, verbose=verbose)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    limits = Limits(max_body_bytes=args.max_body_mb << 20, max_file_bytes=args.max_file_mb << 20,
+                    header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+                    max_connections=args.max_connections)
+    server = make_server(args.root, args.host, args.port, user=args.user, inline_uploads=args.inline_uploads,
+                         verbose=args.verbose, limits=limits, allow_open_network=args.allow_open_network)
+    access = "tokens required for writes" if server.app.auth.enabled else "open: no token configured"
+    print(f"hf-mae hub: serving {server.app.storage.root} at {server.url} ({access}; clients: export "
+          f"HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1)", flush=True)
+    try:
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
     return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    auth = Auth(HubStorage(args.root).root)
+    if args.token_command == "create":
+        token = auth.create_token(args.user, args.role)
+        print(token)
+        print(f"(a {args.role} token for {args.user}; shown once, stored hashed in {auth.folder}/tokens.json; "
+              "clients: export HF_TOKEN=...)", file=sys.stderr)
+    elif args.token_command == "list":
+        for info in auth.list_tokens():
+            print(f"{info['id']}  {info['user']:20} {info['role']:5}  {info['created']}")
+    elif not auth.revoke_token(args.id):
+        print(f"hf-mae hub token revoke: no token whose id starts with {args.id!r} (see `hf-mae hub token list`)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hf-mae hub serve --port P --root DIR`` and ``hf-mae hub token create USER --role read|write``."""
+    parser = argparse.ArgumentParser(prog="hf-mae hub", description="A local Hub-compatible server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve repositories stored in --root over HTTP")
+    serve.add_argument("--root", required=True, help="folder holding the repositories (created if missing)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (0 = any free port)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (0.0.0.0 for the whole network: needs a token, see `token`)")
+    serve.add_argument("--user", default="user", help="namespace of repositories created without one, no token set")
+    serve.add_argument("--inline-uploads", action="store_true",
+                       help="have clients send every file inside the commit (works with hf_xet clients too)")
+    serve.add_argument("--allow-open-network", action="store_true",
+                       help="serve a non-loopback address with no token configured (anyone may write)")
+    defaults = Limits()
+    serve.add_argument("--max-body-mb", type=int, default=defaults.max_body_bytes >> 20, help="largest request body")
+    serve.add_argument("--max-file-mb", type=int, default=defaults.max_file_bytes >> 20, help="largest file uploaded")
+    serve.add_argument("--header-timeout", type=float, default=defaults.header_timeout,
+                       help="seconds a client has to send a request's headers")
+    serve.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout,
+                       help="seconds an idle connection, or a stalled request body, is kept")
+    serve.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                       help="connections served at once (beyond: 503)")
+    serve.add_argument("--verbose", action="store_true", help="log every request")
+    token = commands.add_parser("token", help="create, list or revoke access tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="create a token for USER and print it (once)")
+    create.add_argument("user")
+    create.add_argument("--role", choices=("read", "write"), required=True)
+    create.add_argument("--root", required=True)
+    listing = token_commands.add_parser("list", help="the tokens' ids, users and roles")
+    listing.add_argument("--root", required=True)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by the id `list` shows")
+    revoke.add_argument("id")
+    revoke.add_argument("--root", required=True)
+    args = parser.parse_args(argv)
+    try:
+        return _serve(args) if args.command == "serve" else _token(args)
+    except (ValueError, OSError, HubError) as error:  # user errors: one line, no traceback
+        print(f"hf-mae hub {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

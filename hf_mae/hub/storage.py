@@ -8,12 +8,17 @@ Layout under ``root``::
         repo.json                        id, type, private, creation date
         commits/<commit oid>.json        parents, message, date and the full file map {path: entry}
         refs.json                        {"heads": {branch: oid}, "tags": {tag: oid}, "pulls": {num: oid}}
-    tmp/                                 uploads in progress (emptied at start)
+        lfs/<sha256>                     empty: this repository uploaded or references that LFS object (no
+                                         other repository can read or commit it by oid)
+    auth/                                tokens (hashed), organisations, link-signing key (see auth.py)
+    tmp/                                 uploads in progress and commits being checked (emptied at start)
 
 A commit becomes visible in one step: its contents and its commit file are written first, then
 ``refs.json`` is replaced atomically (``os.replace``) under a per-repository lock. A server killed at any
 moment leaves either the old or the new ref, never a commit that points to missing data. Every file is
-written to ``tmp/`` and renamed into place, so no reader ever sees half a file.
+written to ``tmp/`` and renamed into place, so no reader ever sees half a file. Inline file contents stay in
+``tmp/`` until their commit is accepted; a refused commit leaves nothing behind, and what a crash leaves
+(temporary files, a commit file whose ref never moved) is removed when the server starts.
 
 Object ids follow git: a regular file's oid is ``sha1("blob <size>\\0" + content)``; a large file is an
 LFS pointer (its oid is the blob oid of the pointer text) with the content's sha256; folders and commits get
@@ -37,7 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-REPO_TYPES = ("model", "dataset", "space")
+from . import validation as validate
+from .errors import HubError, bad_request, entry_not_found, repo_not_found, revision_not_found
+from .validation import REPO_TYPES
+
 DEFAULT_BRANCH = "main"
 # A file at least this large is stored as LFS whatever its type (the Hub uses the same 10 MB threshold).
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
@@ -47,51 +55,7 @@ LFS_PATTERNS = (
     "*.h5", "*.onnx", "*.msgpack", "*.arrow", "*.parquet", "*.zip", "*.gz", "*.tar", "*.tgz", "*.xz",
     "*.zst", "*.7z", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.mat", "*tfevents*",
 )
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _OID = re.compile(r"^[0-9a-f]{40}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class HubError(Exception):
-    """An error answered to the client: HTTP status, the ``X-Error-Code`` the client dispatches on, a message."""
-
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
-
-
-def repo_not_found(repo_id: str) -> HubError:
-    return HubError(404, f"Repository not found: {repo_id}", "RepoNotFound")
-
-
-def revision_not_found(repo_id: str, revision: str) -> HubError:
-    return HubError(404, f"Invalid rev id: {revision} (no branch, tag or commit of that name in {repo_id})",
-                    "RevisionNotFound")
-
-
-def entry_not_found(path: str, revision: str, commit: str | None = None) -> HubError:
-    # X-Repo-Commit lets the client remember that the file does not exist at this commit
-    return HubError(404, f"Entry not found: {path!r} does not exist at revision {revision}", "EntryNotFound",
-                    {"X-Repo-Commit": commit} if commit else None)
-
-
-def check_repo_id(repo_id: str) -> None:
-    """``namespace/name`` with each part 1-96 characters of letters, digits, ``-``, ``_``, ``.``."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_NAME.match(p) and ".." not in p and "--" not in p and not p.endswith((".", "-"))
-                                  for p in parts):
-        raise HubError(400, f"Invalid repository id {repo_id!r}: expected 'namespace/name', each part 1-96 "
-                            "characters among letters, digits, '-', '_' and '.', not starting with '-' or '.', "
-                            "without '--' or '..'.")
-
-
-def check_path(path: str) -> str:
-    """A file path inside a repository: relative, no empty, '.' or '..' parts, no .git folder."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git" \
-            or "\x00" in path:
-        raise HubError(400, f"Invalid path in repository: {path!r}")
-    return path
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -200,6 +164,16 @@ def tree_oid(files: dict[str, FileEntry], prefix: str = "") -> str:
     return hashlib.sha1(b"tree %d\x00" % len(body) + body).hexdigest()
 
 
+@dataclass
+class StagedFile:
+    """The content of an inline (``file``) commit operation, already on disk in ``tmp/``: moved into the
+    store only when the commit is accepted, deleted otherwise."""
+
+    temp: Path
+    oid: str
+    size: int
+
+
 class HubStorage:
     """Repositories stored under ``root``; every method is safe to call from several threads and processes.
 
@@ -217,10 +191,7 @@ class HubStorage:
         self.tmp = self.root / "tmp"
         for folder in (self.tmp, self.root / "objects" / "blobs", self.root / "objects" / "lfs", self.root / "repos"):
             folder.mkdir(parents=True, exist_ok=True)
-        # Uploads cut off by a crash or a stop are never renamed into place: drop them.
-        for leftover in self.tmp.iterdir():
-            if leftover.is_file():
-                leftover.unlink(missing_ok=True)
+        self.collect_garbage()
 
     # -- files written atomically ------------------------------------------------------------------
     def temp_path(self) -> Path:
@@ -229,30 +200,55 @@ class HubStorage:
     def _write_atomic(self, target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = self.temp_path()
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
 
     def _write_json(self, target: Path, value: Any) -> None:
         self._write_atomic(target, json.dumps(value, indent=1, sort_keys=True).encode())
 
     @contextlib.contextmanager
-    def _locked(self, repo_dir: Path) -> Iterator[None]:
-        """One writer per repository at a time (threads and processes alike)."""
-        with open(repo_dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    def _locked(self, repo_dir: Path, *, create: bool = False) -> Iterator[None]:
+        """One writer per repository at a time (threads and processes alike). A repository deleted while we
+        waited for the lock is not found (404) instead of being written into half-removed."""
+        while True:
+            if create:
+                repo_dir.mkdir(parents=True, exist_ok=True)
             try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock = open(repo_dir / ".lock", "a")
+            except (FileNotFoundError, NotADirectoryError):
+                if create:
+                    continue  # deleted between mkdir and open: make it again
+                raise HubError(404, "Repository not found (deleted meanwhile)", "RepoNotFound") from None
+            with lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(repo_dir / ".lock")
+                except FileNotFoundError:
+                    current = None
+                if current is None or current.st_ino != os.fstat(lock.fileno()).st_ino:
+                    fcntl.flock(lock, fcntl.LOCK_UN)  # the folder was moved away (deleted) while we waited
+                    if create:
+                        continue
+                    raise HubError(404, "Repository not found (deleted meanwhile)", "RepoNotFound")
+                try:
+                    yield
+                    return
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- contents --------------------------------------------------------------------------------
     def blob_path(self, oid: str) -> Path:
+        validate.commit_oid(oid, "blob oid")  # same shape: 40 hex digits
         return self.root / "objects" / "blobs" / oid[:2] / oid
 
     def lfs_path(self, sha256: str) -> Path:
+        validate.lfs_oid(sha256)
         return self.root / "objects" / "lfs" / sha256[:2] / sha256[2:4] / sha256
 
     def put_blob(self, data: bytes) -> str:
@@ -261,42 +257,69 @@ class HubStorage:
             self._write_atomic(self.blob_path(oid), data)
         return oid
 
+    def lfs_size(self, sha256: str) -> int | None:
+        """Size of a stored LFS object, None if it is not stored."""
+        try:
+            return self.lfs_path(sha256).stat().st_size
+        except FileNotFoundError:
+            return None
+
     def has_lfs(self, sha256: str, size: int | None = None) -> bool:
-        path = self.lfs_path(sha256)
-        return path.is_file() and (size is None or path.stat().st_size == size)
+        stored = self.lfs_size(sha256)
+        return stored is not None and (size is None or stored == size)
 
     def receive_lfs(self, sha256: str, size: int, chunks: Iterable[bytes]) -> None:
-        """Store an uploaded large file if, and only if, it has exactly ``size`` bytes hashing to ``sha256``."""
-        if not _SHA256.match(sha256):
-            raise HubError(400, f"Invalid LFS oid {sha256!r}: expected 64 lowercase hex digits (sha256).")
+        """Store an uploaded large file if, and only if, it has exactly ``size`` bytes hashing to ``sha256``;
+        the size and hash are checked as the bytes arrive (one byte too many stops the upload)."""
+        validate.lfs_oid(sha256)
         temp = self.temp_path()
         digest, received = hashlib.sha256(), 0
         try:
             with open(temp, "wb") as handle:
                 for chunk in chunks:
+                    received += len(chunk)
+                    if received > size:
+                        raise HubError(400, f"LFS upload of {sha256} is longer than the {size} bytes announced.")
                     digest.update(chunk)
                     handle.write(chunk)
-                    received += len(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
-            if received != size:
-                raise HubError(400, f"LFS upload of {sha256} has {received} bytes, expected {size}.")
-            if digest.hexdigest() != sha256:
-                raise HubError(400, f"LFS upload rejected: content sha256 is {digest.hexdigest()}, expected {sha256}.")
-            self.lfs_path(sha256).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, self.lfs_path(sha256))
+            self.finish_lfs(temp, sha256, size, digest.hexdigest(), received)
         finally:
             temp.unlink(missing_ok=True)
+
+    def finish_lfs(self, temp: Path, sha256: str, size: int, got_sha256: str, received: int) -> None:
+        """Move a fully received upload into the store after its size and sha256 were checked."""
+        if received != size:
+            raise HubError(400, f"LFS upload of {sha256} has {received} bytes, expected {size}.")
+        if got_sha256 != sha256:
+            raise HubError(400, f"LFS upload rejected: content sha256 is {got_sha256}, expected {sha256}.")
+        self.lfs_path(sha256).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, self.lfs_path(sha256))
 
     def file_path(self, entry: FileEntry) -> Path:
         """Where the content of a committed file lives."""
         return self.lfs_path(entry.lfs_sha256) if entry.lfs_sha256 else self.blob_path(entry.oid)
 
+    # -- LFS objects belong to the repositories that uploaded or reference them ---------------------------
+    def _lfs_marker(self, repo_dir: Path, sha256: str) -> Path:
+        return repo_dir / "lfs" / validate.lfs_oid(sha256)
+
+    def grant_lfs(self, repo_type: str, repo_id: str, sha256: str) -> None:
+        """Record that ``repo_id`` holds (uploaded or references) LFS object ``sha256``."""
+        marker = self._lfs_marker(self._existing(repo_type, repo_id), sha256)
+        marker.parent.mkdir(exist_ok=True)
+        marker.touch()
+
+    def repo_has_lfs(self, repo_type: str, repo_id: str, sha256: str, size: int | None = None) -> bool:
+        """True if the object is stored and ``repo_id`` may use it: no reading other repositories' objects
+        by oid, no committing an object one never uploaded."""
+        return self._lfs_marker(self._existing(repo_type, repo_id), sha256).is_file() and self.has_lfs(sha256, size)
+
     # -- repositories -------------------------------------------------------------------------------
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
-        if repo_type not in REPO_TYPES:
-            raise HubError(400, f"Invalid repo type {repo_type!r}: expected one of {REPO_TYPES}.")
-        check_repo_id(repo_id)
+        validate.repo_type(repo_type)
+        validate.repo_id(repo_id)
         return self.root / "repos" / f"{repo_type}s" / repo_id
 
     def _existing(self, repo_type: str, repo_id: str) -> Path:
@@ -306,17 +329,19 @@ class HubStorage:
         return path
 
     def repo_meta(self, repo_type: str, repo_id: str) -> dict[str, Any]:
-        return json.loads((self._existing(repo_type, repo_id) / "repo.json").read_text())
+        try:
+            return json.loads((self._existing(repo_type, repo_id) / "repo.json").read_text())
+        except FileNotFoundError:
+            raise repo_not_found(repo_id) from None  # deleted between the check and the read
 
     def list_repos(self, repo_type: str) -> list[str]:
-        base = self.root / "repos" / f"{repo_type}s"
+        base = self.root / "repos" / f"{validate.repo_type(repo_type)}s"
         return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in base.glob("*/*/repo.json"))
 
     def create_repo(self, repo_type: str, repo_id: str, private: bool = False) -> bool:
         """Create a repository whose ``main`` holds a .gitattributes; False if it already exists."""
         path = self.repo_dir(repo_type, repo_id)
-        path.mkdir(parents=True, exist_ok=True)
-        with self._locked(path):
+        with self._locked(path, create=True):
             if (path / "repo.json").is_file():
                 return False
             initial = self._new_commit([], "initial commit", "", {})
@@ -325,23 +350,39 @@ class HubStorage:
             initial.oid = self._commit_oid(initial)
             self._save_commit(path, initial)
             self._write_json(path / "refs.json", {"heads": {DEFAULT_BRANCH: initial.oid}, "tags": {}, "pulls": {}})
+            (path / "lfs").mkdir(exist_ok=True)
             # repo.json last: until it exists the repository does not exist for readers
             self._write_json(path / "repo.json", {"id": repo_id, "type": repo_type, "private": bool(private),
                                                   "createdAt": initial.date})
         return True
 
-    def delete_repo(self, repo_type: str, repo_id: str) -> None:
+    def set_private(self, repo_type: str, repo_id: str, private: bool) -> None:
         path = self._existing(repo_type, repo_id)
         with self._locked(path):
-            (path / "repo.json").unlink()  # invisible from here on
-        shutil.rmtree(path, ignore_errors=True)
+            meta = self.repo_meta(repo_type, repo_id)
+            meta["private"] = bool(private)
+            self._write_json(path / "repo.json", meta)
+
+    def delete_repo(self, repo_type: str, repo_id: str) -> None:
+        """Remove a repository: it vanishes in one step (moved out under its lock), then is erased."""
+        path = self._existing(repo_type, repo_id)
+        trash = self.tmp / f"deleted-{uuid.uuid4().hex}"
+        with self._locked(path):
+            if not (path / "repo.json").is_file():
+                raise repo_not_found(repo_id)
+            os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
     # -- refs and commits -----------------------------------------------------------------------------
     def refs(self, repo_type: str, repo_id: str) -> dict[str, dict[str, str]]:
-        return json.loads((self._existing(repo_type, repo_id) / "refs.json").read_text())
+        try:
+            return json.loads((self._existing(repo_type, repo_id) / "refs.json").read_text())
+        except FileNotFoundError:
+            raise repo_not_found(repo_id) from None
 
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> str:
         """Commit oid of a branch, tag, ``refs/heads/..``, ``refs/tags/..``, ``refs/pr/N`` or full commit oid."""
+        validate.revision(revision)
         refs = self.refs(repo_type, repo_id)
         for prefix, kind in (("refs/heads/", "heads"), ("refs/tags/", "tags"), ("refs/pr/", "pulls")):
             if revision.startswith(prefix) and revision[len(prefix):] in refs[kind]:
@@ -355,10 +396,13 @@ class HubStorage:
         raise revision_not_found(repo_id, revision)
 
     def _commit_file(self, repo_type: str, repo_id: str, oid: str) -> Path:
-        return self.repo_dir(repo_type, repo_id) / "commits" / f"{oid}.json"
+        return self.repo_dir(repo_type, repo_id) / "commits" / f"{validate.commit_oid(oid)}.json"
 
     def commit(self, repo_type: str, repo_id: str, oid: str) -> Commit:
-        data = json.loads(self._commit_file(repo_type, repo_id, oid).read_text())
+        try:
+            data = json.loads(self._commit_file(repo_type, repo_id, oid).read_text())
+        except FileNotFoundError:
+            raise revision_not_found(repo_id, oid) from None  # the repository was deleted meanwhile
         files = {path: FileEntry.from_json(entry) for path, entry in data.pop("files").items()}
         return Commit(files=files, **data)
 
@@ -393,9 +437,7 @@ class HubStorage:
                    empty: bool = False) -> str:
         """Create a branch (``kind="heads"``) or a tag (``"tags"``) at revision ``start``; 409 if it exists."""
         path = self._existing(repo_type, repo_id)
-        if not name or name.startswith(("/", "refs/")) or ".." in name or name.endswith("/") \
-                or any(c in name for c in " ~^:?*[\\\x00"):
-            raise HubError(400, f"Invalid {'branch' if kind == 'heads' else 'tag'} name {name!r}.")
+        validate.ref_name(name, "branch" if kind == "heads" else "tag")
         with self._locked(path):
             refs = self.refs(repo_type, repo_id)
             if name in refs[kind]:
@@ -414,6 +456,7 @@ class HubStorage:
 
     def delete_ref(self, repo_type: str, repo_id: str, kind: str, name: str) -> None:
         path = self._existing(repo_type, repo_id)
+        validate.ref_name(name, "branch" if kind == "heads" else "tag")
         if kind == "heads" and name == DEFAULT_BRANCH:
             raise HubError(403, f"Cannot delete the default branch {DEFAULT_BRANCH!r}.")
         with self._locked(path):
@@ -424,14 +467,20 @@ class HubStorage:
             self._write_json(path / "refs.json", refs)
 
     def apply_commit(self, repo_type: str, repo_id: str, revision: str, header: dict[str, Any],
-                     operations: list[tuple[str, dict[str, Any]]], *, create_pr: bool = False) -> tuple[str, int | None]:
+                     operations: list[tuple[str, dict[str, Any]]], *, create_pr: bool = False,
+                     staged: dict[int, StagedFile] | None = None) -> tuple[str, int | None]:
         """Apply NDJSON commit operations on top of ``revision``; returns (commit oid, pull request number).
 
-        ``operations`` are (key, value) pairs: ``file`` whose content is already stored (value has ``oid`` and
-        ``size``), ``lfsFile`` (``oid`` = sha256, ``size``), ``deletedFile``, ``deletedFolder``. Everything is
-        checked before the ref moves: an error leaves the repository exactly as it was.
+        ``operations`` are (key, value) pairs: ``file`` (its content in ``staged[index]``, written to ``tmp/``
+        by the caller), ``lfsFile`` (``oid`` = sha256, ``size``; without a size, as ``CommitOperationCopy``
+        sends it, the stored object's), ``deletedFile``, ``deletedFolder``. Everything is checked before
+        anything is written: an error leaves the repository and the store exactly as they were.
         """
         path = self._existing(repo_type, repo_id)
+        staged = staged or {}
+        if not isinstance(header, dict):
+            raise bad_request("commit header", header, "a JSON object {summary, description, parentCommit?}")
+        validate.revision(revision)
         with self._locked(path):
             refs = self.refs(repo_type, repo_id)
             parent = self.resolve(repo_type, repo_id, revision)
@@ -439,20 +488,38 @@ class HubStorage:
             if expected and expected != parent:
                 raise HubError(412, f"A commit has happened since {expected}: {revision} is now at {parent}. "
                                     "Pull the latest changes and try again.")
+            if not create_pr and not revision.startswith("refs/pr/"):
+                branch = revision[len("refs/heads/"):] if revision.startswith("refs/heads/") else revision
+                if branch not in refs["heads"]:
+                    raise HubError(400, f"Can only commit to a branch or a pull request, and {revision!r} is not a "
+                                        f"branch of {repo_id}.")
+            elif revision.startswith("refs/pr/") and revision[len("refs/pr/"):] not in refs["pulls"]:
+                raise revision_not_found(repo_id, revision)
             files = dict(self.commit(repo_type, repo_id, parent).files)
-            for key, value in operations:
-                target = check_path(str(value.get("path", "")))
+            lfs_used: list[str] = []
+            for index, (key, value) in enumerate(operations):
+                if not isinstance(value, dict):
+                    raise bad_request(f"commit operation {key!r}", value, "a JSON object with a `path`")
+                target = validate.file_path(value.get("path"), f"path of commit operation {key!r}")
                 if key == "file":
-                    files[target] = FileEntry(value["oid"], value["size"])
+                    if index not in staged:
+                        raise HubError(400, f"File {target!r}: content missing.")
+                    files[target] = FileEntry(staged[index].oid, staged[index].size)
                 elif key == "lfsFile":
-                    sha256, size = value.get("oid", ""), value.get("size")
-                    if value.get("algo", "sha256") != "sha256" or not _SHA256.match(str(sha256)):
-                        raise HubError(400, f"lfsFile {target!r}: expected a sha256 oid, got {sha256!r}.")
-                    if not self.has_lfs(sha256, size):
+                    sha256 = validate.lfs_oid(value.get("oid"), f"LFS oid of {target!r}")
+                    if value.get("algo", "sha256") != "sha256":
+                        raise bad_request(f"algo of {target!r}", value.get("algo"), "'sha256'")
+                    size = value.get("size")
+                    if size is not None:
+                        validate.size(size, f"size of {target!r}")
+                    if not self.repo_has_lfs(repo_type, repo_id, sha256, size):
                         raise HubError(422, f"Your push was rejected: LFS file {target!r} (sha256 {sha256}, "
-                                            f"{size} bytes) was never uploaded, or its upload was incomplete.")
+                                            f"{size if size is not None else 'unknown'} bytes) was never uploaded "
+                                            "to this repository, or its upload was incomplete.")
+                    size = self.lfs_size(sha256) if size is None else size  # a copy: the stored object's size
                     pointer = lfs_pointer(sha256, size)
                     files[target] = FileEntry(git_blob_oid(pointer), size, sha256, len(pointer))
+                    lfs_used.append(sha256)
                 elif key == "deletedFile":
                     if target not in files:
                         raise HubError(404, f"A file with this name doesn't exist: {target!r}", "EntryNotFound")
@@ -465,12 +532,19 @@ class HubStorage:
                     for p in doomed:
                         del files[p]
                 else:
-                    raise HubError(400, f"Unknown commit operation {key!r}.")
+                    raise bad_request("commit operation", key, "file, lfsFile, deletedFile or deletedFolder")
             commit = self._new_commit([parent], str(header.get("summary") or "").strip(),
                                       str(header.get("description") or ""), files)
             if not commit.title:
                 raise HubError(400, "The commit summary (message) must not be empty.")
             commit.oid = self._commit_oid(commit)
+            # accepted: from here on only writes, contents first, the ref last
+            for item in staged.values():
+                if self.blob_path(item.oid).exists():
+                    item.temp.unlink(missing_ok=True)
+                else:
+                    self.blob_path(item.oid).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(item.temp, self.blob_path(item.oid))
             self._save_commit(path, commit)
             pr_number = None
             if create_pr:
@@ -480,12 +554,69 @@ class HubStorage:
                 refs["pulls"][revision[len("refs/pr/"):]] = commit.oid
             else:
                 branch = revision[len("refs/heads/"):] if revision.startswith("refs/heads/") else revision
-                if branch not in refs["heads"]:
-                    raise HubError(400, f"Can only commit to a branch or a pull request, and {revision!r} is not a "
-                                        f"branch of {repo_id}.")
                 refs["heads"][branch] = commit.oid
             self._write_json(path / "refs.json", refs)  # the one step that makes the commit visible
         return commit.oid, pr_number
+
+    # -- start-up: what a crash or a refused request left behind --------------------------------------
+    def collect_garbage(self) -> dict[str, int]:
+        """Remove leftovers: temporary files, deleted repositories not yet erased, commit files no ref reaches
+        (a commit cut off before its ref moved), and blobs no commit references. Returns counts per kind.
+        Run at start, before any request: it must not race a commit in progress."""
+        removed = {"temporary": 0, "commits": 0, "blobs": 0}
+        for leftover in self.tmp.iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed["temporary"] += 1
+        used_blobs: set[str] = set()
+        for repo_type in REPO_TYPES:
+            for repo_id in self.list_repos(repo_type):
+                path = self.repo_dir(repo_type, repo_id)
+                refs = self.refs(repo_type, repo_id)
+                pending = [oid for kind in refs.values() for oid in kind.values()]
+                reachable: set[str] = set()
+                while pending:
+                    oid = pending.pop()
+                    if oid in reachable:
+                        continue
+                    reachable.add(oid)
+                    commit = self.commit(repo_type, repo_id, oid)
+                    pending.extend(commit.parents)
+                    used_blobs.update(e.oid for e in commit.files.values() if not e.lfs_sha256)
+                    for entry in commit.files.values():  # stores written before per-repository LFS grants
+                        if entry.lfs_sha256:
+                            (path / "lfs").mkdir(exist_ok=True)
+                            self._lfs_marker(path, entry.lfs_sha256).touch()
+                for commit_file in (path / "commits").glob("*.json"):
+                    if commit_file.stem not in reachable:
+                        commit_file.unlink(missing_ok=True)
+                        removed["commits"] += 1
+        for blob in (self.root / "objects" / "blobs").glob("*/*"):
+            if blob.name not in used_blobs:
+                blob.unlink(missing_ok=True)
+                removed["blobs"] += 1
+        return removed
+
+
+def stage_file(store: HubStorage, chunks: Iterable[bytes]) -> StagedFile:
+    """Write a file's content to ``tmp/`` and compute its git blob oid (a second pass: git hashes the size
+    first, and the size is only known at the end)."""
+    temp, size = store.temp_path(), 0
+    try:
+        with open(temp, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                size += len(chunk)
+        digest = hashlib.sha1(b"blob %d\x00" % size)
+        with open(temp, "rb") as handle:
+            while data := handle.read(1 << 20):
+                digest.update(data)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return StagedFile(temp, digest.hexdigest(), size)
 
 
 def decode_base64_file(value: dict[str, Any]) -> bytes:
