@@ -71,6 +71,7 @@ from .transport import BodyReader, ClientGone, HubServer, Limits
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _PLURAL = {f"{t}s": t for t in validate.REPO_TYPES}
 _LFS_JSON = "application/vnd.git-lfs+json"
+_DRAIN_BYTES = 1 << 20  # an error answer waits for at most this much of the body before closing
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 _XET_MESSAGE = ("This Hub does not speak the Xet protocol: set HF_HUB_DISABLE_XET=1 on the client, or start the "
                 "server with --inline-uploads (every file then travels inside the commit).")
@@ -138,6 +139,12 @@ class Call:
 
     def handle(self) -> Response:
         try:
+            header_bytes = sum(len(key) + len(value) + 4 for key, value in self.request.scope["headers"])
+            if header_bytes > self.app.limits.max_header_bytes:
+                raise HubError(431, f"Request headers of {header_bytes} bytes are over the limit of "
+                                    f"{self.app.limits.max_header_bytes}.")
+            if "transfer-encoding" in self.request.headers and "content-length" in self.request.headers:
+                raise HubError(400, "A request may not have both Transfer-Encoding and Content-Length.")
             self.body = BodyReader(self.request.receive, self.request.headers.get("content-length"),
                                    self.app.limits.max_body_bytes, self.app.limits.idle_timeout)
             self.who = self.app.auth.identify(self.request.headers.get("authorization"))
@@ -167,13 +174,31 @@ class Call:
             headers["X-Error-Code"] = error.code
         if error.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="hf-mae hub"'
-        if self.body is None or not self.body.complete:
+        if not self._drain():
             headers["Connection"] = "close"  # the rest of the body is not read: never taken as a next request
         return _json(error.status, {"error": error.message}, headers)
+
+    def _drain(self) -> bool:
+        """After an error, read what is left of a small body (so the client sees the answer, not a reset);
+        False when the connection must close instead."""
+        if self.body is None or self.body.broken:
+            return False
+        if self.body.complete:
+            return True
+        try:
+            for _ in self.body.chunks():
+                if self.body.received > _DRAIN_BYTES:
+                    return False
+        except Exception:
+            return False
+        return self.body.complete
 
     def _json_body(self) -> dict[str, Any]:
         """The body as a JSON object (or a form), 400 for anything else."""
         assert self.body is not None
+        declared = self.request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.app.limits.max_json_bytes:
+            raise HubError(413, f"JSON body of {declared} bytes is over the limit of {self.app.limits.max_json_bytes}.")
         body = self.body.read(self.app.limits.max_json_bytes)
         if not body:
             return {}

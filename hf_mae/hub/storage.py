@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -218,7 +217,10 @@ class HubStorage:
         waited for the lock is not found (404) instead of being written into half-removed."""
         while True:
             if create:
-                repo_dir.mkdir(parents=True, exist_ok=True)
+                try:
+                    repo_dir.mkdir(parents=True, exist_ok=True)
+                except FileExistsError:
+                    continue  # it existed, then a delete moved it away before mkdir could check: again
             try:
                 lock = open(repo_dir / ".lock", "a")
             except (FileNotFoundError, NotADirectoryError):
@@ -308,8 +310,11 @@ class HubStorage:
     def grant_lfs(self, repo_type: str, repo_id: str, sha256: str) -> None:
         """Record that ``repo_id`` holds (uploaded or references) LFS object ``sha256``."""
         marker = self._lfs_marker(self._existing(repo_type, repo_id), sha256)
-        marker.parent.mkdir(exist_ok=True)
-        marker.touch()
+        try:
+            marker.parent.mkdir(exist_ok=True)
+            marker.touch()
+        except (FileNotFoundError, FileExistsError):
+            raise repo_not_found(repo_id) from None  # deleted meanwhile
 
     def repo_has_lfs(self, repo_type: str, repo_id: str, sha256: str, size: int | None = None) -> bool:
         """True if the object is stored and ``repo_id`` may use it: no reading other repositories' objects
@@ -371,7 +376,7 @@ class HubStorage:
             if not (path / "repo.json").is_file():
                 raise repo_not_found(repo_id)
             os.rename(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        remove_tree(trash)
 
     # -- refs and commits -----------------------------------------------------------------------------
     def refs(self, repo_type: str, repo_id: str) -> dict[str, dict[str, str]]:
@@ -558,6 +563,39 @@ class HubStorage:
             self._write_json(path / "refs.json", refs)  # the one step that makes the commit visible
         return commit.oid, pr_number
 
+    def verify(self) -> list[str]:
+        """Check the whole store: every ref reaches commits whose files' contents are stored with the
+        recorded size. Returns the problems found (an empty list for a sound store).
+
+        Example:
+            >>> import tempfile
+            >>> store = HubStorage(tempfile.mkdtemp())
+            >>> _ = store.create_repo("model", "lab/tiny")
+            >>> store.verify()
+            []
+        """
+        problems = []
+        for repo_type in REPO_TYPES:
+            for repo_id in self.list_repos(repo_type):
+                pending = [oid for kind in self.refs(repo_type, repo_id).values() for oid in kind.values()]
+                seen: set[str] = set()
+                while pending:
+                    oid = pending.pop()
+                    if oid in seen:
+                        continue
+                    seen.add(oid)
+                    try:
+                        commit = self.commit(repo_type, repo_id, oid)
+                    except HubError:
+                        problems.append(f"{repo_type} {repo_id}: commit {oid} is missing")
+                        continue
+                    pending.extend(commit.parents)
+                    for path, entry in commit.files.items():
+                        content = self.file_path(entry)
+                        if not content.is_file() or content.stat().st_size != entry.size:
+                            problems.append(f"{repo_type} {repo_id}@{oid}: {path} is missing or has the wrong size")
+        return problems
+
     # -- start-up: what a crash or a refused request left behind --------------------------------------
     def collect_garbage(self) -> dict[str, int]:
         """Remove leftovers: temporary files, deleted repositories not yet erased, commit files no ref reaches
@@ -566,7 +604,7 @@ class HubStorage:
         removed = {"temporary": 0, "commits": 0, "blobs": 0}
         for leftover in self.tmp.iterdir():
             if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
+                remove_tree(leftover)
             else:
                 leftover.unlink(missing_ok=True)
             removed["temporary"] += 1
@@ -598,6 +636,19 @@ class HubStorage:
                 blob.unlink(missing_ok=True)
                 removed["blobs"] += 1
         return removed
+
+
+def remove_tree(folder: Path) -> None:
+    """Delete a folder and everything in it, by absolute paths (what a security audit can follow), bottom up;
+    what is already gone is skipped."""
+    for current, folders, files in os.walk(folder, topdown=False):
+        for name in files:
+            Path(current, name).unlink(missing_ok=True)
+        for name in folders:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.rmdir(os.path.join(current, name))
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(folder)
 
 
 def stage_file(store: HubStorage, chunks: Iterable[bytes]) -> StagedFile:

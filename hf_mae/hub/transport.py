@@ -122,7 +122,7 @@ class BodyReader:
 
     def __init__(self, receive: Callable[[], Any], declared: str | None, max_bytes: int, idle_timeout: float):
         self.receive, self.max_bytes, self.idle_timeout = receive, max_bytes, idle_timeout
-        self.complete, self.started, self.received = False, False, 0
+        self.complete, self.broken, self.received = False, False, 0
         if declared is not None:
             if not declared.isascii() or not declared.isdigit():
                 raise HubError(400, f"Invalid Content-Length {declared[:40]!r}: expected a byte count.")
@@ -143,14 +143,17 @@ class BodyReader:
         return message.get("body", b""), message.get("more_body", False)
 
     def chunks(self) -> Iterator[bytes]:
-        """The body, chunk by chunk (from a worker thread); can be iterated once."""
-        if self.started:
-            return
-        self.started = True
-        while not self.complete:
-            data, more = anyio.from_thread.run(self._next)
+        """The rest of the body, chunk by chunk (from a worker thread). ``broken`` once the client stalled,
+        left or sent too much: nothing more is read then."""
+        while not self.complete and not self.broken:
+            try:
+                data, more = anyio.from_thread.run(self._next)
+            except (HubError, ClientGone):
+                self.broken = True
+                raise
             self.received += len(data)
             if self.received > self.max_bytes:
+                self.broken = True
                 raise HubError(413, f"Request body is over this server's limit of {self.max_bytes} bytes.")
             self.complete = not more
             if data:
@@ -179,7 +182,8 @@ class HubServer:
         self.server_address = self.socket.getsockname()[:2]
         config = uvicorn.Config(
             app, http=protocol_with_limits(limits), lifespan="off", log_level="info" if verbose else "warning",
-            access_log=verbose, limit_concurrency=limits.max_connections, timeout_keep_alive=int(limits.idle_timeout),
+            access_log=verbose, limit_concurrency=limits.max_connections,
+            timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type] - a float works (call_later)
             h11_max_incomplete_event_size=limits.max_header_bytes, server_header=False, date_header=True,
             timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
