@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import hmac
@@ -178,7 +179,8 @@ class Auth:
         return frozenset(org for org, members in self._orgs.get().items() if user in members)
 
     def identify(self, authorization: str | None) -> Identity:
-        """The caller named by an ``Authorization: Bearer <token>`` header; 401 for an unknown token.
+        """The caller named by an ``Authorization: Bearer <token>`` header (or ``Basic`` with the token as
+        password, as git sends it); 401 for an unknown token.
 
         With no token configured (open server) everyone is the server's user with every right."""
         tokens = self._tokens.get()
@@ -187,7 +189,12 @@ class Auth:
         if not authorization:
             return Identity(None, None)
         scheme, _, token = authorization.partition(" ")
-        info = tokens.get(_hash(token.strip())) if scheme.lower() == "bearer" else None
+        if scheme.lower() == "basic":  # git: user name and the token as password
+            try:
+                token = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except (ValueError, UnicodeDecodeError):
+                token = ""
+        info = tokens.get(_hash(token.strip())) if scheme.lower() in ("bearer", "basic") else None
         if info is None:
             raise HubError(401, "Invalid credentials in Authorization header: unknown or revoked token.")
         return Identity(info["user"], info["role"], self.orgs_of(info["user"]))

@@ -45,10 +45,12 @@ from urllib.parse import parse_qs, quote, unquote
 import anyio
 import anyio.to_thread
 import yaml
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from . import git_http
 from . import validation as validate
 from .auth import Auth, Identity
 from .commit_stream import CommitReader, SpooledContent, read_commit
@@ -173,7 +175,7 @@ class Call:
         if error.code:
             headers["X-Error-Code"] = error.code
         if error.status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="hf-mae hub"'
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="hf-mae hub"')
         if not self._drain():
             headers["Connection"] = "close"  # the rest of the body is not read: never taken as a next request
         return _json(error.status, {"error": error.message}, headers)
@@ -260,6 +262,8 @@ class Call:
                 return self._repo_api(repo_type, repo_id, action, query)
             raise HubError(404, "Unknown API route")
         repo_type, repo_id, rest = _split_repo(segments)
+        if rest in (["info", "refs"], ["git-upload-pack"], ["git-receive-pack"]):
+            return self._git(repo_type, validate.repo_id(repo_id.removesuffix(".git")), rest[-1], query)
         if repo_id.endswith(".git") and rest[:3] == ["info", "lfs", "objects"]:
             repo_id = validate.repo_id(repo_id[: -len(".git")])
             return self._lfs(repo_type, repo_id, rest[3:], query)
@@ -398,7 +402,7 @@ class Call:
             "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [], "siblings": siblings,
             "usedStorage": sum(entry.size for entry in commit.files.values()),
         }
-        card = self._read_text(commit.files, "README.md")
+        card = self._read_text(repo_type, repo_id, commit.files, "README.md")
         if card is not None:
             try:
                 card_data = yaml.safe_load(split_front_matter(card) or "") or {}
@@ -410,7 +414,7 @@ class Call:
                 for key in ("library_name", "pipeline_tag"):
                     if isinstance(card_data.get(key), str):
                         info[key] = card_data[key]
-        config = self._read_text(commit.files, "config.json")
+        config = self._read_text(repo_type, repo_id, commit.files, "config.json")
         if repo_type == "model" and config is not None:
             try:
                 config_data = json.loads(config)
@@ -422,11 +426,11 @@ class Call:
                 pass
         return info
 
-    def _read_text(self, files: dict, path: str) -> str | None:
+    def _read_text(self, repo_type: str, repo_id: str, files: dict, path: str) -> str | None:
         entry = files.get(path)
         if entry is None or entry.size > 1 << 20:
             return None
-        return self.store.file_path(entry).read_bytes().decode("utf-8", "replace")
+        return self.store.file_path(entry, repo_type, repo_id).read_bytes().decode("utf-8", "replace")
 
     def _tree(self, repo_type: str, repo_id: str, revision: str, folder: str, query: dict[str, str]) -> Response:
         self._readable(repo_type, repo_id)
@@ -493,10 +497,10 @@ class Call:
         if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
             raise validate.bad_request("files", files, "a list of {path, sample, size}")
         commit = self.store.commit(repo_type, repo_id, self.store.resolve(repo_type, repo_id, revision))
-        lfs_patterns = lfs_patterns_of(self._read_text(commit.files, ".gitattributes") or "")
+        lfs_patterns = lfs_patterns_of(self._read_text(repo_type, repo_id, commit.files, ".gitattributes") or "")
         gitignore = body.get("gitIgnore")
         if not isinstance(gitignore, str):
-            gitignore = self._read_text(commit.files, ".gitignore") or ""
+            gitignore = self._read_text(repo_type, repo_id, commit.files, ".gitignore") or ""
         ignore_patterns = [line.strip() for line in gitignore.splitlines()
                            if line.strip() and not line.strip().startswith("#")]
         answer = []
@@ -607,7 +611,8 @@ class Call:
             if header is None:
                 raise HubError(400, "Commit body must start with a `header` line (summary, description).")
             oid, pr_number = self.store.apply_commit(repo_type, repo_id, revision, header, operations,
-                                                     create_pr=_flag(query, "create_pr"), staged=staged)
+                                                     create_pr=_flag(query, "create_pr"), staged=staged,
+                                                     author=self.who.user or self.app.user)
         finally:
             reader.cleanup()
             for item in staged.values():
@@ -644,6 +649,35 @@ class Call:
         answer = {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]}
         return _json(400 if errors else 200, answer)
 
+    # -- git smart HTTP: clone and fetch (pushes go through the Hub API) ---------------------------------------
+    def _git(self, repo_type: str, repo_id: str, route: str, query: dict[str, str]) -> Response:
+        service = query.get("service") if route == "refs" else route
+        if service != "git-upload-pack":
+            raise HubError(403, "This server serves git clone and fetch only; push with huggingface_hub.")
+        try:
+            self._readable(repo_type, repo_id)
+        except HubError as error:
+            if error.status == 404 and self.who.user is None and self.app.auth.enabled:
+                # git only sends credentials after a 401 asking for them (user name, token as password)
+                raise HubError(401, "Repository not found, or it needs credentials (user name and token).",
+                               headers={"WWW-Authenticate": 'Basic realm="hf-mae hub"'}) from None
+            raise
+        if route == "refs" and self.method == "GET":
+            return Response(git_http.advertise_refs(self.store.repo_dir(repo_type, repo_id)),
+                            media_type="application/x-git-upload-pack-advertisement",
+                            headers={"Cache-Control": "no-cache"})
+        if route == "git-upload-pack" and self.method == "POST":
+            if self.request.headers.get("content-type") != "application/x-git-upload-pack-request":
+                raise validate.bad_request("Content-Type", self.request.headers.get("content-type"),
+                                           "application/x-git-upload-pack-request")
+            assert self.body is not None
+            body = git_http.decoded_body(self.body.read(self.app.limits.max_json_bytes),
+                                         self.request.headers.get("content-encoding"), self.app.limits.max_json_bytes)
+            pack = git_http.upload_pack(self.store.repo_dir(repo_type, repo_id), body, self.store.temp_path())
+            return FileResponse(pack, media_type="application/x-git-upload-pack-result",
+                                headers={"Cache-Control": "no-cache"}, background=BackgroundTask(pack.unlink, True))
+        raise HubError(404, "Unknown git route")
+
     # -- downloads ---------------------------------------------------------------------------------------
     def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> Response:
         self._readable(repo_type, repo_id)
@@ -655,7 +689,7 @@ class Call:
                    "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1], safe='')}"}
         if entry.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{entry.lfs_sha256}"', "X-Linked-Size": str(entry.size)})
-        return FileResponse(self.store.file_path(entry), headers=headers, media_type="application/octet-stream")
+        return FileResponse(self.store.file_path(entry, repo_type, repo_id), headers=headers, media_type="application/octet-stream")
 
 
 # -- serving -------------------------------------------------------------------------------------------------

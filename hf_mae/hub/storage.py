@@ -1,28 +1,22 @@
-"""On-disk storage of the local Hub: repositories, commits, branches and tags, file contents.
+"""On-disk storage of the local Hub: each repository a bare git repository, large files in git LFS.
 
 Layout under ``root``::
 
-    objects/blobs/ab/<git blob oid>      contents of regular (inlined) files, named by their git blob oid
-    objects/lfs/ab/cd/<sha256>           large files, named by their sha256 (checked on upload)
-    repos/<type>s/<namespace>/<name>/
-        repo.json                        id, type, private, creation date
-        commits/<commit oid>.json        parents, message, date and the full file map {path: entry}
-        refs.json                        {"heads": {branch: oid}, "tags": {tag: oid}, "pulls": {num: oid}}
-        lfs/<sha256>                     empty: this repository uploaded or references that LFS object (no
-                                         other repository can read or commit it by oid)
+    repos/<type>s/<namespace>/<name>.git/   a bare git repository (git clone, git lfs and mirrors read it)
+        hf-mae.json                      id, type, private, creation date (written last: the repo exists)
+        lfs/objects/ab/cd/<sha256>       the LFS objects this repository uploaded or references, where
+                                         git-lfs keeps them (hard links into objects/lfs: stored once)
+    objects/lfs/ab/cd/<sha256>           every LFS object, named by its sha256 (checked on upload)
+    objects/cache/ab/<blob oid>          git blobs written out for downloads (rebuilt as needed)
     auth/                                tokens (hashed), organisations, link-signing key (see auth.py)
     tmp/                                 uploads in progress and commits being checked (emptied at start)
 
-A commit becomes visible in one step: its contents and its commit file are written first, then
-``refs.json`` is replaced atomically (``os.replace``) under a per-repository lock. A server killed at any
-moment leaves either the old or the new ref, never a commit that points to missing data. Every file is
-written to ``tmp/`` and renamed into place, so no reader ever sees half a file. Inline file contents stay in
-``tmp/`` until their commit is accepted; a refused commit leaves nothing behind, and what a crash leaves
-(temporary files, a commit file whose ref never moved) is removed when the server starts.
-
-Object ids follow git: a regular file's oid is ``sha1("blob <size>\\0" + content)``; a large file is an
-LFS pointer (its oid is the blob oid of the pointer text) with the content's sha256; folders and commits get
-git tree and commit hashes. The client compares these oids to skip unchanged files.
+Commits, trees and blobs are git's own objects (through dulwich), so commit ids are git's; a large, binary or
+.gitattributes-matched file is committed as a git LFS pointer file. A commit becomes visible in one step: its
+objects are written first, then its ref moves (compare-and-swap) under a per-repository lock; a server killed
+at any moment leaves the old or the new ref, never a commit missing data. Inline file contents stay in
+``tmp/`` until their commit is accepted; what a crash leaves (temporary files, git objects no ref reaches) is
+removed when the server starts. Stores of the older JSON layout are converted at start (see migrate.py).
 """
 
 from __future__ import annotations
@@ -34,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -41,11 +36,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dulwich.errors import NotGitRepository
+from dulwich.gc import prune_unreachable_objects
+from dulwich.index import commit_tree
+from dulwich.object_store import iter_tree_contents
+from dulwich.objects import Blob
+from dulwich.objects import Commit as GitCommit
+from dulwich.repo import Repo
+
 from . import validation as validate
 from .errors import HubError, bad_request, entry_not_found, repo_not_found, revision_not_found
 from .validation import REPO_TYPES
 
 DEFAULT_BRANCH = "main"
+META_FILE = "hf-mae.json"  # inside each bare repository: id, type, private, creation date
+_REF_KINDS = {"heads": b"refs/heads", "tags": b"refs/tags", "pulls": b"refs/pr"}
+_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize ([0-9]{1,18})\n")
 # A file at least this large is stored as LFS whatever its type (the Hub uses the same 10 MB threshold).
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 # Files whose names match these patterns are LFS (written to .gitattributes when a repository is created).
@@ -67,6 +73,32 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 def gitattributes_text() -> str:
     return "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
+
+
+def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
+    """(sha256, size) of a git LFS pointer file, None for any other content."""
+    match = _POINTER.fullmatch(data) if len(data) < 200 else None
+    return (match.group(1).decode(), int(match.group(2))) if match else None
+
+
+def _hub_date(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while data := handle.read(1 << 20):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def _wants_lfs(path: str, item: StagedFile, patterns: list[str]) -> bool:
+    """What git-lfs (and the Hub) would store as LFS: large, binary, or matched by .gitattributes."""
+    if item.size >= LFS_SIZE_THRESHOLD or any(matches(path, p) for p in patterns):
+        return item.size > 0
+    with open(item.temp, "rb") as handle:
+        return is_binary(handle.read(512))
 
 
 def lfs_patterns_of(gitattributes: str) -> list[str]:
@@ -174,7 +206,8 @@ class StagedFile:
 
 
 class HubStorage:
-    """Repositories stored under ``root``; every method is safe to call from several threads and processes.
+    """Repositories stored under ``root`` as bare git repositories; safe to use from several threads and
+    processes (one writer per repository at a time, through a lock file).
 
     Example:
         >>> import tempfile
@@ -183,13 +216,20 @@ class HubStorage:
         True
         >>> store.resolve("model", "lab/tiny", "main") == store.refs("model", "lab/tiny")["heads"]["main"]
         True
+        >>> sorted(store.commit("model", "lab/tiny", store.resolve("model", "lab/tiny", "main")).files)
+        ['.gitattributes']
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         self.tmp = self.root / "tmp"
-        for folder in (self.tmp, self.root / "objects" / "blobs", self.root / "objects" / "lfs", self.root / "repos"):
+        for folder in (self.tmp, self.root / "objects" / "lfs", self.root / "objects" / "cache", self.root / "repos"):
             folder.mkdir(parents=True, exist_ok=True)
+        self._files_cache: dict[tuple[str, str], dict[str, FileEntry]] = {}
+        self._cache_lock = threading.Lock()
+        from .migrate import migrate_json_store  # old stores (JSON commit files) become git repositories
+
+        migrate_json_store(self)
         self.collect_garbage()
 
     # -- files written atomically ------------------------------------------------------------------
@@ -208,13 +248,11 @@ class HubStorage:
         finally:
             temp.unlink(missing_ok=True)
 
-    def _write_json(self, target: Path, value: Any) -> None:
-        self._write_atomic(target, json.dumps(value, indent=1, sort_keys=True).encode())
-
     @contextlib.contextmanager
     def _locked(self, repo_dir: Path, *, create: bool = False) -> Iterator[None]:
         """One writer per repository at a time (threads and processes alike). A repository deleted while we
         waited for the lock is not found (404) instead of being written into half-removed."""
+        lock_path = repo_dir / "hf-mae.lock"
         while True:
             if create:
                 try:
@@ -222,7 +260,7 @@ class HubStorage:
                 except FileExistsError:
                     continue  # it existed, then a delete moved it away before mkdir could check: again
             try:
-                lock = open(repo_dir / ".lock", "a")
+                lock = open(lock_path, "a")
             except (FileNotFoundError, NotADirectoryError):
                 if create:
                     continue  # deleted between mkdir and open: make it again
@@ -230,7 +268,7 @@ class HubStorage:
             with lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
-                    current = os.stat(repo_dir / ".lock")
+                    current = os.stat(lock_path)
                 except FileNotFoundError:
                     current = None
                 if current is None or current.st_ino != os.fstat(lock.fileno()).st_ino:
@@ -244,20 +282,10 @@ class HubStorage:
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
 
-    # -- contents --------------------------------------------------------------------------------
-    def blob_path(self, oid: str) -> Path:
-        validate.commit_oid(oid, "blob oid")  # same shape: 40 hex digits
-        return self.root / "objects" / "blobs" / oid[:2] / oid
-
+    # -- LFS objects ------------------------------------------------------------------------------------
     def lfs_path(self, sha256: str) -> Path:
         validate.lfs_oid(sha256)
         return self.root / "objects" / "lfs" / sha256[:2] / sha256[2:4] / sha256
-
-    def put_blob(self, data: bytes) -> str:
-        oid = git_blob_oid(data)
-        if not self.blob_path(oid).exists():
-            self._write_atomic(self.blob_path(oid), data)
-        return oid
 
     def lfs_size(self, sha256: str) -> int | None:
         """Size of a stored LFS object, None if it is not stored."""
@@ -286,12 +314,11 @@ class HubStorage:
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
-            self.finish_lfs(temp, sha256, size, digest.hexdigest(), received)
+            self._finish_lfs(temp, sha256, size, digest.hexdigest(), received)
         finally:
             temp.unlink(missing_ok=True)
 
-    def finish_lfs(self, temp: Path, sha256: str, size: int, got_sha256: str, received: int) -> None:
-        """Move a fully received upload into the store after its size and sha256 were checked."""
+    def _finish_lfs(self, temp: Path, sha256: str, size: int, got_sha256: str, received: int) -> None:
         if received != size:
             raise HubError(400, f"LFS upload of {sha256} has {received} bytes, expected {size}.")
         if got_sha256 != sha256:
@@ -299,66 +326,103 @@ class HubStorage:
         self.lfs_path(sha256).parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp, self.lfs_path(sha256))
 
-    def file_path(self, entry: FileEntry) -> Path:
-        """Where the content of a committed file lives."""
-        return self.lfs_path(entry.lfs_sha256) if entry.lfs_sha256 else self.blob_path(entry.oid)
-
-    # -- LFS objects belong to the repositories that uploaded or reference them ---------------------------
-    def _lfs_marker(self, repo_dir: Path, sha256: str) -> Path:
-        return repo_dir / "lfs" / validate.lfs_oid(sha256)
+    def _lfs_link(self, repo_dir: Path, sha256: str) -> Path:
+        """Where git-lfs keeps an object inside a git directory: ``lfs/objects/ab/cd/<sha256>``."""
+        validate.lfs_oid(sha256)
+        return repo_dir / "lfs" / "objects" / sha256[:2] / sha256[2:4] / sha256
 
     def grant_lfs(self, repo_type: str, repo_id: str, sha256: str) -> None:
-        """Record that ``repo_id`` holds (uploaded or references) LFS object ``sha256``."""
-        marker = self._lfs_marker(self._existing(repo_type, repo_id), sha256)
+        """Give ``repo_id`` LFS object ``sha256`` (a hard link in its git directory, where git-lfs looks)."""
         try:
-            marker.parent.mkdir(exist_ok=True)
-            marker.touch()
-        except (FileNotFoundError, FileExistsError):
+            self.grant_lfs_dir(self._existing(repo_type, repo_id), sha256)
+        except FileNotFoundError:
             raise repo_not_found(repo_id) from None  # deleted meanwhile
 
+    def grant_lfs_dir(self, repo_dir: Path, sha256: str) -> None:
+        link = self._lfs_link(repo_dir, sha256)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.lfs_path(sha256), link)
+        except FileExistsError:
+            pass  # granted before
+
     def repo_has_lfs(self, repo_type: str, repo_id: str, sha256: str, size: int | None = None) -> bool:
-        """True if the object is stored and ``repo_id`` may use it: no reading other repositories' objects
-        by oid, no committing an object one never uploaded."""
-        return self._lfs_marker(self._existing(repo_type, repo_id), sha256).is_file() and self.has_lfs(sha256, size)
+        """True if ``repo_id`` holds the object (uploaded it, or references it): no reading other
+        repositories' objects by oid, no committing an object one never uploaded."""
+        link = self._lfs_link(self._existing(repo_type, repo_id), sha256)
+        try:
+            stored = link.stat().st_size
+        except FileNotFoundError:
+            return False
+        return size is None or stored == size
+
+    def file_path(self, entry: FileEntry, repo_type: str = "", repo_id: str = "") -> Path:
+        """A file on disk holding a committed file's content: the LFS object, or the git blob written out
+        once to ``objects/cache`` (so downloads are plain files, with ranges)."""
+        if entry.lfs_sha256:
+            return self.lfs_path(entry.lfs_sha256)
+        validate.commit_oid(entry.oid, "blob oid")
+        cached = self.root / "objects" / "cache" / entry.oid[:2] / entry.oid
+        if not cached.is_file():
+            self._write_atomic(cached, self.read_blob(repo_type, repo_id, entry.oid))
+        return cached
+
+    def read_blob(self, repo_type: str, repo_id: str, oid: str) -> bytes:
+        repo = self._repo(repo_type, repo_id)
+        try:
+            blob = repo.object_store[oid.encode()]
+        except KeyError:
+            raise HubError(404, f"Blob {oid} is not stored in {repo_id}.", "EntryNotFound") from None
+        return blob.as_raw_string()
 
     # -- repositories -------------------------------------------------------------------------------
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
+        """The bare git repository: ``repos/<type>s/<namespace>/<name>.git``."""
         validate.repo_type(repo_type)
         validate.repo_id(repo_id)
-        return self.root / "repos" / f"{repo_type}s" / repo_id
+        return self.root / "repos" / f"{repo_type}s" / f"{repo_id}.git"
 
     def _existing(self, repo_type: str, repo_id: str) -> Path:
         path = self.repo_dir(repo_type, repo_id)
-        if not (path / "repo.json").is_file():
+        if not (path / META_FILE).is_file():
             raise repo_not_found(repo_id)
         return path
 
+    def _repo(self, repo_type: str, repo_id: str) -> Repo:
+        try:
+            return Repo(str(self._existing(repo_type, repo_id)))
+        except (NotGitRepository, FileNotFoundError):
+            raise repo_not_found(repo_id) from None
+
     def repo_meta(self, repo_type: str, repo_id: str) -> dict[str, Any]:
         try:
-            return json.loads((self._existing(repo_type, repo_id) / "repo.json").read_text())
+            return json.loads((self._existing(repo_type, repo_id) / META_FILE).read_text())
         except FileNotFoundError:
             raise repo_not_found(repo_id) from None  # deleted between the check and the read
 
     def list_repos(self, repo_type: str) -> list[str]:
         base = self.root / "repos" / f"{validate.repo_type(repo_type)}s"
-        return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in base.glob("*/*/repo.json"))
+        return sorted(f"{p.parent.parent.name}/{p.parent.name[:-len('.git')]}" for p in base.glob(f"*/*.git/{META_FILE}"))
 
     def create_repo(self, repo_type: str, repo_id: str, private: bool = False) -> bool:
         """Create a repository whose ``main`` holds a .gitattributes; False if it already exists."""
         path = self.repo_dir(repo_type, repo_id)
         with self._locked(path, create=True):
-            if (path / "repo.json").is_file():
+            if (path / META_FILE).is_file():
                 return False
-            initial = self._new_commit([], "initial commit", "", {})
-            attributes = gitattributes_text().encode()
-            initial.files[".gitattributes"] = FileEntry(self.put_blob(attributes), len(attributes))
-            initial.oid = self._commit_oid(initial)
-            self._save_commit(path, initial)
-            self._write_json(path / "refs.json", {"heads": {DEFAULT_BRANCH: initial.oid}, "tags": {}, "pulls": {}})
-            (path / "lfs").mkdir(exist_ok=True)
-            # repo.json last: until it exists the repository does not exist for readers
-            self._write_json(path / "repo.json", {"id": repo_id, "type": repo_type, "private": bool(private),
-                                                  "createdAt": initial.date})
+            for leftover in path.iterdir():  # a creation cut off by a crash: start again
+                if leftover.name != "hf-mae.lock":
+                    remove_tree(leftover) if leftover.is_dir() else leftover.unlink()
+            repo = Repo.init_bare(str(path), default_branch=DEFAULT_BRANCH.encode())
+            attributes = Blob.from_string(gitattributes_text().encode())
+            repo.object_store.add_object(attributes)
+            tree = commit_tree(repo.object_store, [(b".gitattributes", attributes.id, 0o100644)])
+            commit = self._git_commit(repo, tree, [], "initial commit", "", "hf-mae")
+            repo.refs[f"refs/heads/{DEFAULT_BRANCH}".encode()] = commit
+            repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{DEFAULT_BRANCH}".encode())
+            # hf-mae.json last: until it exists the repository does not exist for readers
+            self._write_atomic(path / META_FILE, json.dumps({"id": repo_id, "type": repo_type, "private": bool(private),
+                                                             "createdAt": utc_now()}).encode())
         return True
 
     def set_private(self, repo_type: str, repo_id: str, private: bool) -> None:
@@ -366,24 +430,26 @@ class HubStorage:
         with self._locked(path):
             meta = self.repo_meta(repo_type, repo_id)
             meta["private"] = bool(private)
-            self._write_json(path / "repo.json", meta)
+            self._write_atomic(path / META_FILE, json.dumps(meta).encode())
 
     def delete_repo(self, repo_type: str, repo_id: str) -> None:
         """Remove a repository: it vanishes in one step (moved out under its lock), then is erased."""
         path = self._existing(repo_type, repo_id)
         trash = self.tmp / f"deleted-{uuid.uuid4().hex}"
         with self._locked(path):
-            if not (path / "repo.json").is_file():
+            if not (path / META_FILE).is_file():
                 raise repo_not_found(repo_id)
             os.rename(path, trash)
         remove_tree(trash)
 
     # -- refs and commits -----------------------------------------------------------------------------
     def refs(self, repo_type: str, repo_id: str) -> dict[str, dict[str, str]]:
-        try:
-            return json.loads((self._existing(repo_type, repo_id) / "refs.json").read_text())
-        except FileNotFoundError:
-            raise repo_not_found(repo_id) from None
+        """``{"heads": {branch: oid}, "tags": {tag: oid}, "pulls": {number: oid}}``."""
+        repo = self._repo(repo_type, repo_id)
+        answer: dict[str, dict[str, str]] = {}
+        for kind, prefix in _REF_KINDS.items():
+            answer[kind] = {name.decode(): oid.decode() for name, oid in repo.refs.as_dict(prefix).items()}
+        return answer
 
     def resolve(self, repo_type: str, repo_id: str, revision: str) -> str:
         """Commit oid of a branch, tag, ``refs/heads/..``, ``refs/tags/..``, ``refs/pr/N`` or full commit oid."""
@@ -396,20 +462,46 @@ class HubStorage:
             return refs["heads"][revision]
         if revision in refs["tags"]:
             return refs["tags"][revision]
-        if _OID.match(revision) and self._commit_file(repo_type, repo_id, revision).is_file():
-            return revision
+        if _OID.match(revision):
+            repo = self._repo(repo_type, repo_id)
+            if revision.encode() in repo.object_store and isinstance(repo.object_store[revision.encode()], GitCommit):
+                return revision
         raise revision_not_found(repo_id, revision)
 
-    def _commit_file(self, repo_type: str, repo_id: str, oid: str) -> Path:
-        return self.repo_dir(repo_type, repo_id) / "commits" / f"{validate.commit_oid(oid)}.json"
-
     def commit(self, repo_type: str, repo_id: str, oid: str) -> Commit:
+        validate.commit_oid(oid)
+        repo = self._repo(repo_type, repo_id)
         try:
-            data = json.loads(self._commit_file(repo_type, repo_id, oid).read_text())
-        except FileNotFoundError:
-            raise revision_not_found(repo_id, oid) from None  # the repository was deleted meanwhile
-        files = {path: FileEntry.from_json(entry) for path, entry in data.pop("files").items()}
-        return Commit(files=files, **data)
+            git_commit = repo.object_store[oid.encode()]
+        except KeyError:
+            raise revision_not_found(repo_id, oid) from None
+        if not isinstance(git_commit, GitCommit):
+            raise revision_not_found(repo_id, oid)
+        title, _, message = git_commit.message.decode("utf-8", "replace").partition("\n\n")
+        author = git_commit.author.decode("utf-8", "replace").split(" <")[0]
+        return Commit(oid, [p.decode() for p in git_commit.parents], title.strip(), message, _hub_date(git_commit.commit_time),
+                      author, self._files(repo, oid, git_commit.tree))
+
+    def _files(self, repo: Repo, oid: str, tree: bytes) -> dict[str, FileEntry]:
+        """The file map of a commit: git blob oid and size per path, LFS pointers read (cached per commit)."""
+        key = (repo.path, oid)
+        with self._cache_lock:
+            if key in self._files_cache:
+                return dict(self._files_cache[key])
+        files = {}
+        for entry in iter_tree_contents(repo.object_store, tree):
+            raw = repo.object_store[entry.sha].as_raw_string()
+            pointer = parse_lfs_pointer(raw)
+            path = entry.path.decode("utf-8", "surrogateescape")
+            if pointer:
+                files[path] = FileEntry(entry.sha.decode(), pointer[1], pointer[0], len(raw))
+            else:
+                files[path] = FileEntry(entry.sha.decode(), len(raw))
+        with self._cache_lock:
+            if len(self._files_cache) > 512:
+                self._files_cache.clear()
+            self._files_cache[key] = files
+        return dict(files)
 
     def history(self, repo_type: str, repo_id: str, revision: str) -> list[Commit]:
         """Commits reachable from ``revision``, newest first (first parents only)."""
@@ -422,21 +514,17 @@ class HubStorage:
         return commits
 
     @staticmethod
-    def _new_commit(parents: list[str], title: str, message: str, files: dict[str, FileEntry]) -> Commit:
-        return Commit("", parents, title, message, utc_now(), "local", dict(files))
-
-    @staticmethod
-    def _commit_oid(commit: Commit) -> str:
-        lines = [f"tree {tree_oid(commit.files)}"] + [f"parent {p}" for p in commit.parents]
-        lines += [f"author {commit.author} {commit.date}", "", commit.title, "", commit.message]
-        body = "\n".join(lines).encode()
-        return hashlib.sha1(b"commit %d\x00" % len(body) + body).hexdigest()
-
-    def _save_commit(self, repo_dir: Path, commit: Commit) -> None:
-        data = {"oid": commit.oid, "parents": commit.parents, "title": commit.title, "message": commit.message,
-                "date": commit.date, "author": commit.author,
-                "files": {path: entry.to_json() for path, entry in sorted(commit.files.items())}}
-        self._write_json(repo_dir / "commits" / f"{commit.oid}.json", data)
+    def _git_commit(repo: Repo, tree: bytes, parents: list[bytes], title: str, description: str, author: str) -> bytes:
+        commit = GitCommit()
+        commit.tree, commit.parents = tree, parents
+        identity = f"{author} <{author}@hf-mae-hub>".encode()
+        commit.author = commit.committer = identity
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.encoding = b"UTF-8"
+        commit.message = (title + ("\n\n" + description if description else "") + "\n").encode()
+        repo.object_store.add_object(commit)
+        return commit.id
 
     def create_ref(self, repo_type: str, repo_id: str, kind: str, name: str, start: str, *,
                    empty: bool = False) -> str:
@@ -444,19 +532,17 @@ class HubStorage:
         path = self._existing(repo_type, repo_id)
         validate.ref_name(name, "branch" if kind == "heads" else "tag")
         with self._locked(path):
-            refs = self.refs(repo_type, repo_id)
-            if name in refs[kind]:
+            repo = self._repo(repo_type, repo_id)
+            if name in self.refs(repo_type, repo_id)[kind]:
                 label = "Branch" if kind == "heads" else "Tag"
                 raise HubError(409, f"{label} {name!r} already exists in {repo_id} (Reference already exists).")
             if empty:
-                commit = self._new_commit([], f"Create empty branch {name}", "", {})
-                commit.oid = self._commit_oid(commit)
-                self._save_commit(path, commit)
-                oid = commit.oid
+                tree = commit_tree(repo.object_store, [])
+                oid = self._git_commit(repo, tree, [], f"Create empty branch {name}", "", "hf-mae").decode()
             else:
                 oid = self.resolve(repo_type, repo_id, start)
-            refs[kind][name] = oid
-            self._write_json(path / "refs.json", refs)
+            if not repo.refs.add_if_new(_REF_KINDS[kind] + b"/" + name.encode(), oid.encode()):
+                raise HubError(409, f"{name!r} already exists in {repo_id} (Reference already exists).")
         return oid
 
     def delete_ref(self, repo_type: str, repo_id: str, kind: str, name: str) -> None:
@@ -465,21 +551,20 @@ class HubStorage:
         if kind == "heads" and name == DEFAULT_BRANCH:
             raise HubError(403, f"Cannot delete the default branch {DEFAULT_BRANCH!r}.")
         with self._locked(path):
-            refs = self.refs(repo_type, repo_id)
-            if name not in refs[kind]:
+            if name not in self.refs(repo_type, repo_id)[kind]:
                 raise revision_not_found(repo_id, name)
-            del refs[kind][name]
-            self._write_json(path / "refs.json", refs)
+            del self._repo(repo_type, repo_id).refs[_REF_KINDS[kind] + b"/" + name.encode()]
 
     def apply_commit(self, repo_type: str, repo_id: str, revision: str, header: dict[str, Any],
                      operations: list[tuple[str, dict[str, Any]]], *, create_pr: bool = False,
-                     staged: dict[int, StagedFile] | None = None) -> tuple[str, int | None]:
+                     staged: dict[int, StagedFile] | None = None, author: str = "hf-mae") -> tuple[str, int | None]:
         """Apply NDJSON commit operations on top of ``revision``; returns (commit oid, pull request number).
 
         ``operations`` are (key, value) pairs: ``file`` (its content in ``staged[index]``, written to ``tmp/``
-        by the caller), ``lfsFile`` (``oid`` = sha256, ``size``; without a size, as ``CommitOperationCopy``
-        sends it, the stored object's), ``deletedFile``, ``deletedFolder``. Everything is checked before
-        anything is written: an error leaves the repository and the store exactly as they were.
+        by the caller; large or binary files, or those .gitattributes marks for LFS, become LFS objects and
+        pointers, as git-lfs would commit them), ``lfsFile`` (``oid`` = sha256, ``size``; without a size, as
+        ``CommitOperationCopy`` sends it, the stored object's), ``deletedFile``, ``deletedFolder``. Everything
+        is checked before anything is written: an error leaves the repository and the store as they were.
         """
         path = self._existing(repo_type, repo_id)
         staged = staged or {}
@@ -487,21 +572,29 @@ class HubStorage:
             raise bad_request("commit header", header, "a JSON object {summary, description, parentCommit?}")
         validate.revision(revision)
         with self._locked(path):
+            repo = self._repo(repo_type, repo_id)
             refs = self.refs(repo_type, repo_id)
             parent = self.resolve(repo_type, repo_id, revision)
             expected = header.get("parentCommit")
             if expected and expected != parent:
                 raise HubError(412, f"A commit has happened since {expected}: {revision} is now at {parent}. "
                                     "Pull the latest changes and try again.")
-            if not create_pr and not revision.startswith("refs/pr/"):
+            if create_pr:
+                target_ref = f"refs/pr/{max((int(n) for n in refs['pulls']), default=0) + 1}"
+            elif revision.startswith("refs/pr/"):
+                if revision[len("refs/pr/"):] not in refs["pulls"]:
+                    raise revision_not_found(repo_id, revision)
+                target_ref = revision
+            else:
                 branch = revision[len("refs/heads/"):] if revision.startswith("refs/heads/") else revision
                 if branch not in refs["heads"]:
                     raise HubError(400, f"Can only commit to a branch or a pull request, and {revision!r} is not a "
                                         f"branch of {repo_id}.")
-            elif revision.startswith("refs/pr/") and revision[len("refs/pr/"):] not in refs["pulls"]:
-                raise revision_not_found(repo_id, revision)
-            files = dict(self.commit(repo_type, repo_id, parent).files)
-            lfs_used: list[str] = []
+                target_ref = f"refs/heads/{branch}"
+            files = self.commit(repo_type, repo_id, parent).files
+            lfs_patterns = lfs_patterns_of(self._text(repo, files.get(".gitattributes")))
+            new_blobs: dict[str, Path] = {}
+            new_lfs: list[tuple[StagedFile, str]] = []
             for index, (key, value) in enumerate(operations):
                 if not isinstance(value, dict):
                     raise bad_request(f"commit operation {key!r}", value, "a JSON object with a `path`")
@@ -509,7 +602,15 @@ class HubStorage:
                 if key == "file":
                     if index not in staged:
                         raise HubError(400, f"File {target!r}: content missing.")
-                    files[target] = FileEntry(staged[index].oid, staged[index].size)
+                    item = staged[index]
+                    if _wants_lfs(target, item, lfs_patterns):
+                        sha256 = _sha256_of(item.temp)
+                        pointer = lfs_pointer(sha256, item.size)
+                        files[target] = FileEntry(git_blob_oid(pointer), item.size, sha256, len(pointer))
+                        new_lfs.append((item, sha256))
+                    else:
+                        files[target] = FileEntry(item.oid, item.size)
+                        new_blobs[item.oid] = item.temp
                 elif key == "lfsFile":
                     sha256 = validate.lfs_oid(value.get("oid"), f"LFS oid of {target!r}")
                     if value.get("algo", "sha256") != "sha256":
@@ -524,7 +625,6 @@ class HubStorage:
                     size = self.lfs_size(sha256) if size is None else size  # a copy: the stored object's size
                     pointer = lfs_pointer(sha256, size)
                     files[target] = FileEntry(git_blob_oid(pointer), size, sha256, len(pointer))
-                    lfs_used.append(sha256)
                 elif key == "deletedFile":
                     if target not in files:
                         raise HubError(404, f"A file with this name doesn't exist: {target!r}", "EntryNotFound")
@@ -538,34 +638,40 @@ class HubStorage:
                         del files[p]
                 else:
                     raise bad_request("commit operation", key, "file, lfsFile, deletedFile or deletedFolder")
-            commit = self._new_commit([parent], str(header.get("summary") or "").strip(),
-                                      str(header.get("description") or ""), files)
-            if not commit.title:
+            title = str(header.get("summary") or "").strip()
+            if not title:
                 raise HubError(400, "The commit summary (message) must not be empty.")
-            commit.oid = self._commit_oid(commit)
             # accepted: from here on only writes, contents first, the ref last
-            for item in staged.values():
-                if self.blob_path(item.oid).exists():
-                    item.temp.unlink(missing_ok=True)
-                else:
-                    self.blob_path(item.oid).parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(item.temp, self.blob_path(item.oid))
-            self._save_commit(path, commit)
-            pr_number = None
-            if create_pr:
-                pr_number = max((int(n) for n in refs["pulls"]), default=0) + 1
-                refs["pulls"][str(pr_number)] = commit.oid
-            elif revision.startswith("refs/pr/"):
-                refs["pulls"][revision[len("refs/pr/"):]] = commit.oid
-            else:
-                branch = revision[len("refs/heads/"):] if revision.startswith("refs/heads/") else revision
-                refs["heads"][branch] = commit.oid
-            self._write_json(path / "refs.json", refs)  # the one step that makes the commit visible
-        return commit.oid, pr_number
+            for item, sha256 in new_lfs:
+                if not self.has_lfs(sha256):
+                    self.lfs_path(sha256).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(item.temp, self.lfs_path(sha256))
+                self.grant_lfs(repo_type, repo_id, sha256)
+            for oid, temp in new_blobs.items():
+                if oid.encode() not in repo.object_store:
+                    repo.object_store.add_object(Blob.from_string(temp.read_bytes()))
+            for entry in files.values():
+                if entry.lfs_sha256 and entry.oid.encode() not in repo.object_store:
+                    repo.object_store.add_object(Blob.from_string(lfs_pointer(entry.lfs_sha256, entry.size)))
+            tree = commit_tree(repo.object_store, [(p.encode("utf-8", "surrogateescape"), e.oid.encode(), 0o100644)
+                                                   for p, e in files.items()])
+            oid = self._git_commit(repo, tree, [parent.encode()], title, str(header.get("description") or ""), author)
+            old = refs["pulls" if target_ref.startswith("refs/pr/") else "heads"].get(target_ref.rsplit("/", 1)[-1]
+                                                                                      if target_ref.startswith("refs/pr/")
+                                                                                      else target_ref[len("refs/heads/"):])
+            if not repo.refs.set_if_equals(target_ref.encode(), old.encode() if old else None, oid):
+                raise HubError(409, f"{target_ref} moved during the commit; try again.")  # the one visible step
+        pr_number = int(target_ref[len("refs/pr/"):]) if create_pr else None
+        return oid.decode(), pr_number
+
+    def _text(self, repo: Repo, entry: FileEntry | None) -> str:
+        if entry is None or entry.lfs_sha256 or entry.size > 1 << 20:
+            return ""
+        return repo.object_store[entry.oid.encode()].as_raw_string().decode("utf-8", "replace")
 
     def verify(self) -> list[str]:
-        """Check the whole store: every ref reaches commits whose files' contents are stored with the
-        recorded size. Returns the problems found (an empty list for a sound store).
+        """Check the whole store: every ref reaches commits whose files' contents are stored (git objects,
+        and LFS objects of the recorded size, held by the repository). Returns the problems found.
 
         Example:
             >>> import tempfile
@@ -586,55 +692,35 @@ class HubStorage:
                     seen.add(oid)
                     try:
                         commit = self.commit(repo_type, repo_id, oid)
-                    except HubError:
-                        problems.append(f"{repo_type} {repo_id}: commit {oid} is missing")
+                    except (HubError, KeyError):
+                        problems.append(f"{repo_type} {repo_id}: commit {oid} or one of its objects is missing")
                         continue
                     pending.extend(commit.parents)
                     for path, entry in commit.files.items():
-                        content = self.file_path(entry)
-                        if not content.is_file() or content.stat().st_size != entry.size:
-                            problems.append(f"{repo_type} {repo_id}@{oid}: {path} is missing or has the wrong size")
+                        if entry.lfs_sha256 and not self.repo_has_lfs(repo_type, repo_id, entry.lfs_sha256, entry.size):
+                            problems.append(f"{repo_type} {repo_id}@{oid}: LFS object of {path} is missing")
         return problems
 
     # -- start-up: what a crash or a refused request left behind --------------------------------------
     def collect_garbage(self) -> dict[str, int]:
-        """Remove leftovers: temporary files, deleted repositories not yet erased, commit files no ref reaches
-        (a commit cut off before its ref moved), and blobs no commit references. Returns counts per kind.
-        Run at start, before any request: it must not race a commit in progress."""
-        removed = {"temporary": 0, "commits": 0, "blobs": 0}
+        """Remove leftovers: temporary files, deleted repositories not yet erased, repositories whose creation
+        was cut off, git objects no ref reaches (a commit cut off before its ref moved), and the blob cache.
+        Returns counts per kind. Run at start, before any request: it must not race a commit in progress."""
+        removed = {"temporary": 0, "objects": 0, "unfinished repositories": 0}
         for leftover in self.tmp.iterdir():
-            if leftover.is_dir():
-                remove_tree(leftover)
-            else:
-                leftover.unlink(missing_ok=True)
+            remove_tree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
             removed["temporary"] += 1
-        used_blobs: set[str] = set()
+        remove_tree(self.root / "objects" / "cache")
+        (self.root / "objects" / "cache").mkdir()
         for repo_type in REPO_TYPES:
-            for repo_id in self.list_repos(repo_type):
-                path = self.repo_dir(repo_type, repo_id)
-                refs = self.refs(repo_type, repo_id)
-                pending = [oid for kind in refs.values() for oid in kind.values()]
-                reachable: set[str] = set()
-                while pending:
-                    oid = pending.pop()
-                    if oid in reachable:
-                        continue
-                    reachable.add(oid)
-                    commit = self.commit(repo_type, repo_id, oid)
-                    pending.extend(commit.parents)
-                    used_blobs.update(e.oid for e in commit.files.values() if not e.lfs_sha256)
-                    for entry in commit.files.values():  # stores written before per-repository LFS grants
-                        if entry.lfs_sha256:
-                            (path / "lfs").mkdir(exist_ok=True)
-                            self._lfs_marker(path, entry.lfs_sha256).touch()
-                for commit_file in (path / "commits").glob("*.json"):
-                    if commit_file.stem not in reachable:
-                        commit_file.unlink(missing_ok=True)
-                        removed["commits"] += 1
-        for blob in (self.root / "objects" / "blobs").glob("*/*"):
-            if blob.name not in used_blobs:
-                blob.unlink(missing_ok=True)
-                removed["blobs"] += 1
+            for git_dir in (self.root / "repos" / f"{repo_type}s").glob("*/*.git"):
+                if not (git_dir / META_FILE).is_file():
+                    remove_tree(git_dir)
+                    removed["unfinished repositories"] += 1
+                    continue
+                repo = Repo(str(git_dir))
+                pruned, _ = prune_unreachable_objects(repo.object_store, repo.refs, grace_period=0)
+                removed["objects"] += len(pruned)
         return removed
 
 
