@@ -12,19 +12,10 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from hf_mae.hub.server import start_server
 from hf_mae.hub.storage import HubStorage, lfs_pointer
-from test_hub_security import Hub, _file_op
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    server = Hub(tmp_path_factory.mktemp("hub-git"))
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+from test_hub_security import _file_op, hub  # noqa: F401 - the server fixture (its own per module)
 
 
 def _git(*args: str, cwd: Path | None = None, home: Path) -> subprocess.CompletedProcess:

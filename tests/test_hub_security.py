@@ -27,8 +27,8 @@ import pytest
 from hf_mae.hub.auth import Auth
 from hf_mae.hub.server import main as hub_main
 from hf_mae.hub.server import make_server, start_server
-from hf_mae.hub.storage import HubStorage
 from hf_mae.hub.transport import Limits
+from test_hub import _free_port, _serve_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = Limits(max_body_bytes=8 << 20, max_file_bytes=4 << 20, max_json_bytes=64 << 10, header_timeout=1.0,
@@ -237,8 +237,7 @@ def test_traversal_in_commit_and_ref_bodies_is_refused(hub, watched):
         assert status == 400, (name, status)
     assert hub.head("lab/body") == head
     assert hub.call("POST", "/api/models/lab/body/branch/feature%2Fok", {}, user="alice")[0] == 200
-    problems = HubStorage.verify(hub.server.app.storage)
-    assert problems == []
+    assert hub.server.app.storage.verify() == []
 
 
 def test_response_headers_never_carry_raw_input(hub, watched):
@@ -556,7 +555,7 @@ def test_create_delete_and_commit_races_never_answer_500(hub, watched):
     assert not list((hub.root / "tmp").iterdir())
     if hub.call("GET", "/api/models/lab/racy")[0] == 200:
         assert hub.call("GET", "/api/models/lab/racy/tree/main")[0] == 200
-    assert HubStorage.verify(hub.server.app.storage) == []
+    assert hub.server.app.storage.verify() == []
 
 
 def test_concurrent_commits_all_land_in_order(hub, watched):
@@ -595,28 +594,11 @@ def test_a_client_killed_mid_commit_leaves_nothing(hub, watched):
     assert hub.head("lab/cut") == head
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_server_killed_mid_commit_restarts_with_a_sound_store(tmp_path):
     root, port = tmp_path / "root", _free_port()
     token = Auth(root).create_token("alice", "write")
-    code = ("import sys; from hf_mae.hub.server import main; "
-            f"sys.exit(main(['serve', '--root', {str(root)!r}, '--port', '{port}']))")
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = _serve_cli(root, port)  # hf-mae hub serve, in a process of its own
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                time.sleep(0.05)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
         connection.request("POST", "/api/repos/create", json.dumps({"name": "crash", "organization": "alice"}), headers)
@@ -686,3 +668,33 @@ def test_the_server_starts_without_importing_torch():
                             capture_output=True, text=True, timeout=120, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_start_up_removes_what_deleted_repositories_and_cut_off_commits_left(tmp_path):
+    from dulwich.objects import Blob
+    from dulwich.repo import Repo
+
+    from hf_mae.hub.storage import HubStorage
+
+    store = HubStorage(tmp_path / "root")
+    for repo_id in ("lab/kept", "lab/gone"):
+        assert store.create_repo("model", repo_id)
+    content = os.urandom(1000)
+    sha256 = hashlib.sha256(content).hexdigest()
+    store.receive_lfs(sha256, len(content), [content])
+    for repo_id in ("lab/kept", "lab/gone"):
+        store.grant_lfs("model", repo_id, sha256)
+    orphan = os.urandom(300)
+    store.receive_lfs(hashlib.sha256(orphan).hexdigest(), len(orphan), [orphan])
+    store.grant_lfs("model", "lab/gone", hashlib.sha256(orphan).hexdigest())
+    store.delete_repo("model", "lab/gone")
+    loose = Blob.from_string(b"written by a commit whose ref never moved")  # a server killed mid-commit
+    Repo(str(store.repo_dir("model", "lab/kept"))).object_store.add_object(loose)
+    (store.tmp / "upload.part").write_bytes(b"half")
+    restarted = HubStorage(tmp_path / "root")  # collects the garbage
+    assert restarted.collect_garbage() == {"temporary": 0, "objects": 0, "unfinished repositories": 0,
+                                           "lfs objects": 0}  # a second pass finds nothing left
+    assert restarted.has_lfs(sha256) and restarted.repo_has_lfs("model", "lab/kept", sha256)
+    assert not restarted.has_lfs(hashlib.sha256(orphan).hexdigest())
+    assert loose.id not in Repo(str(restarted.repo_dir("model", "lab/kept"))).object_store
+    assert not list(restarted.tmp.iterdir()) and restarted.verify() == []

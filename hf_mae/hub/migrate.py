@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dulwich.index import commit_tree

@@ -21,6 +21,9 @@ started with ``--inline-uploads`` so that every file is sent inside the commit (
 Otherwise their pushes of large files fail with "501 Not Implemented ... xet-write-token" (hf_xet does not
 show the server's message; the server's log does).
 
+Repositories are bare git repositories (``storage.py``): ``git clone http://HOST:PORT/namespace/name`` works
+through git's smart HTTP protocol (``git_http.py``), ``git lfs`` fetching large files from the LFS routes.
+
 The HTTP stack is uvicorn with the limits of ``transport.Limits``; this module holds the Hub's routes.
 
 Example (in Python):

@@ -45,7 +45,7 @@ from dulwich.objects import Commit as GitCommit
 from dulwich.repo import Repo
 
 from . import validation as validate
-from .errors import HubError, bad_request, entry_not_found, repo_not_found, revision_not_found
+from .errors import HubError, bad_request, repo_not_found, revision_not_found
 from .validation import REPO_TYPES
 
 DEFAULT_BRANCH = "main"
@@ -704,14 +704,19 @@ class HubStorage:
     # -- start-up: what a crash or a refused request left behind --------------------------------------
     def collect_garbage(self) -> dict[str, int]:
         """Remove leftovers: temporary files, deleted repositories not yet erased, repositories whose creation
-        was cut off, git objects no ref reaches (a commit cut off before its ref moved), and the blob cache.
+        was cut off, git objects no ref reaches (a commit cut off before its ref moved), LFS objects no
+        repository holds any more (deleted repositories), and the blob cache.
         Returns counts per kind. Run at start, before any request: it must not race a commit in progress."""
-        removed = {"temporary": 0, "objects": 0, "unfinished repositories": 0}
+        removed = {"temporary": 0, "objects": 0, "unfinished repositories": 0, "lfs objects": 0}
         for leftover in self.tmp.iterdir():
             remove_tree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
             removed["temporary"] += 1
         remove_tree(self.root / "objects" / "cache")
         (self.root / "objects" / "cache").mkdir()
+        for lfs_object in (self.root / "objects" / "lfs").glob("*/*/*"):
+            if lfs_object.stat().st_nlink == 1:  # no repository holds a link to it any more
+                lfs_object.unlink()
+                removed["lfs objects"] += 1
         for repo_type in REPO_TYPES:
             for git_dir in (self.root / "repos" / f"{repo_type}s").glob("*/*.git"):
                 if not (git_dir / META_FILE).is_file():
