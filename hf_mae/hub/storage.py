@@ -579,18 +579,17 @@ class HubStorage:
             if expected and expected != parent:
                 raise HubError(412, f"A commit has happened since {expected}: {revision} is now at {parent}. "
                                     "Pull the latest changes and try again.")
-            if create_pr:
-                target_ref = f"refs/pr/{max((int(n) for n in refs['pulls']), default=0) + 1}"
+            if create_pr:  # (kind, name) of the ref the commit moves
+                moved = ("pulls", str(max((int(n) for n in refs["pulls"]), default=0) + 1))
             elif revision.startswith("refs/pr/"):
-                if revision[len("refs/pr/"):] not in refs["pulls"]:
+                moved = ("pulls", revision[len("refs/pr/"):])
+                if moved[1] not in refs["pulls"]:
                     raise revision_not_found(repo_id, revision)
-                target_ref = revision
             else:
-                branch = revision[len("refs/heads/"):] if revision.startswith("refs/heads/") else revision
-                if branch not in refs["heads"]:
+                moved = ("heads", revision.removeprefix("refs/heads/"))
+                if moved[1] not in refs["heads"]:
                     raise HubError(400, f"Can only commit to a branch or a pull request, and {revision!r} is not a "
                                         f"branch of {repo_id}.")
-                target_ref = f"refs/heads/{branch}"
             files = self.commit(repo_type, repo_id, parent).files
             lfs_patterns = lfs_patterns_of(self._text(repo, files.get(".gitattributes")))
             new_blobs: dict[str, Path] = {}
@@ -656,13 +655,12 @@ class HubStorage:
             tree = commit_tree(repo.object_store, [(p.encode("utf-8", "surrogateescape"), e.oid.encode(), 0o100644)
                                                    for p, e in files.items()])
             oid = self._git_commit(repo, tree, [parent.encode()], title, str(header.get("description") or ""), author)
-            old = refs["pulls" if target_ref.startswith("refs/pr/") else "heads"].get(target_ref.rsplit("/", 1)[-1]
-                                                                                      if target_ref.startswith("refs/pr/")
-                                                                                      else target_ref[len("refs/heads/"):])
-            if not repo.refs.set_if_equals(target_ref.encode(), old.encode() if old else None, oid):
-                raise HubError(409, f"{target_ref} moved during the commit; try again.")  # the one visible step
-        pr_number = int(target_ref[len("refs/pr/"):]) if create_pr else None
-        return oid.decode(), pr_number
+            kind, name = moved
+            old = refs[kind].get(name)
+            ref = _REF_KINDS[kind] + b"/" + name.encode()
+            if not repo.refs.set_if_equals(ref, old.encode() if old else None, oid):  # the one visible step
+                raise HubError(409, f"{ref.decode()} moved during the commit; try again.")
+        return oid.decode(), int(name) if create_pr else None
 
     def _text(self, repo: Repo, entry: FileEntry | None) -> str:
         if entry is None or entry.lfs_sha256 or entry.size > 1 << 20:
