@@ -58,11 +58,8 @@ def test_git_clone_with_git_lfs_gets_every_file_and_the_same_commit(hub, tmp_pat
 
 
 def test_private_repositories_need_credentials_to_clone(hub, tmp_path):
-    assert hub.create("lab/hidden", private=True) == 200
     weights = os.urandom(50_000)
-    oid = hub.upload_lfs("lab/hidden", weights)
-    assert hub.commit("lab/hidden", [{"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid,
-                                                                   "size": len(weights)}}])[0] == 200
+    hub.lfs_repo("lab/hidden", weights, private=True)
     anonymous = _git("clone", f"http://127.0.0.1:{hub.port}/lab/hidden", str(tmp_path / "a"), home=tmp_path)
     assert anonymous.returncode != 0 and not (tmp_path / "a" / "w.bin").exists()
     outsider = _git("clone", f"http://bob:{hub.tokens['bob']}@127.0.0.1:{hub.port}/lab/hidden", str(tmp_path / "b"),

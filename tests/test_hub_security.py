@@ -136,6 +136,15 @@ class Hub:
             assert status == 200, data
         return oid
 
+    def lfs_repo(self, repo_id: str, content: bytes, *, private: bool = False, path: str = "w.bin") -> str:
+        """A new repository of alice's holding ``content`` as an LFS file; returns its sha256."""
+        assert self.create(repo_id, private=private) == 200
+        oid = self.upload_lfs(repo_id, content)
+        status, answer = self.commit(repo_id, [{"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid,
+                                                                             "size": len(content)}}])
+        assert status == 200, answer
+        return oid
+
     def head(self, repo_id: str, user: str = "alice") -> str:
         status, _, data = self.call("GET", f"/api/models/{repo_id}", user=user)
         assert status == 200, data
@@ -174,10 +183,7 @@ def _status(raw: bytes) -> int:
 
 # -- traversal and identifiers -----------------------------------------------------------------------------
 def test_traversal_in_every_url_field_is_refused(hub, watched):
-    assert hub.create("lab/trav") == 200
-    oid = hub.upload_lfs("lab/trav", os.urandom(3000))
-    assert hub.commit("lab/trav", [{"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid,
-                                                                 "size": 3000}}])[0] == 200
+    hub.lfs_repo("lab/trav", os.urandom(3000))
     etc = quote("/etc/passwd", safe="")
     canary = quote(str(hub.canary), safe="")
     up = quote("../../../../../../etc/passwd", safe="")
@@ -341,11 +347,8 @@ def test_private_repositories_are_invisible_to_non_members_on_every_route(hub, w
 
 
 def test_lfs_objects_are_reachable_only_through_a_repository_that_holds_them(hub, watched):
-    assert hub.create("lab/holder", private=True) == 200
     content = os.urandom(4000)
-    oid = hub.upload_lfs("lab/holder", content)
-    assert hub.commit("lab/holder", [{"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid,
-                                                                   "size": len(content)}}])[0] == 200
+    oid = hub.lfs_repo("lab/holder", content, private=True)
     assert hub.create("bob/thief", user="bob") == 200
     assert hub.call("GET", f"/bob/thief.git/info/lfs/objects/{oid}", user="bob")[0] == 404
     status, _, data = hub.call("POST", "/bob/thief.git/info/lfs/objects/batch",
