@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import re
 import secrets
@@ -37,10 +38,11 @@ _INSIDE = re.compile(rb'["\\\n]')
 
 @dataclass
 class SpooledContent:
-    """A long base64 string, decoded into ``path`` (``size`` bytes)."""
+    """A long base64 string, decoded into ``path`` (``size`` bytes whose sha256 is ``sha256``)."""
 
     path: Path
     size: int
+    sha256: str
 
 
 class _Base64Spool:
@@ -48,6 +50,7 @@ class _Base64Spool:
 
     def __init__(self, path: Path, max_bytes: int):
         self.path, self.max_bytes, self.size, self.pending = path, max_bytes, 0, b""
+        self.digest = hashlib.sha256()
         self.handle = open(path, "wb")
 
     def write(self, text: bytes) -> None:
@@ -66,12 +69,13 @@ class _Base64Spool:
         if self.size > self.max_bytes:
             raise HubError(413, f"Commit: a file is over this server's limit of {self.max_bytes} bytes.")
         self.handle.write(decoded)
+        self.digest.update(decoded)
 
     def close(self) -> SpooledContent:
         if self.pending:
             raise HubError(400, "Commit: a file's base64 content has a length that is not a multiple of 4.")
         self.handle.close()
-        return SpooledContent(self.path, self.size)
+        return SpooledContent(self.path, self.size, self.digest.hexdigest())
 
     def discard(self) -> None:
         self.handle.close()

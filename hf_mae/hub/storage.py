@@ -85,14 +85,6 @@ def _hub_date(timestamp: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while data := handle.read(1 << 20):
-            digest.update(data)
-    return digest.hexdigest()
-
-
 def _wants_lfs(path: str, item: StagedFile, patterns: list[str]) -> bool:
     """What git-lfs (and the Hub) would store as LFS: large, binary, or matched by .gitattributes."""
     if item.size >= LFS_SIZE_THRESHOLD or any(matches(path, p) for p in patterns):
@@ -198,11 +190,24 @@ def tree_oid(files: dict[str, FileEntry], prefix: str = "") -> str:
 @dataclass
 class StagedFile:
     """The content of an inline (``file``) commit operation, already on disk in ``tmp/``: moved into the
-    store only when the commit is accepted, deleted otherwise."""
+    store only when the commit is accepted, deleted otherwise. ``sha256`` was computed as it was written;
+    the git blob ``oid`` is computed when first asked for (an LFS file never needs it)."""
 
     temp: Path
-    oid: str
     size: int
+    sha256: str
+    _oid: str | None = None
+
+    @property
+    def oid(self) -> str:
+        """The git blob oid: ``sha1("blob <size>\\0" + content)``, a second pass over the file."""
+        if self._oid is None:
+            digest = hashlib.sha1(b"blob %d\x00" % self.size)
+            with open(self.temp, "rb") as handle:
+                while data := handle.read(1 << 20):
+                    digest.update(data)
+            self._oid = digest.hexdigest()
+        return self._oid
 
 
 class HubStorage:
@@ -603,7 +608,7 @@ class HubStorage:
                         raise HubError(400, f"File {target!r}: content missing.")
                     item = staged[index]
                     if _wants_lfs(target, item, lfs_patterns):
-                        sha256 = _sha256_of(item.temp)
+                        sha256 = item.sha256
                         pointer = lfs_pointer(sha256, item.size)
                         files[target] = FileEntry(git_blob_oid(pointer), item.size, sha256, len(pointer))
                         new_lfs.append((item, sha256))
@@ -741,22 +746,18 @@ def remove_tree(folder: Path) -> None:
 
 
 def stage_file(store: HubStorage, chunks: Iterable[bytes]) -> StagedFile:
-    """Write a file's content to ``tmp/`` and compute its git blob oid (a second pass: git hashes the size
-    first, and the size is only known at the end)."""
-    temp, size = store.temp_path(), 0
+    """Write a file's content to ``tmp/``, its sha256 computed on the way."""
+    temp, size, digest = store.temp_path(), 0, hashlib.sha256()
     try:
         with open(temp, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
+                digest.update(chunk)
                 size += len(chunk)
-        digest = hashlib.sha1(b"blob %d\x00" % size)
-        with open(temp, "rb") as handle:
-            while data := handle.read(1 << 20):
-                digest.update(data)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    return StagedFile(temp, digest.hexdigest(), size)
+    return StagedFile(temp, size, digest.hexdigest())
 
 
 def decode_base64_file(value: dict[str, Any]) -> bytes:

@@ -191,10 +191,7 @@ class UploadRoutes:
         if isinstance(content, SpooledContent):
             if value.get("encoding", "base64") != "base64":
                 raise validate.bad_request("encoding", value.get("encoding"), "'base64'")
-            with open(content.path, "rb") as handle:
-                staged = stage_file(self.store, iter(lambda: handle.read(1 << 20), b""))
-            content.path.unlink(missing_ok=True)
-            return staged
+            return StagedFile(content.path, content.size, content.sha256)  # already in tmp/: no copy
         if not isinstance(content, str):
             raise validate.bad_request("content of a file operation", content, "base64 text")
         return stage_file(self.store, [decode_base64_file(value)])
