@@ -127,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    auth = Auth(HubStorage(args.root).root)
+    auth = Auth(args.root)  # not HubStorage: its start-up clean-up must not run beside a live server
     if args.token_command == "create":
         token = auth.create_token(args.user, args.role)
         print(token)
