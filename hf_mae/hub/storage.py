@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from dulwich.errors import NotGitRepository
 from dulwich.gc import prune_unreachable_objects
@@ -768,13 +768,3 @@ def decode_base64_file(value: dict[str, Any]) -> bytes:
         return base64.b64decode(value.get("content", ""), validate=True)
     except ValueError as err:
         raise HubError(400, f"File {value.get('path')!r}: invalid base64 content ({err}).") from None
-
-
-def read_in_chunks(stream: BinaryIO, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
-    remaining = size
-    while remaining > 0:
-        data = stream.read(min(chunk, remaining))
-        if not data:
-            return
-        remaining -= len(data)
-        yield data
