@@ -51,7 +51,8 @@ class ProteinDataArguments:
     eval_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of proteins"})
     plm_checkpoint: str | None = field(default=None, metadata={
         "aliases": ["--esm_checkpoint"],
-        "help": "protein language model (folder or Hub id, with its tokenizer): ESM C, ESM2, ProtBert, ProtT5 ..."})
+        "help": "protein language model (folder or Hub id, with its tokenizer): ESM C, ESM2, ProtBert, ProtT5 ...; "
+                "--esm_checkpoint is the same flag"})
     plm_input_format: str = field(default="auto", metadata={
         "help": "residues for the PLM's tokenizer: plain (MKT), spaced (M K T) or auto (detected)"})
     allow_pickle: bool = field(default=False, metadata={
