@@ -5,12 +5,14 @@ ships), embed every sequence per residue with an ESM C / ESM2 model, store the e
 ``datasets.Dataset``, pretrain with ``Trainer``, save, reload with ``AutoModel`` and compare outputs.
 
 No protein-language-model weights can be downloaded here, so by default the embedder is a small randomly
-initialised ESM C with hidden size 960 (the seed's input dimension, as ESM C 300M): the code path is the real one,
-the embeddings carry no learned biology. Give a local checkpoint with ``--esm_checkpoint /path/to/esmc-300m``.
-The model is a small configuration by default (``--embed_dim`` etc. set the seed's full sizes).
+initialised ESM C with hidden size 960 (the reference design's input dimension, as ESM C 300M): the code path is the
+real one, the embeddings carry no learned biology. Give a protein language model with ``--plm_checkpoint`` (a folder
+or Hub id of ESM C, ESM2, ProtBert, ProtT5, ...; ``--esm_checkpoint`` is the same flag), or embeddings computed
+elsewhere with ``--embeddings_dir`` (a saved Dataset or one ``<id>.npy`` per protein, any width).
+The model is a small configuration by default (``--embed_dim`` etc. set the reference design's full sizes).
 
     hf-mae pretrain protein-mae-v5 --output_dir runs/protein-v5 --max_steps 100
-    hf-mae pretrain protein-mae-v2 --esm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
+    hf-mae pretrain protein-mae-v2 --plm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
 """
 
 from __future__ import annotations
@@ -18,19 +20,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModel, Trainer
+from transformers import AutoModel
 
-from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
+from ..data.protein import (
+    DataCollatorForProteinEmbeddings,
+    has_residue_embeddings,
+    load_pyhmmer_proteins,
+    load_residue_embeddings,
+    read_fasta,
+)
 from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
 from ..models.masking import masked_reconstruction_loss
-from ..models.modeling_protein_mae import pool_patches
+from ..models.pooling import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import check_reload, config_arguments, parse_args, print_held_out, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +49,25 @@ class ProteinDataArguments:
     fasta: str | None = field(default=None, metadata={"help": "FASTA file (default: pyhmmer's bacterial proteome)"})
     max_proteins: int = field(default=512, metadata={"help": "first N proteins of the file; 0 = all"})
     eval_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of proteins"})
-    esm_checkpoint: str | None = field(default=None, metadata={"help": "local ESM C / ESM2 folder (model + tokenizer)"})
+    plm_checkpoint: str | None = field(default=None, metadata={
+        "aliases": ["--esm_checkpoint"],
+        "help": "protein language model (folder or Hub id, with its tokenizer): ESM C, ESM2, ProtBert, ProtT5 ...; "
+                "--esm_checkpoint is the same flag"})
+    plm_input_format: str = field(default="auto", metadata={
+        "help": "residues for the PLM's tokenizer: plain (MKT), spaced (M K T) or auto (detected)"})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "load pickled weights (pytorch_model.bin) of checkpoints you trust; safetensors otherwise"})
     esm_kind: str = field(default="esmc", metadata={"help": "random embedder when no checkpoint: esmc or esm2"})
     esm_hidden_size: int = field(default=960, metadata={"help": "random embedder width (= the MAE's input_dim)"})
     esm_num_layers: int = 1
     esm_num_heads: int = 15
     too_long: str = field(default="truncate", metadata={"help": "longer than max_length: truncate or error"})
     max_tokens_per_batch: int = 16384
-    embeddings_dir: str | None = field(default=None, metadata={"help": "load embeddings from / save them to here"})
+    embeddings_dir: str | None = field(default=None, metadata={
+        "help": "load embeddings from here (a saved Dataset or <id>.npy files of any width), else save them here"})
 
 
-# The jobs train small models on CPU by default; the seed's sizes are given in each doc.
+# The jobs train small models on CPU by default; the reference design's sizes are given in each doc.
 ProteinV2ModelArguments = config_arguments(
     ProteinMAEV2Config,
     ["max_length", "embed_dim", "num_layers", "nhead", "dim_feedforward", "dropout", "decoder_hidden_dim",
@@ -74,9 +89,9 @@ ProteinV5ModelArguments = config_arguments(
 
 JOBS = {
     "protein-mae-v2": (ProteinV2ModelArguments, ProteinMAEV2Config, ProteinMAEV2ForPreTraining,
-                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the seed's V2 learning rate
-    # The seed's V5 values are lr 1e-4 / wd 0.05 for the full model over 100 epochs; the small 100-step job needs
-    # 1e-3 (measured: held-out loss 3.3x the mean baseline at 1e-4, on par with it at 1e-3).
+                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the reference design's V2 learning rate
+    # The reference V5 values (lr 1e-4, wd 0.05) are for the full model over 100 epochs; the small 100-step job
+    # does not learn in time with them.
     "protein-mae-v5": (ProteinV5ModelArguments, ProteinMAEV5Config, ProteinMAEV5ForPreTraining,
                        {"learning_rate": 1e-3, "weight_decay": 0.05}),
 }
@@ -89,9 +104,9 @@ JOB_DEFAULTS = {"per_device_train_batch_size": 16, "per_device_eval_batch_size":
 
 def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets.Dataset:
     """FASTA -> per-residue embeddings as a Dataset (id, sequence, length, residue_embeddings)."""
-    if data_args.embeddings_dir and (Path(data_args.embeddings_dir) / "dataset_info.json").is_file():
+    if data_args.embeddings_dir and has_residue_embeddings(data_args.embeddings_dir):
         logger.info("loading embeddings from %s", data_args.embeddings_dir)
-        dataset = datasets.load_from_disk(data_args.embeddings_dir).with_format("numpy")
+        dataset = load_residue_embeddings(data_args.embeddings_dir)
         longest = int(max(dataset["length"]))
         if longest > max_length:
             raise ValueError(f"`embeddings_dir`={data_args.embeddings_dir!r} holds proteins of up to {longest} residues, "
@@ -105,8 +120,9 @@ def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets
             ids, sequences = ids[: data_args.max_proteins], sequences[: data_args.max_proteins]
     kwargs = dict(max_length=max_length, too_long=data_args.too_long,
                   max_tokens_per_batch=data_args.max_tokens_per_batch)
-    if data_args.esm_checkpoint:
-        embedder = ProteinEmbedder.from_pretrained(data_args.esm_checkpoint, **kwargs)
+    if data_args.plm_checkpoint:
+        embedder = ProteinEmbedder.from_pretrained(data_args.plm_checkpoint, input_format=data_args.plm_input_format,
+                                                   use_safetensors=False if data_args.allow_pickle else None, **kwargs)
     else:
         embedder = ProteinEmbedder.tiny_random(data_args.esm_kind, hidden_size=data_args.esm_hidden_size,
                                                num_layers=data_args.esm_num_layers,
@@ -175,9 +191,7 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
     # model: its input width is the embedder's
     config = config_class(input_dim=input_dim, **asdict(model_args))
     model = model_class(config)
-    trainer = Trainer(model=model, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
-                      data_collator=collator, callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, split["train"], split["test"], collator)
     if not trainer.is_world_process_zero():
         return 0
 
@@ -185,22 +199,20 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
                                             training_args.seed)
     print(f"\n{job}: {len(split['train'])} training / {len(split['test'])} held-out proteins, "
           f"input_dim {input_dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    print(f"  held-out masked loss  model {model_loss:.4f}   mean-training-embedding baseline {mean_loss:.4f}   "
-          f"(model / baseline = {model_loss / mean_loss:.3f})")
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)   {metrics['eval_loss']:.4f}")
+    print_held_out("held-out masked loss:", ("model", model_loss), ("mean-training-embedding baseline", mean_loss),
+                   metrics)
 
-    # reload the encoder with AutoModel, as a user would, and compare its features
-    out_dir = training_args.output_dir
-    reloaded = AutoModel.from_pretrained(out_dir).eval()
+    # the encoder's features: V2's per-protein vector, V5's token set
     batch = next(_batches(split["test"].select(range(min(4, len(split["test"])))), collator))
+    if isinstance(model, ProteinMAEV2ForPreTraining):
+        def features(encoder):
+            return encoder.encode(**batch).compressed
+    else:
+        def features(encoder):
+            return encoder(**batch).last_hidden_state
     with torch.no_grad():
-        if isinstance(model, ProteinMAEV2ForPreTraining):
-            new, old = reloaded.encode(**batch).compressed, model.mae.eval().encode(**batch).compressed
-        else:
-            new, old = reloaded(**batch).last_hidden_state, model.mae.eval()(**batch).last_hidden_state
-    print(f"saved to {out_dir}; AutoModel.from_pretrained -> {type(reloaded).__name__}, output {tuple(new.shape)}, "
-          f"max |difference| = {(new - old).abs().max().item():.1e}")
+        reference = features(model.mae.eval())
+    check_reload(training_args.output_dir, AutoModel, features, reference)
     return 0
 
 
