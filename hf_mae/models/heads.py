@@ -48,8 +48,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
-import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -57,6 +57,8 @@ import torch
 from torch import nn
 from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .pooling import masked_mean
 
 __all__ = [
     "POOLINGS", "PROBLEM_TYPES", "HEAD_CONFIG_DEFAULTS", "HeadOptions", "head_options", "pool",
@@ -110,7 +112,7 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
 
     ``attention_mask`` (B, T), 1/True = valid, is only read by ``"mean"``; without it every position counts.
     A row without any valid position is refused (its mean is undefined) on CPU; on an accelerator the check is
-    skipped (it would cost a host-device synchronisation every step) and such a row gives NaN.
+    skipped (it would cost a host-device synchronisation every step) and such a row pools to zeros.
 
     Example:
         >>> h = torch.tensor([[[1.0], [3.0], [100.0]]])
@@ -128,11 +130,10 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
     if attention_mask.shape != hidden_states.shape[:2]:
         raise ValueError(f"`attention_mask` must be (batch, tokens) = {tuple(hidden_states.shape[:2])}, "
                          f"got {tuple(attention_mask.shape)}.")
-    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)            # (B, T, 1)
-    counts = weights.sum(dim=1)                                                 # (B, 1)
-    if hidden_states.device.type == "cpu" and not torch.compiler.is_compiling() and bool((counts == 0).any()):
+    valid = attention_mask.bool()
+    if hidden_states.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(valid.any(dim=1).all()):
         raise ValueError("`attention_mask` has a row with no valid position: mean pooling is undefined there.")
-    return (hidden_states * weights).sum(dim=1) / counts
+    return masked_mean(hidden_states, valid)
 
 
 class SequenceClassificationHead(nn.Module):
@@ -244,7 +245,7 @@ def freeze_encoder(model: nn.Module, head_prefixes: Iterable[str] = ("classifier
             continue
         names = [f"{child_name}.{n}" for n, _ in child.named_parameters()]
         child.requires_grad_(False)
-        child.train = types.MethodType(_stay_in_eval, child)
+        child.train = functools.partial(_stay_in_eval, child)
         child.train()
         frozen += names
     for name, parameter in model.named_parameters(recurse=False):  # parameters held by the model itself
