@@ -27,6 +27,7 @@ _MODELS = ".models"
 _PUBLIC: dict[str, str] = {
     **dict.fromkeys([
         "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
+        "ChemoMAEForSequenceClassification", "WaveMAEForSequenceClassification",
         "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
         "ProteinMAEV2Config", "ProteinMAEV2Model", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "ProteinMAEV5Model", "MAEEncoder",
         "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",

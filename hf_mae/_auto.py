@@ -49,8 +49,10 @@ def _registry() -> list[tuple[type, dict[type, type], type | None]]:
     from .processing.spectra import SpectraProcessor
 
     return [
-        (m.ChemoMAEConfig, {AutoModel: m.ChemoMAE, AutoModelForPreTraining: m.ChemoMAEForPreTraining}, SpectraProcessor),
-        (m.WaveMAEConfig, {AutoModel: m.WaveMAE, AutoModelForPreTraining: m.WaveMAEForPreTraining}, SpectraProcessor),
+        (m.ChemoMAEConfig, {AutoModel: m.ChemoMAE, AutoModelForPreTraining: m.ChemoMAEForPreTraining,
+                            AutoModelForSequenceClassification: m.ChemoMAEForSequenceClassification}, SpectraProcessor),
+        (m.WaveMAEConfig, {AutoModel: m.WaveMAE, AutoModelForPreTraining: m.WaveMAEForPreTraining,
+                           AutoModelForSequenceClassification: m.WaveMAEForSequenceClassification}, SpectraProcessor),
         (m.ProteinMAEV2Config, {AutoModel: m.ProteinMAEV2Model, AutoModelForPreTraining: m.ProteinMAEV2ForPreTraining},
          None),
         (m.ProteinMAEV5Config, {AutoModel: m.ProteinMAEV5Model, AutoModelForPreTraining: m.ProteinMAEV5ForPreTraining},

@@ -36,6 +36,7 @@ from .modeling_spectral_mae import (
     ChemoEncoder,
     ChemoMAE,
     ChemoMAEForPreTraining,
+    ChemoMAEForSequenceClassification,
     SpectralEncoder,
     SpectralMAEForPreTrainingOutput,
     SpectralMAEOutput,
@@ -43,6 +44,7 @@ from .modeling_spectral_mae import (
     WaveEncoder,
     WaveMAE,
     WaveMAEForPreTraining,
+    WaveMAEForSequenceClassification,
     masked_reconstruction_loss,
 )
 from .modeling_spectral_gpt import (
@@ -55,6 +57,7 @@ from .modeling_spectral_gpt import (
 __all__ = [
     "ChemoMAEConfig", "WaveMAEConfig", "SpectralMAEConfig", "make_block_mask",
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining",
+    "ChemoMAEForSequenceClassification", "WaveMAEForSequenceClassification",
     "ChemoEncoder", "WaveEncoder", "SpectralEncoder", "ChemoDecoderMLP", "WaveDecoderMLP",
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
     "ProteinMAEV2Config", "ProteinMAEV5Config", "ProteinInteractionConfig", "ProteinMAEV2Model", "TransformerMAE",

@@ -27,6 +27,9 @@ class SpectralMAEConfig(PreTrainedConfig):
         loss_type: ``"mse"`` (mean over masked points), ``"sse"`` (sum over masked points, mean over
             samples, as in the reference packages' training loop) or ``"huber"`` with ``huber_delta``.
         eval_mask_seed: seed of the masks the pretraining models draw in eval mode.
+        classifier_pooling, classifier_dropout, freeze_encoder, layerwise_lr_decay: the task head's choices
+            (``...ForSequenceClassification``; defaults ``hf_mae.models.heads.HEAD_CONFIG_DEFAULTS``):
+            ``"cls"`` feeds the head the latent ``z``, ``"mean"`` the mean of the block tokens' hidden states.
 
     ``hidden_size``, ``num_attention_heads``, ``num_hidden_layers`` and ``intermediate_size`` name ``d_model``,
     ``nhead``, ``num_layers`` and ``dim_feedforward`` too (read, write, keyword arguments).
@@ -51,6 +54,10 @@ class SpectralMAEConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
     eval_mask_seed: int = 0
+    classifier_pooling: str = "cls"
+    classifier_dropout: float | int = 0.0
+    freeze_encoder: bool = False
+    layerwise_lr_decay: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -63,7 +63,7 @@ from .pooling import masked_mean
 __all__ = [
     "POOLINGS", "PROBLEM_TYPES", "HEAD_CONFIG_DEFAULTS", "HeadOptions", "head_options", "pool",
     "SequenceClassificationHead", "sequence_classification_loss", "classification_output", "freeze_encoder",
-    "layer_index", "layerwise_lr_groups", "layerwise_lr_optimizer",
+    "layer_index", "layerwise_lr_groups", "layerwise_lr_optimizer", "SequenceClassifierMixin",
 ]
 
 POOLINGS = ("cls", "mean")
@@ -328,3 +328,52 @@ def layerwise_lr_optimizer(model: nn.Module, lr: float, decay: float, *, weight_
     groups = layerwise_lr_groups(model, lr, decay, weight_decay=weight_decay, head_prefixes=head_prefixes,
                                  top_prefixes=top_prefixes, layer_of=layer_of)
     return optimizer_cls, {"params": groups, "lr": lr, **optimizer_kwargs}
+
+
+class SequenceClassifierMixin:
+    """What every ``...ForSequenceClassification`` of hf_mae adds to its ``PreTrainedModel``.
+
+    - ``build_head(hidden_size)`` makes ``self.classifier`` (a ``SequenceClassificationHead`` with the config's
+      ``classifier_pooling``/``classifier_dropout``); the head's parameters are ``classifier.*``, the only
+      weights ``from_pretrained`` of a pretraining checkpoint initialises (and reports as newly initialised);
+    - ``post_init`` also freezes the encoder when ``config.freeze_encoder`` is True (linear probe), and so does
+      ``from_pretrained`` after loading (loading replaces the parameters, and their ``requires_grad`` with them);
+    - ``layerwise_lr_optimizer(lr)`` is the config-driven layer-wise learning-rate decay: it reads
+      ``config.layerwise_lr_decay`` and gives ``Trainer(optimizer_cls_and_kwargs=...)`` its argument
+      (``layerwise_lr_optimizer`` of this module, with the model's head and top-of-encoder prefixes);
+    - ``accepts_loss_kwargs = False``: the loss is a per-batch mean (see the module docstring).
+
+    Class attribute ``lr_top_prefixes``: parameters after the last encoder layer (final norm, projection),
+    which get the head's rate.
+    """
+
+    accepts_loss_kwargs = False
+    head_prefixes: tuple[str, ...] = ("classifier",)
+    lr_top_prefixes: tuple[str, ...] = ()
+
+    def build_head(self, hidden_size: int) -> None:
+        """``self.classifier``: pooling, dropout and a linear layer to ``config.num_labels`` logits."""
+        options = head_options(self.config)
+        self.classifier = SequenceClassificationHead(hidden_size, self.config.num_labels, options.pooling,
+                                                     options.dropout)
+
+    def post_init(self) -> None:
+        super().post_init()
+        if head_options(self.config).freeze_encoder:
+            freeze_encoder(self, self.head_prefixes)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded   # (model, loading_info) with output_loading_info
+        if head_options(model.config).freeze_encoder:
+            freeze_encoder(model, model.head_prefixes)
+        return loaded
+
+    def layerwise_lr_optimizer(self, lr: float, *, weight_decay: float = 0.0,
+                               **optimizer_kwargs) -> tuple[type[torch.optim.Optimizer], dict]:
+        """``(optimizer_cls, kwargs)`` for ``Trainer(optimizer_cls_and_kwargs=...)`` with the decay of
+        ``config.layerwise_lr_decay`` (1.0: every parameter at ``lr``). Frozen parameters are left out."""
+        return layerwise_lr_optimizer(self, lr, head_options(self.config).layerwise_lr_decay,
+                                      weight_decay=weight_decay, head_prefixes=self.head_prefixes,
+                                      top_prefixes=self.lr_top_prefixes, **optimizer_kwargs)

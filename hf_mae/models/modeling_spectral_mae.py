@@ -28,6 +28,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
+from .heads import SequenceClassifierMixin, classification_output
 from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
 from .masking import (draw_noise, eval_mask_generator, gather_tokens, make_block_mask, masked_reconstruction_loss,
                       split_by_noise, visible_block_ids)
@@ -38,6 +39,7 @@ __all__ = [
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining", "ChemoEncoder", "WaveEncoder",
     "ChemoDecoderMLP", "WaveDecoderMLP", "SpectralEncoder", "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput",
     "SpectralMAEPreTrainedModel", "make_block_mask", "masked_reconstruction_loss",
+    "ChemoMAEForSequenceClassification", "WaveMAEForSequenceClassification",
 ]
 
 
@@ -100,6 +102,18 @@ class SpectralEncoder(nn.Module):
             attention_mask = padding_to_attention_mask(torch.cat([cls_pad, key_padding], dim=1), hidden.dtype)
         cls = self.transformer(hidden, attention_mask, n_outputs=1)[:, 0]           # (B, D): only CLS is read
         return F.normalize(self.to_latent(cls), dim=-1)                              # (B, latent_dim)
+
+    def token_states(self, x: torch.Tensor) -> torch.Tensor:
+        """Every token's final hidden state, all blocks visible: (B, L) -> (B, 1 + n_blocks, D), [CLS] first.
+
+        ``forward`` computes only the [CLS] row in the last layer; mean pooling needs every row, so this runs
+        the full last layer.
+        """
+        batch = x.shape[0]
+        tokens = self.patch_embed(x.view(batch, self.n_blocks, self.block_size))     # (B, N, D)
+        tokens = tokens + self.position_embeddings(tokens.dtype, tokens.device)
+        hidden = torch.cat([self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)  # (B, 1+N, D)
+        return self.transformer(hidden)
 
 
 class ChemoEncoder(SpectralEncoder):
@@ -335,3 +349,68 @@ class WaveMAEForPreTraining(_SpectralMAEForPreTraining):
 
     config_class = WaveMAEConfig
     mae_class = WaveMAE
+
+
+class _SpectralMAEForSequenceClassification(SequenceClassifierMixin, SpectralMAEPreTrainedModel):
+    """The MAE's encoder (all blocks visible, no masking, no decoder) and a regression/classification head.
+
+    Features the head reads (``config.classifier_pooling``):
+
+    - ``"cls"`` (default): the latent ``z`` (B, latent_dim), the projected, L2-normalised [CLS] state: the
+      representation the MAE is trained to make (what ``get_features`` returns, what probes and clustering
+      use), so a frozen-encoder probe (``freeze_encoder=True``) is the classic probe on ``z``. The head reads
+      ``z * sqrt(latent_dim)``: entries of a unit vector are ~1/sqrt(latent_dim), and at that scale a linear
+      head initialised and stepped as usual would need many steps to reach useful weights;
+    - ``"mean"``: the mean over the spectrum's block tokens of their final hidden states (B, d_model); the last
+      layer then computes every row (``SpectralEncoder.token_states``), not only [CLS].
+
+    Weights: ``mae.encoder.*`` as in ``...ForPreTraining`` (``base_model_prefix = "mae"``), so
+    ``from_pretrained`` of a pretraining run, or of a base ``ChemoMAE``/``WaveMAE`` (prefix added), loads the
+    encoder and initialises only ``classifier.*``; the decoder's weights are not used.
+    """
+
+    lr_top_prefixes = ("mae.encoder.transformer.norm", "mae.encoder.to_latent")
+    _keys_to_ignore_on_load_unexpected = [r"decoder\."]   # the pretraining decoder has no use here
+    encoder_class: type[SpectralEncoder]
+
+    def __init__(self, config: SpectralMAEConfig | None = None, **kwargs):
+        config = config_from_arguments(self.config_class, config, kwargs)
+        super().__init__(config)
+        self.mae = nn.ModuleDict({"encoder": self.encoder_class(config)})   # keys line up with ForPreTraining
+        self.build_head(config.latent_dim if config.classifier_pooling == "cls" else config.d_model)
+        self.post_init()
+
+    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None):
+        """input_values (B, L) -> ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``,
+        the mean ``loss`` of ``config.problem_type`` (transformers' semantics, see ``hf_mae.models.heads``)."""
+        check_tensor("input_values", input_values, ndim=2, shape=(None, self.config.seq_len))
+        encoder = self.mae["encoder"]
+        if self.classifier.pooling == "cls":
+            features = encoder(input_values)[:, None] * self.config.latent_dim ** 0.5  # (B, 1, latent_dim): z
+        else:
+            features = encoder.token_states(input_values)[:, 1:]                     # (B, N, D): block tokens
+        return classification_output(self.classifier(features), labels, self.config)
+
+
+class ChemoMAEForSequenceClassification(_SpectralMAEForSequenceClassification):
+    """ChemoMAE's encoder with a regression/classification head (see ``_SpectralMAEForSequenceClassification``).
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import ChemoMAEForSequenceClassification
+        >>> model = ChemoMAEForSequenceClassification(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8,
+        ...                                           n_mask=4, num_labels=1)
+        >>> out = model(torch.randn(3, 64), labels=torch.tensor([0.5, 1.0, -1.0]))
+        >>> tuple(out.logits.shape), model.config.problem_type
+        ((3, 1), 'regression')
+    """
+
+    config_class = ChemoMAEConfig
+    encoder_class = ChemoEncoder
+
+
+class WaveMAEForSequenceClassification(_SpectralMAEForSequenceClassification):
+    """WaveMAE's encoder with a regression/classification head (see ``ChemoMAEForSequenceClassification``)."""
+
+    config_class = WaveMAEConfig
+    encoder_class = WaveEncoder

@@ -123,7 +123,8 @@ def config_from_arguments(config_class: type, config=None, kwargs: dict | None =
         if not isinstance(config, config_class):
             raise ValueError(f"`config` must be a {config_class.__name__}, got {type(config).__name__}.")
         return config
-    known = {field.name for field in dataclasses.fields(config_class)} | set(config_class.attribute_map)
+    # num_labels: a keyword every PreTrainedConfig takes (it sets id2label), though not a dataclass field
+    known = {field.name for field in dataclasses.fields(config_class)} | set(config_class.attribute_map) | {"num_labels"}
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise ValueError(f"unknown keyword argument `{unknown[0]}` for {config_class.__name__} (all unknown: "

@@ -1,0 +1,202 @@
+"""The ``...ForSequenceClassification`` heads of every architecture, on tiny configs.
+
+One table (``ARCHITECTURES``) says, per architecture, how to build a tiny pretraining model and its inputs;
+every test runs on each row: shapes, the loss of each ``problem_type`` against a hand computation, encoder
+weights loaded from a pretraining checkpoint (only the head newly initialised), a ``Trainer`` run that lowers
+the loss, gradient accumulation 2 == one batch, the linear probe (``freeze_encoder``) and layer-wise lr decay.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+import hf_mae
+
+SPECTRAL = dict(seq_len=32, d_model=16, nhead=2, num_layers=2, dim_feedforward=32, n_blocks=4, n_mask=2,
+                latent_dim=8, dec_hidden=16, dropout=0.0)
+
+
+def _spectra(n: int, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"input_values": torch.randn(n, SPECTRAL["seq_len"], generator=generator)}
+
+
+@dataclass
+class Architecture:
+    pretraining: Callable[..., torch.nn.Module]   # **head fields -> a pretraining model
+    classifier: type
+    inputs: Callable[[int, int], dict[str, torch.Tensor]]   # (n, seed) -> model inputs without labels
+    encoder_prefix: str   # where the encoder's weights sit in the pretraining model's state dict
+
+
+ARCHITECTURES = {
+    "chemomae": Architecture(lambda **kw: hf_mae.ChemoMAEForPreTraining(**SPECTRAL, **kw),
+                             hf_mae.ChemoMAEForSequenceClassification, _spectra, "mae.encoder."),
+    "wavemae": Architecture(lambda **kw: hf_mae.WaveMAEForPreTraining(**SPECTRAL, **kw),
+                            hf_mae.WaveMAEForSequenceClassification, _spectra, "mae.encoder."),
+}
+NAMES = sorted(ARCHITECTURES)
+
+
+def _classifier(name: str, **fields) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return ARCHITECTURES[name].classifier(ARCHITECTURES[name].pretraining(**fields).config)
+
+
+def _head_keys(model: torch.nn.Module) -> set[str]:
+    return {k for k in model.state_dict() if k.startswith("classifier.")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_shapes_and_output_type(name, pooling):
+    model = _classifier(name, num_labels=3, classifier_pooling=pooling).eval()
+    out = model(**ARCHITECTURES[name].inputs(4, 0))
+    assert type(out).__name__ == "SequenceClassifierOutput"
+    assert tuple(out.logits.shape) == (4, 3) and out.loss is None
+    assert model.accepts_loss_kwargs is False
+    assert AutoModelForSequenceClassification.from_config(model.config).__class__ is type(model)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cls_and_mean_pooling_read_different_features(name):
+    cls = _classifier(name, num_labels=1, classifier_pooling="cls").eval()
+    mean = _classifier(name, num_labels=1, classifier_pooling="mean").eval()
+    inputs = ARCHITECTURES[name].inputs(2, 0)
+    features = {}
+    for key, model in (("cls", cls), ("mean", mean)):
+        model.classifier.classifier.register_forward_hook(lambda m, args, out, key=key: features.update({key: args[0]}))
+        model(**inputs)
+    assert not torch.allclose(features["cls"][:, :4], features["mean"][:, :4])
+
+
+def _logits_and_loss(model, inputs, labels):
+    out = model(**inputs, labels=labels)
+    return out.logits.detach(), out.loss.detach()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_matches_hand_computation_for_each_problem_type(name):
+    inputs = ARCHITECTURES[name].inputs(4, 1)
+    # regression, one target, problem_type inferred
+    model = _classifier(name, num_labels=1).eval()
+    y = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    logits, loss = _logits_and_loss(model, inputs, y)
+    assert model.config.problem_type == "regression"
+    assert float(loss) == pytest.approx(float(((logits[:, 0] - y) ** 2).mean()), rel=1e-5)
+    # multi-target regression needs problem_type="regression" explicitly
+    model = _classifier(name, num_labels=2, problem_type="regression").eval()
+    y = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    logits, loss = _logits_and_loss(model, inputs, y)
+    assert float(loss) == pytest.approx(float(((logits - y) ** 2).mean()), rel=1e-5)
+    # single-label classification, inferred from integer labels
+    model = _classifier(name, num_labels=3).eval()
+    y = torch.tensor([0, 2, 1, 2])
+    logits, loss = _logits_and_loss(model, inputs, y)
+    assert model.config.problem_type == "single_label_classification"
+    hand = -(logits.log_softmax(-1)[torch.arange(4), y]).mean()
+    assert float(loss) == pytest.approx(float(hand), rel=1e-5)
+    # multi-label classification, inferred from float labels
+    model = _classifier(name, num_labels=3).eval()
+    y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    logits, loss = _logits_and_loss(model, inputs, y)
+    assert model.config.problem_type == "multi_label_classification"
+    p = torch.sigmoid(logits)
+    hand = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    assert float(loss) == pytest.approx(float(hand), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("from_base", [False, True])
+def test_from_pretrained_loads_the_encoder_and_initialises_only_the_head(name, from_base, tmp_path):
+    torch.manual_seed(0)
+    pretraining = ARCHITECTURES[name].pretraining()
+    prefix = ARCHITECTURES[name].encoder_prefix
+    source = pretraining.base_model if from_base else pretraining
+    source_prefix = prefix[len(pretraining.base_model_prefix) + 1:] if from_base else prefix
+    source.save_pretrained(tmp_path)
+    model, info = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2, output_loading_info=True)
+    assert isinstance(model, ARCHITECTURES[name].classifier)
+    assert set(info["missing_keys"]) == _head_keys(model)
+    assert not info["mismatched_keys"]
+    encoder = {k[len(source_prefix):]: v for k, v in source.state_dict().items() if k.startswith(source_prefix)}
+    loaded = {k[len(prefix):]: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    assert encoder and encoder.keys() == loaded.keys()
+    for key, value in encoder.items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0, msg=key)
+    assert set(model.state_dict()) - _head_keys(model) == {prefix + k for k in encoder}
+
+
+def _dataset(name: str, n: int, num_labels: int):
+    from datasets import Dataset
+
+    inputs = ARCHITECTURES[name].inputs(n, 3)
+    first = next(iter(inputs.values())).float()
+    signal = first.reshape(n, -1)[:, :4].sum(1)
+    labels = (signal / 2).tolist() if num_labels == 1 else (signal > signal.median()).long().tolist()
+    return Dataset.from_dict({**{k: v.tolist() for k, v in inputs.items()}, "labels": labels}).with_format("torch")
+
+
+def _train(name, tmp_path, *, batch=4, accumulation=1, steps=1, num_labels=1, optimizer=None, n=4, lr=0.05,
+           **fields):
+    model = _classifier(name, num_labels=num_labels, **fields)
+    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+                             max_steps=steps, learning_rate=lr, optim="sgd" if optimizer is None else "adamw_torch",
+                             lr_scheduler_type="constant", use_cpu=True, report_to="none", logging_steps=1,
+                             save_strategy="no", seed=0, disable_tqdm=True, dataloader_drop_last=True)
+    trainer = Trainer(model=model, args=args, train_dataset=_dataset(name, n, num_labels),
+                      optimizer_cls_and_kwargs=None if optimizer is None else optimizer(model))
+    before = copy.deepcopy(model.state_dict())
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return model, trainer, before, losses
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("num_labels", [1, 2])
+def test_gradient_accumulation_two_equals_one_batch(name, num_labels, tmp_path):
+    one, t1, _, loss1 = _train(name, tmp_path / "a", batch=4, accumulation=1, num_labels=num_labels)
+    two, t2, _, loss2 = _train(name, tmp_path / "b", batch=2, accumulation=2, num_labels=num_labels)
+    assert not t2.model_accepts_loss_kwargs
+    assert loss1[0] == pytest.approx(loss2[0], rel=1e-4)
+    for (key, p1), (_, p2) in zip(one.named_parameters(), two.named_parameters()):
+        torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trainer_lowers_the_loss_with_layerwise_lr_decay(name, tmp_path):
+    model, trainer, _, losses = _train(name, tmp_path, steps=60, n=8, batch=8, lr=0.02, num_labels=1,
+                                       layerwise_lr_decay=0.5,
+                                       optimizer=lambda m: m.layerwise_lr_optimizer(0.02))
+    assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
+    scales = sorted({g["lr_scale"] for g in trainer.optimizer.param_groups})
+    assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.5 ** model.config.num_hidden_layers * 0.5)
+    assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_freeze_encoder_trains_only_the_head(name, tmp_path):
+    model, _, before, losses = _train(name, tmp_path, steps=3, num_labels=2, freeze_encoder=True)
+    after = model.state_dict()
+    head = _head_keys(model)
+    assert all(torch.equal(before[k], after[k]) for k in after if k not in head)
+    assert any(not torch.equal(before[k], after[k]) for k in head)
+    # loaded through from_pretrained the probe stays frozen (loading replaces the parameters)
+    model.save_pretrained(tmp_path / "probe")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "probe")
+    assert {n for n, p in reloaded.named_parameters() if p.requires_grad} == head
+
+
+def test_bad_head_fields_name_the_field():
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        _classifier("chemomae", classifier_pooling="max")
+    with pytest.raises(ValueError, match="layerwise_lr_decay"):
+        _classifier("chemomae", layerwise_lr_decay=0.0).layerwise_lr_optimizer(1e-3)
