@@ -33,7 +33,7 @@ _PUBLIC: dict[str, str] = {
         "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
         "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
         "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
-        "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM",
+        "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTForSequenceClassification",
     ], _MODELS),
     "SpectraProcessor": ".processing.spectra",
     "HyperspectralProcessor": ".processing.hyperspectral",

@@ -64,7 +64,8 @@ def _registry() -> list[tuple[type, dict[type, type], type | None]]:
                                AutoModelForImageClassification: m.SpectralGPTForImageClassification},
          HyperspectralProcessor),
         # the tokenizer is a plain tokenizer.json that AutoTokenizer loads by itself: no processor to register
-        (m.SMILESBERTMLMConfig, {AutoModel: m.SMILESBERTModel, AutoModelForMaskedLM: m.SMILESBERTForMaskedLM}, None),
+        (m.SMILESBERTMLMConfig, {AutoModel: m.SMILESBERTModel, AutoModelForMaskedLM: m.SMILESBERTForMaskedLM,
+                                  AutoModelForSequenceClassification: m.SMILESBERTForSequenceClassification}, None),
     ]
 
 

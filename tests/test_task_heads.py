@@ -29,6 +29,23 @@ def _spectra(n: int, seed: int) -> dict[str, torch.Tensor]:
     return {"input_values": torch.randn(n, SPECTRAL["seq_len"], generator=generator)}
 
 
+SMILES = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+              max_position_embeddings=16, mask_token_id=4, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def _smiles(n: int, seed: int) -> dict[str, torch.Tensor]:
+    """[CLS]=2 atoms... [SEP]=3 then padding (id 0): rows of 3 to 6 atoms."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.zeros(n, 8, dtype=torch.long)
+    attention_mask = torch.zeros(n, 8, dtype=torch.long)
+    for row in range(n):
+        atoms = 3 + row % 4
+        input_ids[row, :atoms + 2] = torch.cat([torch.tensor([2]), torch.randint(5, 64, (atoms,), generator=generator),
+                                                torch.tensor([3])])
+        attention_mask[row, :atoms + 2] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
 @dataclass
 class Architecture:
     pretraining: Callable[..., torch.nn.Module]   # **head fields -> a pretraining model
@@ -43,6 +60,9 @@ ARCHITECTURES = {
     "wavemae": Architecture(lambda **kw: hf_mae.WaveMAEForPreTraining(**SPECTRAL, **kw),
                             hf_mae.WaveMAEForSequenceClassification, _spectra, "mae.encoder."),
 }
+ARCHITECTURES["smiles_bert"] = Architecture(
+    lambda **kw: hf_mae.SMILESBERTForMaskedLM(hf_mae.SMILESBERTMLMConfig(**SMILES, **kw)),
+    hf_mae.SMILESBERTForSequenceClassification, _smiles, "bert.")
 NAMES = sorted(ARCHITECTURES)
 
 
@@ -141,7 +161,8 @@ def _dataset(name: str, n: int, num_labels: int):
     inputs = ARCHITECTURES[name].inputs(n, 3)
     first = next(iter(inputs.values())).float()
     signal = first.reshape(n, -1)[:, :4].sum(1)
-    labels = (signal / 2).tolist() if num_labels == 1 else (signal > signal.median()).long().tolist()
+    signal = (signal - signal.mean()) / signal.std()
+    labels = signal.tolist() if num_labels == 1 else (signal > signal.median()).long().tolist()
     return Dataset.from_dict({**{k: v.tolist() for k, v in inputs.items()}, "labels": labels}).with_format("torch")
 
 
@@ -200,3 +221,15 @@ def test_bad_head_fields_name_the_field():
         _classifier("chemomae", classifier_pooling="max")
     with pytest.raises(ValueError, match="layerwise_lr_decay"):
         _classifier("chemomae", layerwise_lr_decay=0.0).layerwise_lr_optimizer(1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if "attention_mask" in ARCHITECTURES[n].inputs(1, 0)])
+def test_mean_pooling_ignores_padding(name):
+    model = _classifier(name, num_labels=2, classifier_pooling="mean").eval()
+    inputs = ARCHITECTURES[name].inputs(4, 0)
+    padded = ~inputs["attention_mask"].bool()
+    assert padded.any()
+    changed = {k: v.clone() for k, v in inputs.items()}
+    main = next(k for k in changed if k != "attention_mask")
+    changed[main][padded] = changed[main][padded] + 1 if main != "input_ids" else 7
+    torch.testing.assert_close(model(**changed).logits, model(**inputs).logits)

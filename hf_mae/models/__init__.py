@@ -30,7 +30,13 @@ from .modeling_protein_mae_v5 import (
 )
 from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .masking import make_block_mask
-from .modeling_smiles_bert import SMILESBERTForMaskedLM, SMILESBERTModel, SMILESBERTPreTrainedModel, masked_lm_loss
+from .modeling_smiles_bert import (
+    SMILESBERTForMaskedLM,
+    SMILESBERTForSequenceClassification,
+    SMILESBERTModel,
+    SMILESBERTPreTrainedModel,
+    masked_lm_loss,
+)
 from .modeling_spectral_mae import (
     ChemoDecoderMLP,
     ChemoEncoder,
@@ -65,5 +71,5 @@ __all__ = [
     "V2ToV5Adapter", "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
     "SpectralGPTForPreTrainingOutput",
-    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTPreTrainedModel", "masked_lm_loss",
+    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "SMILESBERTForSequenceClassification", "SMILESBERTPreTrainedModel", "masked_lm_loss",
 ]

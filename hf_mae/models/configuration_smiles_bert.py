@@ -31,6 +31,9 @@ class SMILESBERTMLMConfig(PreTrainedConfig):
         mask_probability: share of tokens selected for prediction during pretraining.
         replace_probability / random_probability: of the selected tokens, the share replaced by ``[MASK]`` /
             by a random token (the rest stay as they are); BERT's 0.8 / 0.1.
+        classifier_pooling, classifier_dropout, freeze_encoder, layerwise_lr_decay: the task head's choices
+            (``SMILESBERTForSequenceClassification``; ``hf_mae.models.heads``): ``"cls"`` reads the [CLS] token's
+            last hidden state, ``"mean"`` the mean over attended tokens; ``classifier_dropout=None`` means 0.
 
     Example:
         >>> from hf_mae import SMILESBERTMLMConfig
@@ -67,6 +70,9 @@ class SMILESBERTMLMConfig(PreTrainedConfig):
     add_cross_attention: bool = False
     use_cache: bool = False
     classifier_dropout: float | int | None = None
+    classifier_pooling: str = "cls"
+    freeze_encoder: bool = False
+    layerwise_lr_decay: float | int = 1.0
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):

@@ -24,10 +24,11 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForMaskedLM, BertModel, BertPreTrainedModel
 
 from .configuration_smiles_bert import SMILESBERTMLMConfig
+from .heads import SequenceClassifierMixin, classification_output
 from .serialization import HubCheckpointMixin
 
 __all__ = ["SMILESBERTPreTrainedModel", "SMILESBERTModel", "SMILESBERTForMaskedLM", "masked_lm_loss",
-           "smiles_embedding"]
+           "smiles_embedding", "SMILESBERTForSequenceClassification"]
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
@@ -153,3 +154,39 @@ class SMILESBERTForMaskedLM(SMILESBERTPreTrainedModel, BertForMaskedLM):
             loss = masked_lm_loss(outputs.logits, labels, num_items_in_batch)
         return MaskedLMOutput(loss=loss, logits=outputs.logits, hidden_states=outputs.hidden_states,
                               attentions=outputs.attentions)
+
+
+class SMILESBERTForSequenceClassification(SequenceClassifierMixin, SMILESBERTPreTrainedModel):
+    """BERT over SMILES tokens with a regression/classification head (``hf_mae.models.heads``).
+
+    The head reads the [CLS] token's last hidden state (``classifier_pooling="cls"``, as
+    ``BertForSequenceClassification`` minus its pooler, which masked-LM pretraining never trains) or the mean
+    over attended tokens (``"mean"``). ``from_pretrained`` of a ``SMILESBERTForMaskedLM`` run (``bert.*``) or
+    of a ``SMILESBERTModel`` (prefix added) loads the encoder and initialises only ``classifier.*``; the MLM
+    head's weights (``cls.*``) are not used.
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import SMILESBERTMLMConfig, SMILESBERTForSequenceClassification
+        >>> config = SMILESBERTMLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        ...                              intermediate_size=64, num_labels=2)
+        >>> out = SMILESBERTForSequenceClassification(config)(torch.tensor([[101, 7, 8, 102]]), labels=torch.tensor([1]))
+        >>> tuple(out.logits.shape), config.problem_type
+        ((1, 2), 'single_label_classification')
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^cls\."]   # the masked-LM head has no use here
+
+    def __init__(self, config: SMILESBERTMLMConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.build_head(config.hidden_size)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        """input_ids (B, L) [+ attention_mask (B, L), 1 = token] -> ``SequenceClassifierOutput``: ``logits``
+        (B, num_labels) and, with ``labels``, the mean ``loss`` of ``config.problem_type``."""
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state                 # (B, L, H)
+        return classification_output(self.classifier(hidden, attention_mask), labels, self.config)
