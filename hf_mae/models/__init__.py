@@ -20,12 +20,18 @@ from .modeling_protein_interaction import (
     ProteinInteractionModel,
     V2ToV5Adapter,
 )
-from .modeling_protein_mae_v2 import ProteinMAEV2ForPreTraining, ProteinMAEV2Model, TransformerMAE
+from .modeling_protein_mae_v2 import (
+    ProteinMAEV2ForPreTraining,
+    ProteinMAEV2ForSequenceClassification,
+    ProteinMAEV2Model,
+    TransformerMAE,
+)
 from .modeling_protein_mae_v5 import (
     MAEEncoder,
     PatchEmbedding,
     ProteinMAEV5Decoder,
     ProteinMAEV5ForPreTraining,
+    ProteinMAEV5ForSequenceClassification,
     ProteinMAEV5Model,
 )
 from .configuration_smiles_bert import SMILESBERTMLMConfig
@@ -68,6 +74,7 @@ __all__ = [
     "SpectralMAEOutput", "SpectralMAEForPreTrainingOutput", "masked_reconstruction_loss",
     "ProteinMAEV2Config", "ProteinMAEV5Config", "ProteinInteractionConfig", "ProteinMAEV2Model", "TransformerMAE",
     "ProteinMAEV2ForPreTraining", "ProteinMAEV5Model", "MAEEncoder", "PatchEmbedding", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
+    "ProteinMAEV2ForSequenceClassification", "ProteinMAEV5ForSequenceClassification",
     "V2ToV5Adapter", "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
     "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
     "SpectralGPTForPreTrainingOutput",

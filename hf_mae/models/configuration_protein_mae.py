@@ -33,7 +33,12 @@ def _check_patches(name: str, num_patches: int, max_length: int) -> None:
 
 
 class ProteinMAEConfig(PreTrainedConfig):
-    """Fields shared by V2 and V5 (with V2's defaults); use ``ProteinMAEV2Config`` or ``ProteinMAEV5Config``."""
+    """Fields shared by V2 and V5 (with V2's defaults); use ``ProteinMAEV2Config`` or ``ProteinMAEV5Config``.
+
+    ``classifier_pooling``, ``classifier_dropout``, ``freeze_encoder``, ``layerwise_lr_decay``: the choices of the
+    single-protein heads (``ProteinMAEV2ForSequenceClassification``/``ProteinMAEV5ForSequenceClassification``,
+    ``hf_mae.models.heads``). V2 has no [CLS] token: its only pooling is ``"mean"`` over residues (its default).
+    """
 
     attribute_map = _ALIASES
 
@@ -48,6 +53,10 @@ class ProteinMAEConfig(PreTrainedConfig):
     eval_mask_seed: int = 0
     layer_norm_eps: float = 1e-6
     initializer_range: float = 0.02
+    classifier_pooling: str = "cls"
+    classifier_dropout: float | int = 0.0
+    freeze_encoder: bool = False
+    layerwise_lr_decay: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -84,10 +93,14 @@ class ProteinMAEV2Config(ProteinMAEConfig):
     decoder_hidden_dim: int = 2048
     huber_delta: float | int = 0.5
     scale_factor: float | int = 5.0
+    classifier_pooling: str = "mean"   # no [CLS] token in V2
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         check_int("decoder_hidden_dim", self.decoder_hidden_dim)
+        if self.classifier_pooling != "mean":
+            raise ValueError(f"`classifier_pooling` must be 'mean' for ProteinMAEV2Config (V2 has no [CLS] token), "
+                             f"got {self.classifier_pooling!r}.")
         check_float("huber_delta", self.huber_delta, minimum=0.0, minimum_exclusive=True)
         check_float("scale_factor", self.scale_factor, minimum=0.0, minimum_exclusive=True)
 

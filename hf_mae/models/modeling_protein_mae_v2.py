@@ -21,6 +21,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .configuration_protein_mae import ProteinMAEV2Config
+from .heads import SequenceClassifierMixin, classification_output
 from .layers import TransformerStack, padding_to_attention_mask
 from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, masked_reconstruction_loss,
                       split_valid_by_noise)
@@ -29,7 +30,7 @@ from .pooling import masked_mean
 from .validation import config_from_arguments
 
 __all__ = ["ProteinMAEV2Model", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV2ModelOutput",
-           "ProteinMAEV2ForPreTrainingOutput"]
+           "ProteinMAEV2ForPreTrainingOutput", "ProteinMAEV2ForSequenceClassification"]
 
 
 @dataclass
@@ -177,3 +178,62 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
 
 
 TransformerMAE = ProteinMAEV2Model   # the reference package's name
+
+
+class _ProteinMAEV2Encoder(nn.Module):
+    """V2's encoder without masking or decoder: what a task head needs of ``ProteinMAEV2Model``, under the same
+    parameter names (``embed``, ``pos_embed``, ``encoder``), so its weights load from a V2 checkpoint."""
+
+    def __init__(self, config: ProteinMAEV2Config):
+        super().__init__()
+        self.embed = nn.Linear(config.input_dim, config.embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.max_length, config.embed_dim))
+        self.encoder = TransformerStack(config, config.embed_dim, config.num_layers, config.nhead,
+                                        config.dim_feedforward, config.dropout, config.layer_norm_eps)
+
+    def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, L, input_dim), valid (B, L) bool -> per-residue states (B, L, embed_dim), as ``ProteinMAEV2Model``
+        computes them with nothing masked (zeros at padding)."""
+        tokens = self.embed(residue_embeddings) + self.pos_embed[:, :residue_embeddings.shape[1]].to(
+            residue_embeddings.dtype)
+        hidden = self.encoder(tokens, padding_to_attention_mask(~valid, tokens.dtype))
+        return hidden * valid[..., None]
+
+
+class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEPreTrainedModel):
+    """V2's encoder (nothing masked) with a per-protein regression/classification head on the mean of its
+    residue states (``classifier_pooling="mean"``; V2 has no [CLS] token), ``hf_mae.models.heads``.
+
+    ``from_pretrained`` of a ``ProteinMAEV2ForPreTraining`` run (``mae.*``) or of a ``ProteinMAEV2Model``
+    (prefix added) loads the encoder and initialises only ``classifier.*``; the pretraining decoder and mask
+    token are not used.
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import ProteinMAEV2ForSequenceClassification
+        >>> model = ProteinMAEV2ForSequenceClassification(input_dim=32, embed_dim=16, num_layers=1, nhead=2,
+        ...     dim_feedforward=32, decoder_hidden_dim=32, max_length=64, num_labels=1)
+        >>> out = model(torch.randn(2, 20, 32), torch.ones(2, 20, dtype=torch.long), labels=torch.tensor([0.3, 1.2]))
+        >>> tuple(out.logits.shape), out.loss.ndim
+        ((2, 1), 0)
+    """
+
+    config_class = ProteinMAEV2Config
+    lr_top_prefixes = ("mae.encoder.norm",)
+    _keys_to_ignore_on_load_unexpected = [r"decoder\.", r"mask_token"]   # pretraining-only weights
+
+    def __init__(self, config: ProteinMAEV2Config | None = None, **kwargs):
+        config = config_from_arguments(self.config_class, config, kwargs)
+        super().__init__(config)
+        self.mae = _ProteinMAEV2Encoder(config)
+        self.build_head(config.embed_dim)
+        self.post_init()
+
+    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        """residue_embeddings (B, L, input_dim), right-padded, attention_mask (B, L) 1 = residue ->
+        ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``."""
+        valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
+                                     max_length=self.config.max_length)
+        hidden = self.mae(residue_embeddings, valid)                                        # (B, L, D)
+        return classification_output(self.classifier(hidden, valid), labels, self.config)

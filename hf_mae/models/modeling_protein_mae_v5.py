@@ -22,6 +22,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .configuration_protein_mae import ProteinMAEV5Config
+from .heads import SequenceClassifierMixin, classification_output
 from .layers import TransformerStack, padding_to_attention_mask
 from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, gather_tokens,
                       masked_reconstruction_loss, split_valid_by_noise)
@@ -30,7 +31,7 @@ from .pooling import masked_mean, pool_patches, with_cls
 from .validation import config_from_arguments
 
 __all__ = ["PatchEmbedding", "ProteinMAEV5Model", "MAEEncoder", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
-           "ProteinMAEV5ModelOutput", "ProteinMAEV5ForPreTrainingOutput"]
+           "ProteinMAEV5ModelOutput", "ProteinMAEV5ForPreTrainingOutput", "ProteinMAEV5ForSequenceClassification"]
 
 
 @dataclass
@@ -233,3 +234,43 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
 
 
 MAEEncoder = ProteinMAEV5Model   # the reference package's name
+
+
+class ProteinMAEV5ForSequenceClassification(SequenceClassifierMixin, ProteinMAEPreTrainedModel):
+    """V5's encoder (all patches visible) with a per-protein regression/classification head
+    (``hf_mae.models.heads``): ``classifier_pooling="cls"`` reads the [CLS] state, ``"mean"`` the mean over the
+    patches that hold residues (V5's feature rule, ``get_features``).
+
+    ``from_pretrained`` of a ``ProteinMAEV5ForPreTraining`` run (``mae.*``) or of a ``ProteinMAEV5Model``
+    (prefix added) loads the encoder and initialises only ``classifier.*``; the decoder is not used.
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import ProteinMAEV5ForSequenceClassification
+        >>> model = ProteinMAEV5ForSequenceClassification(input_dim=32, embed_dim=16, num_layers=1, nhead=2,
+        ...     dim_feedforward=32, num_labels=3, classifier_pooling="mean")
+        >>> tuple(model(torch.randn(2, 100, 32), labels=torch.tensor([0, 2])).logits.shape)
+        (2, 3)
+    """
+
+    config_class = ProteinMAEV5Config
+    lr_top_prefixes = ("mae.encoder.norm",)
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]   # the pretraining decoder
+
+    def __init__(self, config: ProteinMAEV5Config | None = None, **kwargs):
+        config = config_from_arguments(self.config_class, config, kwargs)
+        super().__init__(config)
+        self.mae = ProteinMAEV5Model(config)
+        self.build_head(config.embed_dim)
+        self.post_init()
+
+    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None):
+        """residue_embeddings (B, L, input_dim), right-padded, attention_mask (B, L) 1 = residue ->
+        ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``."""
+        out = self.mae(residue_embeddings, attention_mask)                                 # (B, 1 + P, D)
+        if self.classifier.pooling == "cls":
+            logits = self.classifier(out.last_hidden_state)
+        else:
+            logits = self.classifier(out.last_hidden_state[:, 1:], out.patch_valid)
+        return classification_output(logits, labels, self.config)
