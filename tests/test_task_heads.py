@@ -260,3 +260,71 @@ def test_mean_pooling_ignores_padding(name):
     main = next(k for k in changed if k != "attention_mask")
     changed[main][padded] = changed[main][padded] + 1 if main != "input_ids" else 7
     torch.testing.assert_close(model(**changed).logits, model(**inputs).logits)
+
+
+# -- SpectralGPT: per-pixel classification of a hyperspectral scene ----------------------------------------
+GPT = dict(image_size=8, patch_size=4, num_bands=6, band_patch_size=2, hidden_size=16, num_hidden_layers=2,
+           num_attention_heads=2, intermediate_size=32, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+           decoder_num_attention_heads=2, decoder_intermediate_size=32, dropout=0.0)
+
+
+def _scene(seed: int = 0):
+    """A 6-band 20x20 scene, band axis last: 5x5-pixel fields of three classes whose spectra differ in level,
+    about a quarter of them unlabelled (0)."""
+    from hf_mae.data.pixels import LabelledPixels
+
+    rng = np.random.default_rng(seed)
+    label_map = np.kron(rng.integers(0, 4, size=(4, 4)), np.ones((5, 5), dtype=np.int64))
+    cube = rng.normal(0, 0.3, size=(20, 20, 6)) + label_map[..., None] * np.linspace(0.5, 1.5, 6)
+    return LabelledPixels(cube.astype(np.float32), label_map, band_axis=-1)
+
+
+def test_spectral_gpt_without_aux_builds_nothing_auxiliary_and_takes_any_aux_sizes():
+    config = hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[], aux_patch_size=3, aux_hidden_size=7,
+                                      aux_num_attention_heads=2)
+    model = hf_mae.SpectralGPTForPreTraining(config)
+    names = [n for n, _ in model.named_parameters()]
+    assert not [n for n in names if n.startswith(("aux_", "conditioning", "hsi_projection"))]
+    out = model(torch.randn(2, 6, 8, 8))
+    assert out.contrastive_loss is None and out.loss.ndim == 0
+    with pytest.raises(ValueError, match="aux_patch_size"):   # with a modality the ViT aux encoder needs it
+        hf_mae.SpectralGPTConfig(**GPT, aux_modalities=["ir"], aux_patch_size=3)
+
+
+def test_spectral_gpt_per_pixel_classification_with_trainer(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    from hf_mae.data.pixels import (DataCollatorForPixelWindows, PixelWindowDataset, band_statistics,
+                                    predictions_to_map, split_pixels)
+
+    torch.manual_seed(0)
+    pretraining = hf_mae.SpectralGPTForPreTraining(hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[]))
+    pretraining.save_pretrained(tmp_path / "pretrained")
+    pixels = _scene()
+    splits = split_pixels(pixels, (0.6, 0.2, 0.2), seed=0)
+    train, test = splits["train"], splits["test"]
+    mean, std = band_statistics(pixels, train)
+    windows = {name: PixelWindowDataset(pixels, indices, window=8, band_mean=mean, band_std=std)
+               for name, indices in (("train", train), ("test", test))}
+    model, info = AutoModelForImageClassification.from_pretrained(
+        tmp_path / "pretrained", num_labels=len(pixels.classes), id2label=pixels.id2label(), output_loading_info=True)
+    assert isinstance(model, hf_mae.SpectralGPTForImageClassification)
+    assert set(info["missing_keys"]) == {"classifier.weight", "classifier.bias"}
+    source = pretraining.spectral_gpt.state_dict()
+    for key, value in model.spectral_gpt.state_dict().items():
+        torch.testing.assert_close(value, source[key], rtol=0, atol=0, msg=key)
+
+    args = TrainingArguments(str(tmp_path / "run"), per_device_train_batch_size=16, num_train_epochs=10,
+                             learning_rate=3e-3, lr_scheduler_type="constant", use_cpu=True, report_to="none",
+                             logging_steps=1, save_strategy="no", seed=0, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=windows["train"],
+                      data_collator=DataCollatorForPixelWindows())
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    predicted = trainer.predict(windows["test"]).predictions.argmax(-1)
+    class_map = predictions_to_map(pixels, test, predicted)
+    assert class_map.shape == (20, 20)
+    rows, cols = pixels.rows[test], pixels.cols[test]
+    assert (class_map[rows, cols] == pixels.classes[predicted]).all()
+    assert (class_map[rows, cols] == pixels.label_map[rows, cols]).mean() > 0.5

@@ -36,7 +36,9 @@ class SpectralGPTConfig(PreTrainedConfig):
         mask_ratio: fraction of HSI tokens hidden during pretraining (0.75).
         norm_pix_loss: reconstruct each patch normalised by its own mean and variance (as in MAE).
         decoder_*: the MAE decoder (narrower, shallower).
-        aux_modalities: names of the auxiliary modalities (identifiers); ``[]`` for a pure HSI MAE.
+        aux_modalities: names of the auxiliary modalities (identifiers); ``[]`` for a pure HSI MAE: then no
+            auxiliary encoder, conditioning layer or contrastive head is built, and the ``aux_*`` sizes and
+            ``num_conditioning_layers`` constrain nothing (``aux_patch_size`` need not divide ``image_size``).
         aux_num_channels: channels of each auxiliary image, one per modality (default 1 each).
         aux_encoder_type: ``"vit"`` or ``"cnn"``, for all modalities, or a list with one per modality.
         aux_hidden_size: width of each auxiliary encoder and of its global vector (256).
@@ -111,8 +113,7 @@ class SpectralGPTConfig(PreTrainedConfig):
         check_heads("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)
         check_heads("decoder_hidden_size", self.decoder_hidden_size, "decoder_num_attention_heads",
                     self.decoder_num_attention_heads)
-        check_heads("aux_hidden_size", self.aux_hidden_size, "aux_num_attention_heads", self.aux_num_attention_heads)
-        for name in ("hidden_size", "decoder_hidden_size", "aux_hidden_size"):
+        for name in ("hidden_size", "decoder_hidden_size"):
             if getattr(self, name) % 2:  # sin-cos position tables pair a sine with a cosine
                 raise ValueError(f"`{name}` must be even, got {getattr(self, name)}.")
         check_float("dropout", self.dropout, minimum=0.0, maximum=1.0, maximum_exclusive=True)
@@ -163,6 +164,11 @@ class SpectralGPTConfig(PreTrainedConfig):
             )
         for kind in types:
             check_choice("aux_encoder_type", kind, AUX_ENCODER_TYPES)
+        if not count:   # no auxiliary modality: no auxiliary encoder is built, so their sizes constrain nothing
+            return
+        check_heads("aux_hidden_size", self.aux_hidden_size, "aux_num_attention_heads", self.aux_num_attention_heads)
+        if self.aux_hidden_size % 2:  # sin-cos position tables pair a sine with a cosine
+            raise ValueError(f"`aux_hidden_size` must be even, got {self.aux_hidden_size}.")
         if "vit" in types and self.image_size % self.aux_patch_size != 0:
             raise ValueError(
                 f"`image_size`={self.image_size} must be divisible by `aux_patch_size`={self.aux_patch_size} "

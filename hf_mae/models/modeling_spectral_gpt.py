@@ -41,6 +41,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClass
 from transformers.utils import ModelOutput
 
 from .configuration_spectral_gpt import SpectralGPTConfig
+from .heads import sequence_classification_loss
 from .layers import (
     CrossAttentionLayer,
     TransformerStack,
@@ -331,13 +332,15 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         })
         self.aux_to_hidden = nn.ModuleDict({name: nn.Linear(config.aux_hidden_size, config.hidden_size)
                                             for name in config.aux_modalities})
+        # Without auxiliary modalities nothing auxiliary is built: no conditioning layers, no contrastive heads.
+        has_aux = bool(config.aux_modalities)
         self.conditioning = nn.ModuleList(
             CrossAttentionLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size,
                                 config.dropout, config.layer_norm_eps)
-            for _ in range(config.num_conditioning_layers)
+            for _ in range(config.num_conditioning_layers if has_aux else 0)
         )
         # Contrastive heads into a shared space.
-        self.hsi_projection = nn.Linear(config.hidden_size, config.projection_dim)
+        self.hsi_projection = nn.Linear(config.hidden_size, config.projection_dim) if has_aux else None
         self.aux_projections = nn.ModuleDict({name: nn.Linear(config.aux_hidden_size, config.projection_dim)
                                               for name in config.aux_modalities})
         # MAE decoder.
@@ -525,6 +528,9 @@ class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):
         ((2, 3), 0)
     """
 
+    # The loss is a mean over this micro-batch: Trainer must divide by the accumulation steps itself.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: SpectralGPTConfig):
         super().__init__(config)
         self.spectral_gpt = SpectralGPTModel(config)
@@ -535,8 +541,6 @@ class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):
         pooled = self.spectral_gpt(pixel_values).pooler_output                      # (B, D)
         logits = self.classifier(pooled)                                            # (B, num_labels)
         loss = None
-        if labels is not None:
-            if labels.shape[0] != pixel_values.shape[0]:
-                raise ValueError(f"`labels` has {labels.shape[0]} rows for {pixel_values.shape[0]} cubes.")
-            loss = self.loss_function(labels, logits, self.config)
+        if labels is not None:   # transformers' problem_type semantics, labels checked (hf_mae.models.heads)
+            loss = sequence_classification_loss(logits, labels, self.config)
         return ImageClassifierOutput(loss=loss, logits=logits)
