@@ -328,3 +328,20 @@ def test_spectral_gpt_per_pixel_classification_with_trainer(tmp_path):
     rows, cols = pixels.rows[test], pixels.cols[test]
     assert (class_map[rows, cols] == pixels.classes[predicted]).all()
     assert (class_map[rows, cols] == pixels.label_map[rows, cols]).mean() > 0.5
+
+
+@pytest.mark.parametrize("config_class", [hf_mae.ChemoMAEConfig, hf_mae.WaveMAEConfig, hf_mae.SMILESBERTMLMConfig,
+                                          hf_mae.ProteinMAEV2Config, hf_mae.ProteinMAEV5Config])
+def test_head_config_fields_default_to_the_shared_defaults(config_class):
+    from hf_mae.models.heads import HEAD_CONFIG_DEFAULTS, head_options
+
+    config = config_class()
+    options = head_options(config)
+    assert options.dropout == HEAD_CONFIG_DEFAULTS["classifier_dropout"]
+    assert options.freeze_encoder is HEAD_CONFIG_DEFAULTS["freeze_encoder"]
+    assert options.layerwise_lr_decay == HEAD_CONFIG_DEFAULTS["layerwise_lr_decay"]
+    # V2 has no [CLS] token: mean pooling is its default; every other config takes the shared default
+    expected = "mean" if config_class is hf_mae.ProteinMAEV2Config else HEAD_CONFIG_DEFAULTS["classifier_pooling"]
+    assert options.pooling == expected
+    reloaded = config_class.from_dict(config_class(classifier_pooling="mean", freeze_encoder=True).to_dict())
+    assert (reloaded.classifier_pooling, reloaded.freeze_encoder) == ("mean", True)
