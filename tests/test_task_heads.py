@@ -9,6 +9,7 @@ the loss, gradient accumulation 2 == one batch, the linear probe (``freeze_encod
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -16,7 +17,6 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 import hf_mae
@@ -345,3 +345,16 @@ def test_head_config_fields_default_to_the_shared_defaults(config_class):
     assert options.pooling == expected
     reloaded = config_class.from_dict(config_class(classifier_pooling="mean", freeze_encoder=True).to_dict())
     assert (reloaded.classifier_pooling, reloaded.freeze_encoder) == ("mean", True)
+
+
+def test_fine_tuned_spectral_encoder_gives_features_and_saves_remote_code(tmp_path):
+    from hf_mae import extract_features
+
+    model = _classifier("chemomae", num_labels=2).eval()
+    x = _spectra(3, 0)["input_values"]
+    z = extract_features(model, x.numpy())
+    torch.testing.assert_close(torch.as_tensor(z), model.mae["encoder"](x))
+    model.save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModelForSequenceClassification"] == "modeling_spectral_mae.ChemoMAEForSequenceClassification"
+    assert (tmp_path / "heads.py").is_file()   # the head travels with the remote code

@@ -391,6 +391,14 @@ class _SpectralMAEForSequenceClassification(SequenceClassifierMixin, SpectralMAE
             features = encoder.token_states(input_values)[:, 1:]                     # (B, N, D): block tokens
         return classification_output(self.classifier(features), labels, self.config)
 
+    def encode(self, x: torch.Tensor, visible_mask: None = None) -> torch.Tensor:
+        """The fine-tuned encoder's latent ``z`` (B, latent_dim), all blocks visible: what ``get_features`` and
+        ``hf_mae.extract_features`` return for this model too."""
+        if visible_mask is not None:
+            raise ValueError("`visible_mask` must be None: the classifier's encoder sees every block.")
+        check_tensor("x", x, ndim=2, shape=(None, self.config.seq_len))
+        return self.mae["encoder"](x)
+
 
 class ChemoMAEForSequenceClassification(_SpectralMAEForSequenceClassification):
     """ChemoMAE's encoder with a regression/classification head (see ``_SpectralMAEForSequenceClassification``).
