@@ -2,7 +2,8 @@
 
     torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py OUT_DIR
 
-One launch does everything, so the suite pays the process start-up once. For ChemoMAE and SMILES BERT:
+One launch does everything, so the suite pays the process start-up once. For ChemoMAE and SMILES BERT (step 2
+also for the ChemoMAE regression head, ``chemomae-head``):
 1. ``hf-mae pretrain chemomae`` / ``smiles-bert`` with tiny flags, through the real command; a global forward
    hook records the masks of the first training step of each rank -> OUT_DIR/{model}_masks_rank{r}.json.
 2. One Trainer step at batch ``MICRO`` per process on fixed data whose masks do not depend on the split
@@ -24,7 +25,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-from hf_mae import ChemoMAEForPreTraining, SMILESBERTForMaskedLM, SMILESBERTMLMConfig
+from hf_mae import (ChemoMAEForPreTraining, ChemoMAEForSequenceClassification, SMILESBERTForMaskedLM,
+                    SMILESBERTMLMConfig)
 from hf_mae.cli import main as cli_main
 from hf_mae.processing.smiles import load_smiles_tokenizer
 from hf_mae.training.smiles_mlm import make_mlm_trainer
@@ -122,7 +124,20 @@ def one_step_smiles(output_dir: str, accumulation: int) -> tuple[float, dict[str
     return _train_one_step(trainer, recorder)
 
 
-ONE_STEP = {"chemomae": one_step_chemomae, "smiles-bert": one_step_smiles}
+def one_step_chemomae_head(output_dir: str, accumulation: int) -> tuple[float, dict[str, torch.Tensor], int]:
+    """One optimizer step of the regression head (MSE, a batch mean) over N_SAMPLES fixed labelled spectra."""
+    torch.manual_seed(0)
+    model = ChemoMAEForSequenceClassification(**TINY, num_labels=1)
+    g = torch.Generator().manual_seed(2)
+    data = datasets.Dataset.from_dict({"input_values": torch.randn(N_SAMPLES, 64, generator=g).tolist(),
+                                       "labels": torch.randn(N_SAMPLES, generator=g).tolist()})
+    recorder = _GradientRecorder(model)
+    trainer = Trainer(model=model, args=_step_args(output_dir, MICRO, accumulation), train_dataset=data,
+                      callbacks=[recorder])
+    return _train_one_step(trainer, recorder)
+
+
+ONE_STEP = {"chemomae": one_step_chemomae, "smiles-bert": one_step_smiles, "chemomae-head": one_step_chemomae_head}
 
 
 def _first_masks(module, kwargs, output) -> list[list[bool]] | None:
@@ -177,8 +192,9 @@ def _record_job_masks(model: str, out: Path) -> None:
 
 def main(out_dir: str) -> None:
     out = Path(out_dir)
-    for model in ("chemomae", "smiles-bert"):
-        _record_job_masks(model, out)
+    for model in ONE_STEP:
+        if model in JOB_FLAGS:   # the task head has no pretrain job, only the one-step check
+            _record_job_masks(model, out)
         rank = torch.distributed.get_rank()
         loss, grads, world_size = ONE_STEP[model](str(out / f"{model}_step"), accumulation=1)
         (out / f"{model}_step_rank{rank}.json").write_text(json.dumps({"loss": loss, "world_size": world_size}))

@@ -1,4 +1,4 @@
-"""Two-process DDP on CPU (torchrun, gloo) for ChemoMAE and SMILES BERT: the pretrain command runs, ranks draw
+"""Two-process DDP on CPU (torchrun, gloo) for ChemoMAE and SMILES BERT (and the ChemoMAE regression head): the pretrain command runs, ranks draw
 different masks, and 2 processes x batch B give the loss and gradients of 1 process x batch B x gradient
 accumulation 2 (the loss-scaling trap of ../shared/notes/transformers-v5.md would give x2 or a wrong mean).
 
@@ -63,7 +63,7 @@ def test_each_rank_draws_its_own_masks(ddp_run, model):
 
 
 @pytest.mark.usefixtures("single_thread")
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, "chemomae-head"])   # + a task head: MSE, a per-batch mean
 def test_two_processes_equal_one_process_with_gradient_accumulation(ddp_run, model, tmp_path):
     out, _ = ddp_run
     steps = [_read(out, model, "step", r) for r in (0, 1)]
