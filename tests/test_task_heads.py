@@ -358,3 +358,23 @@ def test_fine_tuned_spectral_encoder_gives_features_and_saves_remote_code(tmp_pa
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForSequenceClassification"] == "modeling_spectral_mae.ChemoMAEForSequenceClassification"
     assert (tmp_path / "heads.py").is_file()   # the head travels with the remote code
+
+
+def test_spectral_gpt_head_fields_probe_and_layerwise_rates(tmp_path):
+    config = hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[], num_labels=3, freeze_encoder=True)
+    hf_mae.SpectralGPTForPreTraining(config).save_pretrained(tmp_path)
+    model = hf_mae.SpectralGPTForImageClassification.from_pretrained(tmp_path, num_labels=3, freeze_encoder=True)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"classifier.weight", "classifier.bias"}
+    model.train()
+    assert model.classifier_dropout.training and not model.spectral_gpt.training
+    unfrozen = hf_mae.SpectralGPTForImageClassification(
+        hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[], num_labels=3, layerwise_lr_decay=0.5))
+    _, kwargs = unfrozen.layerwise_lr_optimizer(1e-3)
+    rates = {id(p): g["lr"] for g in kwargs["params"] for p in g["params"]}
+    named = dict(unfrozen.named_parameters())
+    assert rates[id(named["classifier.weight"])] == pytest.approx(1e-3)
+    assert rates[id(named["spectral_gpt.encoder.norm.weight"])] == pytest.approx(1e-3)
+    assert rates[id(named["spectral_gpt.encoder.layers.1.mlp.fc1.weight"])] == pytest.approx(5e-4)
+    assert rates[id(named["spectral_gpt.embeddings.patch_embeddings.weight"])] == pytest.approx(1.25e-4)
+    with pytest.raises(ValueError, match="classifier_pooling.*no \\[CLS\\]"):
+        hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[], classifier_pooling="cls")

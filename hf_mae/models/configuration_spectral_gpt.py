@@ -50,6 +50,9 @@ class SpectralGPTConfig(PreTrainedConfig):
         contrastive_symmetric: also score aux -> HSI matches (CLIP-style); the reference design scores HSI -> aux only.
         contrastive_loss_weight: weight of the contrastive term in ``loss``.
         eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
+        classifier_pooling, classifier_dropout, freeze_encoder, layerwise_lr_decay: the choices of
+            ``SpectralGPTForImageClassification`` (``hf_mae.models.heads``); the HSI tokens have no [CLS], so
+            ``"mean"`` (over all tokens) is the only pooling.
 
     Example:
         >>> from hf_mae import SpectralGPTConfig
@@ -94,6 +97,10 @@ class SpectralGPTConfig(PreTrainedConfig):
     contrastive_symmetric: bool = False
     contrastive_loss_weight: float | int = 1.0
     eval_mask_seed: int = 0
+    classifier_pooling: str = "mean"   # the HSI tokens have no [CLS]
+    classifier_dropout: float | int = 0.0
+    freeze_encoder: bool = False
+    layerwise_lr_decay: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -132,6 +139,9 @@ class SpectralGPTConfig(PreTrainedConfig):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}.")
         self._check_modalities()
+        if self.classifier_pooling != "mean":
+            raise ValueError(f"`classifier_pooling` must be 'mean' for SpectralGPTConfig (the HSI tokens have no "
+                             f"[CLS] token), got {self.classifier_pooling!r}.")
 
     def _check_modalities(self) -> None:
         if self.aux_modalities is None:

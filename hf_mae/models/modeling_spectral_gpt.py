@@ -41,7 +41,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClass
 from transformers.utils import ModelOutput
 
 from .configuration_spectral_gpt import SpectralGPTConfig
-from .heads import sequence_classification_loss
+from .heads import SequenceClassifierMixin, head_options, sequence_classification_loss
 from .layers import (
     CrossAttentionLayer,
     TransformerStack,
@@ -511,12 +511,14 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         return pixel_values, self.unpatchify(reconstruction), visible
 
 
-class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):
+class SpectralGPTForImageClassification(SequenceClassifierMixin, SpectralGPTPreTrainedModel):
     """The HSI encoder with a linear head on its averaged tokens, for fine-tuning with ``Trainer``.
 
     ``labels``: class indices (B,) for single-label, floats (B, num_labels) for multi-label, or (B,) floats
     with ``num_labels=1`` for regression (``config.problem_type`` as in transformers). Loads the encoder of a
     ``SpectralGPTForPreTraining`` checkpoint: ``SpectralGPTForImageClassification.from_pretrained(path, num_labels=5)``.
+    Config fields ``classifier_dropout``, ``freeze_encoder`` (linear probe) and ``layerwise_lr_decay``
+    (``model.layerwise_lr_optimizer(lr)``) as for every head (``hf_mae.models.heads.SequenceClassifierMixin``).
 
     Example:
         >>> import torch
@@ -530,16 +532,19 @@ class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):
 
     # The loss is a mean over this micro-batch: Trainer must divide by the accumulation steps itself.
     accepts_loss_kwargs = False
+    lr_top_prefixes = ("spectral_gpt.encoder.norm",)
 
     def __init__(self, config: SpectralGPTConfig):
         super().__init__(config)
         self.spectral_gpt = SpectralGPTModel(config)
+        # named classifier_*: part of the head for freeze_encoder (parameterless, so no weight changes name)
+        self.classifier_dropout = nn.Dropout(head_options(config).dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
         pooled = self.spectral_gpt(pixel_values).pooler_output                      # (B, D)
-        logits = self.classifier(pooled)                                            # (B, num_labels)
+        logits = self.classifier(self.classifier_dropout(pooled))                   # (B, num_labels)
         loss = None
         if labels is not None:   # transformers' problem_type semantics, labels checked (hf_mae.models.heads)
             loss = sequence_classification_loss(logits, labels, self.config)
