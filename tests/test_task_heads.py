@@ -378,3 +378,25 @@ def test_spectral_gpt_head_fields_probe_and_layerwise_rates(tmp_path):
     assert rates[id(named["spectral_gpt.embeddings.patch_embeddings.weight"])] == pytest.approx(1.25e-4)
     with pytest.raises(ValueError, match="classifier_pooling.*no \\[CLS\\]"):
         hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[], classifier_pooling="cls")
+
+
+def test_spectral_gpt_gradient_accumulation_two_equals_one_batch(tmp_path):
+    from hf_mae.data.pixels import DataCollatorForPixelWindows, PixelWindowDataset
+
+    windows = torch.utils.data.Subset(PixelWindowDataset(_scene(), window=8), range(8))
+    models, losses = [], []
+    for batch, accumulation in ((8, 1), (4, 2)):
+        torch.manual_seed(0)
+        model = hf_mae.SpectralGPTForImageClassification(hf_mae.SpectralGPTConfig(**GPT, aux_modalities=[], num_labels=3))
+        args = TrainingArguments(str(tmp_path / str(batch)), per_device_train_batch_size=batch,
+                                 gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=0.1, optim="sgd",
+                                 lr_scheduler_type="constant", use_cpu=True, report_to="none", logging_steps=1,
+                                 save_strategy="no", seed=0, disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, train_dataset=windows, data_collator=DataCollatorForPixelWindows())
+        trainer.train()
+        assert not trainer.model_accepts_loss_kwargs
+        models.append(model)
+        losses.append(next(h["loss"] for h in trainer.state.log_history if "loss" in h))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for (key, p1), (_, p2) in zip(models[0].named_parameters(), models[1].named_parameters()):
+        torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-6, msg=key)
