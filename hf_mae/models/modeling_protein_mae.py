@@ -577,7 +577,7 @@ class ProteinInteractionModel(ProteinMAEPreTrainedModel):
                 context_valid: torch.Tensor) -> torch.Tensor:
         mask = padding_to_attention_mask(~context_valid, query.dtype)
         for layer in self.cross_attention:
-            query = layer(query, context, mask)
+            query, _ = layer(query, context, mask)
         return masked_mean(self.norm(query), query_valid)                                   # (B, H)
 
     def forward(self, residue_embeddings_a: torch.Tensor, residue_embeddings_b: torch.Tensor,

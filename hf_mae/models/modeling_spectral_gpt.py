@@ -410,7 +410,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         attention_mask = padding_to_attention_mask(key_padding, visible.dtype)      # (B, 1, 1, K+M)
         hidden = visible
         for layer in self.conditioning:
-            hidden = layer(hidden, torch.cat([hidden, context], dim=1), attention_mask)   # (B, K, D)
+            hidden, _ = layer(hidden, torch.cat([hidden, context], dim=1), attention_mask)   # (B, K, D)
         has_any = present.any(dim=1)[:, None, None]                                 # (B, 1, 1)
         return torch.where(has_any, hidden, visible)
 

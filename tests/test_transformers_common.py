@@ -1,0 +1,428 @@
+"""transformers' own model tests (``ModelTesterMixin``, ``ConfigTester``) against every hf_mae model and config.
+
+The mixins come from the installed transformers version's source distribution, extracted by
+``scripts/fetch_transformers_tests.py`` (``scripts/setup.sh`` runs it). Each architecture has a small
+``ModelTester`` in the style of transformers' ViTMAE test: tiny sizes, and masks fixed through ``noise`` so
+that two calls give the same outputs. Tests that do not apply to a class are listed, with the reason, in
+``NOT_APPLICABLE``; every other common test must pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+import unittest
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _common_tests_folder() -> Path:
+    """The folder that holds ``transformers_common_tests`` for the installed transformers version."""
+    spec = importlib.util.spec_from_file_location("_fetch_transformers_tests", ROOT / "scripts" / "fetch_transformers_tests.py")
+    fetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch)
+    folder = fetch.tests_dir()
+    if not (folder / fetch.PACKAGE / "test_modeling_common.py").is_file():
+        raise RuntimeError(
+            f"transformers' common model tests are not in {folder}: run `scripts/setup.sh` (or "
+            f"`python scripts/fetch_transformers_tests.py`) once to extract them from the transformers source "
+            f"distribution."
+        )
+    return folder
+
+
+sys.path.insert(0, str(_common_tests_folder()))
+
+import transformers_common_tests.test_modeling_common as common  # noqa: E402
+from transformers_common_tests.test_configuration_common import ConfigTester  # noqa: E402
+from transformers_common_tests.test_modeling_common import ModelTesterMixin, floats_tensor, ids_tensor  # noqa: E402
+
+from hf_mae._auto import REGISTRY  # noqa: E402
+
+from hf_mae.models import (  # noqa: E402
+    ChemoMAE,
+    ChemoMAEConfig,
+    ChemoMAEForPreTraining,
+    MAEEncoder,
+    ProteinInteractionConfig,
+    ProteinInteractionForSequenceClassification,
+    ProteinInteractionModel,
+    ProteinMAEV2Config,
+    ProteinMAEV2ForPreTraining,
+    ProteinMAEV5Config,
+    ProteinMAEV5ForPreTraining,
+    SMILESBERTForMaskedLM,
+    SMILESBERTMLMConfig,
+    SMILESBERTModel,
+    SpectralGPTConfig,
+    SpectralGPTForImageClassification,
+    SpectralGPTForPreTraining,
+    SpectralGPTModel,
+    TransformerMAE,
+    WaveMAE,
+    WaveMAEConfig,
+    WaveMAEForPreTraining,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# The common tests know a model's role (base model without a loss, sequence or image classifier, masked LM)
+# from transformers' `*_MAPPING_NAMES`, which list only transformers' own model types. Add hf_mae's, from the
+# same registry that registers them with the Auto classes (in the test module's namespace only).
+# ---------------------------------------------------------------------------------------------------------
+def _with_hf_mae(mapping_name: str, auto_class_name: str) -> None:
+    names = {config_class.model_type: models[auto].__name__
+             for config_class, models, _ in REGISTRY for auto in models if auto.__name__ == auto_class_name}
+    setattr(common, mapping_name, {**getattr(common, mapping_name), **names})
+
+
+for _mapping, _auto in (("MODEL_MAPPING_NAMES", "AutoModel"),
+                        ("MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", "AutoModelForSequenceClassification"),
+                        ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES", "AutoModelForImageClassification"),
+                        ("MODEL_FOR_MASKED_LM_MAPPING_NAMES", "AutoModelForMaskedLM")):
+    _with_hf_mae(_mapping, _auto)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The one list of common tests that do not apply, per test class, with the reason.
+# ---------------------------------------------------------------------------------------------------------
+_CONTINUOUS = "inputs are continuous values (spectra, residue embeddings, cubes): there are no token embeddings"
+_NOT_TOKENS = {
+    "test_resize_tokens_embeddings": _CONTINUOUS + " to resize",
+    "test_resize_embeddings_untied": _CONTINUOUS + " to resize",
+    "test_resize_embeddings_untied_no_reinit_on_post_init": _CONTINUOUS + " to resize",
+    "test_inputs_embeds": _CONTINUOUS + "; the input already is a sequence of vectors (no `inputs_embeds`)",
+    "test_inputs_embeds_matches_input_ids": _CONTINUOUS + " (no `input_ids`/`inputs_embeds` pair)",
+    # The common test asserts nn.Embedding; test_input_embeddings_are_the_patch_projection checks ours.
+    "test_model_get_set_embeddings": _CONTINUOUS + ": get_input_embeddings() is the nn.Linear patch/residue "
+                                     "projection (checked by test_input_embeddings_are_the_patch_projection)",
+}
+_SEED_TRIPLE = {
+    # ChemoMAE/WaveMAE outputs unpack as the seed's triple `x_recon, z, visible = mae(x)`, so iterating one
+    # yields those three values instead of the field names this common test iterates over.
+    "test_batching_equivalence": "iterating the output yields the seed's (x_recon, z, visible_mask), not field "
+                                 "names (test_spectral_mae_batching_equivalence checks batching instead)",
+}
+NOT_APPLICABLE: dict[str, dict[str, str]] = {
+    "ChemoMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE},
+    "ChemoMAEForPreTrainingTest": dict(_NOT_TOKENS),
+    "WaveMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE},
+    "WaveMAEForPreTrainingTest": dict(_NOT_TOKENS),
+    "ProteinMAEV2ModelTest": dict(_NOT_TOKENS),
+    "ProteinMAEV5ModelTest": dict(_NOT_TOKENS),
+    "ProteinMAEV5ForPreTrainingTest": dict(_NOT_TOKENS),
+    "ProteinInteractionModelTest": dict(_NOT_TOKENS),
+    "ProteinInteractionV2ModelTest": dict(_NOT_TOKENS),
+    "SpectralGPTModelTest": dict(_NOT_TOKENS),
+    "SpectralGPTForPreTrainingTest": dict(_NOT_TOKENS),
+    "SpectralGPTForPreTrainingWithAuxTest": {
+        **_NOT_TOKENS,
+        "test_batching_equivalence": "auxiliary images come as a dict of tensors, which the common test does not "
+                                     "slice per row (SpectralGPTForPreTrainingTest covers batching without them)",
+    },
+    "SMILESBERTModelTest": {},
+}
+
+
+def _not_applicable(reason: str):
+    def test(self):
+        self.skipTest(f"not applicable: {reason}")
+    return test
+
+
+def _apply_not_applicable() -> None:
+    for class_name, tests in NOT_APPLICABLE.items():
+        test_class = globals()[class_name]
+        for name, reason in tests.items():
+            if not hasattr(test_class, name):  # a renamed common test must not leave a stale entry behind
+                raise AttributeError(f"NOT_APPLICABLE[{class_name!r}] names {name!r}, which {class_name} does not have.")
+            setattr(test_class, name, _not_applicable(reason))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model testers
+# ---------------------------------------------------------------------------------------------------------
+class _Tester:
+    """What ModelTesterMixin reads: sizes, ``get_config`` and ``prepare_config_and_inputs_for_common``."""
+
+    batch_size = 3
+    is_training = True
+    num_hidden_layers = 2
+    num_attention_heads = 2
+    hidden_size = 16
+
+    def __init__(self, parent: unittest.TestCase):
+        self.parent = parent
+
+    def prepare_config_and_inputs_for_common(self):
+        return self.get_config(), self.inputs()
+
+
+class SpectralMAETester(_Tester):
+    """ChemoMAE/WaveMAE: 32-point spectra in 16 blocks, 12 hidden; the encoder sees CLS + 4 visible blocks.
+
+    ``main_input_name``: ``x`` for ChemoMAE/WaveMAE (the seeds' name), ``input_values`` for the pretraining models.
+    ``image_size``/``patch_size`` are only what the common eager-vs-SDPA test sizes ``noise`` from:
+    (image_size // patch_size) ** 2 = 16 blocks.
+    """
+
+    seq_length = 5
+    image_size, patch_size = 4, 1
+
+    def __init__(self, parent, config_class, main_input_name):
+        super().__init__(parent)
+        self.config_class, self.main_input_name = config_class, main_input_name
+
+    def get_config(self):
+        return self.config_class(seq_len=32, n_blocks=16, n_mask=12, d_model=16, nhead=2, num_layers=2,
+                                 dim_feedforward=32, latent_dim=8, dec_hidden=16, dropout=0.0, dec_dropout=0.0)
+
+    def inputs(self):
+        return {self.main_input_name: floats_tensor([self.batch_size, 32]), "noise": torch.rand(self.batch_size, 16)}
+
+
+def _residues(batch: int, length: int, dim: int, padded: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residue embeddings and a right-padded mask: the last row has ``padded`` padding positions."""
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[-1, length - padded:] = 0
+    return floats_tensor([batch, length, dim]), mask
+
+
+PROTEIN_SIZES = dict(input_dim=12, max_length=20, embed_dim=16, num_layers=2, nhead=2, dim_feedforward=32, dropout=0.0)
+
+
+class ProteinMAEV2Tester(_Tester):
+    """V2: 10 residues of 12-d embeddings (one protein padded); the encoder sees every position."""
+
+    seq_length = 10
+
+    def get_config(self):
+        return ProteinMAEV2Config(**PROTEIN_SIZES, decoder_hidden_dim=16)
+
+    def inputs(self):
+        embeddings, mask = _residues(self.batch_size, self.seq_length, 12, padded=3)
+        return {"residue_embeddings": embeddings, "attention_mask": mask,
+                "noise": torch.rand(self.batch_size, self.seq_length)}
+
+
+def _v5_config() -> ProteinMAEV5Config:
+    # 20 residues in 5 patches of 4
+    return ProteinMAEV5Config(**PROTEIN_SIZES, num_patches=5, decoder_embed_dim=16, decoder_num_layers=1,
+                              decoder_nhead=2, decoder_dim_feedforward=32)
+
+
+class ProteinMAEV5Tester(_Tester):
+    """V5 encoder: CLS + 5 patches."""
+
+    seq_length = 6
+
+    def get_config(self):
+        return _v5_config()
+
+    def inputs(self):
+        embeddings, mask = _residues(self.batch_size, 10, 12, padded=3)
+        return {"residue_embeddings": embeddings, "attention_mask": mask}
+
+
+class ProteinMAEV5ForPreTrainingTester(ProteinMAEV5Tester):
+    """V5 pretraining: 75% of 5 patches hidden, the encoder sees CLS + 1 visible slot."""
+
+    seq_length = 2
+
+    def inputs(self):
+        return {**super().inputs(), "noise": torch.rand(self.batch_size, 5)}
+
+
+class ProteinInteractionTester(_Tester):
+    """Pair classifier on a V5 encoder: two cross-attention layers over A's and B's CLS + 5 patches each.
+
+    The interaction model's hidden states are A's and B's token sets side by side (6 + 6 tokens).
+    """
+
+    seq_length = 12
+
+    def get_config(self):
+        return ProteinInteractionConfig(encoder_config=_v5_config(), cross_attention_layers=2,
+                                        cross_attention_heads=2, cross_attention_dim_feedforward=32)
+
+    def inputs(self):
+        a, mask_a = _residues(self.batch_size, 10, 12, padded=3)
+        b, mask_b = _residues(self.batch_size, 14, 12, padded=6)
+        return {"residue_embeddings_a": a, "residue_embeddings_b": b, "attention_mask_a": mask_a,
+                "attention_mask_b": mask_b}
+
+
+class ProteinInteractionV2Tester(ProteinInteractionTester):
+    """Pair classifier on a V2 encoder through ``V2ToV5Adapter`` (5 patches of 4 residues + CLS per protein)."""
+
+    def get_config(self):
+        return ProteinInteractionConfig(encoder_config=ProteinMAEV2Config(**PROTEIN_SIZES, decoder_hidden_dim=16),
+                                        adapter_dim=16, adapter_num_patches=5, adapter_patch_size=4,
+                                        cross_attention_layers=2, cross_attention_heads=2,
+                                        cross_attention_dim_feedforward=32)
+
+
+class SpectralGPTTester(_Tester):
+    """4-band 8 x 8 cubes in 2 x 2 x 2 patches of 2 bands x 4 x 4 pixels: 8 tokens."""
+
+    seq_length = 8
+    aux_modalities: list[str] = []
+
+    def get_config(self):
+        return SpectralGPTConfig(
+            image_size=8, patch_size=4, num_bands=4, band_patch_size=2, hidden_size=16, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=32, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+            decoder_num_attention_heads=2, decoder_intermediate_size=32, aux_modalities=self.aux_modalities,
+            aux_encoder_type=["vit", "cnn"][: len(self.aux_modalities)] or "vit", aux_hidden_size=16,
+            aux_patch_size=4, aux_num_hidden_layers=1, aux_num_attention_heads=2, aux_intermediate_size=32,
+            projection_dim=8, num_labels=3)
+
+    def inputs(self):
+        return {"pixel_values": floats_tensor([self.batch_size, 4, 8, 8])}
+
+
+class SpectralGPTForPreTrainingTester(SpectralGPTTester):
+    """75% of the 8 tokens hidden: the encoder sees 2."""
+
+    seq_length = 2
+
+    def inputs(self):
+        return {**super().inputs(), "noise": torch.rand(self.batch_size, 8)}
+
+
+class SpectralGPTWithAuxTester(SpectralGPTForPreTrainingTester):
+    """With an IR image (ViT-style encoder) and an autofluorescence image (CNN-style), one sample missing IR."""
+
+    aux_modalities = ["ir", "af"]
+
+    def inputs(self):
+        present = torch.ones(self.batch_size, dtype=torch.bool)
+        present[-1] = False
+        return {**super().inputs(),
+                "aux_pixel_values": {name: floats_tensor([self.batch_size, 1, 8, 8]) for name in self.aux_modalities},
+                "aux_present": {"ir": present}}
+
+
+class SMILESBERTTester(_Tester):
+    seq_length = 7
+    vocab_size = 40
+
+    def get_config(self):
+        return SMILESBERTMLMConfig(vocab_size=self.vocab_size, hidden_size=16, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=32, max_position_embeddings=16,
+                                   pad_token_id=0, mask_token_id=4)
+
+    def inputs(self):
+        input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size)
+        attention_mask = torch.ones_like(input_ids)
+        attention_mask[-1, -2:] = 0
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Test classes
+# ---------------------------------------------------------------------------------------------------------
+class _HfMaeModelTest(ModelTesterMixin):
+    _tester_class: type[_Tester]
+    _tester_args: tuple = ()
+    config_has_text_modality = False
+
+    def setUp(self):
+        self.model_tester = self._tester_class(self, *self._tester_args)
+        self.config_tester = ConfigTester(self, config_class=type(self.model_tester.get_config()),
+                                          has_text_modality=self.config_has_text_modality)
+
+    def test_config(self):
+        self.config_tester.run_common_tests()
+
+    def test_input_embeddings_are_the_patch_projection(self):
+        """get_input_embeddings() is the module that turns inputs into vectors, so adapters and
+        enable_input_require_grads() hook the right place."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        for model_class in self.all_model_classes:
+            model = model_class(copy.deepcopy(config))
+            embeddings = model.get_input_embeddings()
+            self.assertIsInstance(embeddings, (torch.nn.Linear, torch.nn.Embedding), model_class.__name__)
+            seen = []
+            handle = embeddings.register_forward_hook(lambda module, args, output: seen.append(output))
+            model.eval()
+            with torch.no_grad():
+                model(**self._prepare_for_class(inputs, model_class))
+            handle.remove()
+            self.assertTrue(seen, f"{model_class.__name__}: get_input_embeddings() is not used by forward")
+
+
+class ChemoMAEModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (ChemoMAE,)
+    _tester_class = SpectralMAETester
+    _tester_args = (ChemoMAEConfig, "x")
+
+
+class ChemoMAEForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (ChemoMAEForPreTraining,)
+    _tester_class = SpectralMAETester
+    _tester_args = (ChemoMAEConfig, "input_values")
+
+
+class WaveMAEModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (WaveMAE,)
+    _tester_class = SpectralMAETester
+    _tester_args = (WaveMAEConfig, "x")
+
+
+class WaveMAEForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (WaveMAEForPreTraining,)
+    _tester_class = SpectralMAETester
+    _tester_args = (WaveMAEConfig, "input_values")
+
+
+class ProteinMAEV2ModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (TransformerMAE, ProteinMAEV2ForPreTraining)
+    _tester_class = ProteinMAEV2Tester
+
+
+class ProteinMAEV5ModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (MAEEncoder,)
+    _tester_class = ProteinMAEV5Tester
+
+
+class ProteinMAEV5ForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (ProteinMAEV5ForPreTraining,)
+    _tester_class = ProteinMAEV5ForPreTrainingTester
+
+
+class ProteinInteractionModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (ProteinInteractionModel, ProteinInteractionForSequenceClassification)
+    _tester_class = ProteinInteractionTester
+
+
+class ProteinInteractionV2ModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (ProteinInteractionModel, ProteinInteractionForSequenceClassification)
+    _tester_class = ProteinInteractionV2Tester
+
+
+class SpectralGPTModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (SpectralGPTModel, SpectralGPTForImageClassification)
+    _tester_class = SpectralGPTTester
+
+
+class SpectralGPTForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (SpectralGPTForPreTraining,)
+    _tester_class = SpectralGPTForPreTrainingTester
+
+
+class SpectralGPTForPreTrainingWithAuxTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (SpectralGPTForPreTraining,)
+    _tester_class = SpectralGPTWithAuxTester
+
+
+class SMILESBERTModelTest(_HfMaeModelTest, unittest.TestCase):
+    all_model_classes = (SMILESBERTModel, SMILESBERTForMaskedLM)
+    _tester_class = SMILESBERTTester
+    config_has_text_modality = True
+
+
+_apply_not_applicable()
