@@ -69,7 +69,11 @@ def test_cls_readout_computes_only_cls_in_the_last_layer_with_the_same_values_an
     fast, full = grads(encoder(x)), grads(full_stack_readout())
     assert fast.keys() == full.keys()
     for name in fast:
-        assert torch.allclose(fast[name], full[name], rtol=1e-4, atol=1e-6), name
+        # fp32 gradients summed over 5 samples x 9 tokens in another order in each path, with kernels that differ
+        # between CPUs (AVX-512/AMX on Intel, AVX2 on AMD): the rounding error scales with the largest entry
+        # (|grad| reaches ~60 here), so the tolerance is 1e-5 of it rather than a fixed atol.
+        scale = float(full[name].abs().max())
+        assert torch.allclose(fast[name], full[name], rtol=1e-5, atol=1e-5 * max(scale, 1.0)), name
     # the masked path (ids_keep) and a caller's ragged visible mask (padding) also go through the CLS readout
     visible = torch.ones(2, 64, dtype=torch.bool)
     visible[0, :24] = False

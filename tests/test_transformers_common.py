@@ -106,20 +106,31 @@ _SEED_TRIPLE = {
     "test_batching_equivalence": "iterating the output yields the seed's (x_recon, z, visible_mask), not field "
                                  "names (test_spectral_mae_batching_equivalence checks batching instead)",
 }
+_SEED_SIGNATURE = {
+    "test_jit_trace_matches_eager": "forward(input_values, visible_mask=None, *, n_mask=None, noise=None, ...) keeps the "
+                                    "seeds' keyword-only arguments, which torch.jit.trace cannot pass (it binds "
+                                    "positional-or-keyword ones only); test_torch_export_matches_eager covers it",
+}
+_BOOL_OUTPUTS = {
+    # The test compares tuple and dict outputs, but builds its failure message eagerly with `a - b`, which
+    # torch refuses for bool tensors even when they are equal. test_tuple_and_dict_outputs_agree checks the same.
+    "test_model_outputs_equivalence": "the outputs include bool masks (visible/hidden tokens), which the common "
+                                      "test subtracts (test_tuple_and_dict_outputs_agree checks them instead)",
+}
 NOT_APPLICABLE: dict[str, dict[str, str]] = {
-    "ChemoMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE},
-    "ChemoMAEForPreTrainingTest": dict(_NOT_TOKENS),
-    "WaveMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE},
-    "WaveMAEForPreTrainingTest": dict(_NOT_TOKENS),
-    "ProteinMAEV2ModelTest": dict(_NOT_TOKENS),
-    "ProteinMAEV5ModelTest": dict(_NOT_TOKENS),
-    "ProteinMAEV5ForPreTrainingTest": dict(_NOT_TOKENS),
+    "ChemoMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE, **_SEED_SIGNATURE, **_BOOL_OUTPUTS},
+    "ChemoMAEForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
+    "WaveMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE, **_SEED_SIGNATURE, **_BOOL_OUTPUTS},
+    "WaveMAEForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
+    "ProteinMAEV2ModelTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
+    "ProteinMAEV5ModelTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
+    "ProteinMAEV5ForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
     "ProteinInteractionModelTest": dict(_NOT_TOKENS),
     "ProteinInteractionV2ModelTest": dict(_NOT_TOKENS),
     "SpectralGPTModelTest": dict(_NOT_TOKENS),
-    "SpectralGPTForPreTrainingTest": dict(_NOT_TOKENS),
+    "SpectralGPTForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
     "SpectralGPTForPreTrainingWithAuxTest": {
-        **_NOT_TOKENS,
+        **_NOT_TOKENS, **_BOOL_OUTPUTS,
         "test_batching_equivalence": "auxiliary images come as a dict of tensors, which the common test does not "
                                      "slice per row (SpectralGPTForPreTrainingTest covers batching without them)",
     },
@@ -164,7 +175,6 @@ class _Tester:
 class SpectralMAETester(_Tester):
     """ChemoMAE/WaveMAE: 32-point spectra in 16 blocks, 12 hidden; the encoder sees CLS + 4 visible blocks.
 
-    ``main_input_name``: ``x`` for ChemoMAE/WaveMAE (the seeds' name), ``input_values`` for the pretraining models.
     ``image_size``/``patch_size`` are only what the common eager-vs-SDPA test sizes ``noise`` from:
     (image_size // patch_size) ** 2 = 16 blocks.
     """
@@ -172,16 +182,16 @@ class SpectralMAETester(_Tester):
     seq_length = 5
     image_size, patch_size = 4, 1
 
-    def __init__(self, parent, config_class, main_input_name):
+    def __init__(self, parent, config_class):
         super().__init__(parent)
-        self.config_class, self.main_input_name = config_class, main_input_name
+        self.config_class = config_class
 
     def get_config(self):
         return self.config_class(seq_len=32, n_blocks=16, n_mask=12, d_model=16, nhead=2, num_layers=2,
                                  dim_feedforward=32, latent_dim=8, dec_hidden=16, dropout=0.0, dec_dropout=0.0)
 
     def inputs(self):
-        return {self.main_input_name: floats_tensor([self.batch_size, 32]), "noise": torch.rand(self.batch_size, 16)}
+        return {"input_values": floats_tensor([self.batch_size, 32]), "noise": torch.rand(self.batch_size, 16)}
 
 
 def _residues(batch: int, length: int, dim: int, padded: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,14 +276,19 @@ class ProteinInteractionV2Tester(ProteinInteractionTester):
 
 
 class SpectralGPTTester(_Tester):
-    """4-band 8 x 8 cubes in 2 x 2 x 2 patches of 2 bands x 4 x 4 pixels: 8 tokens."""
+    """8-band 8 x 8 cubes in 4 x 2 x 2 patches of 2 bands x 4 x 4 pixels: 16 tokens.
 
-    seq_length = 8
+    ``image_size``/``patch_size`` here are only what the common eager-vs-SDPA test sizes ``noise`` from:
+    (image_size // patch_size) ** 2 = 16 tokens (the cube itself is 8 x 8 pixels, see ``get_config``).
+    """
+
+    seq_length = 16
+    image_size, patch_size = 16, 4
     aux_modalities: list[str] = []
 
     def get_config(self):
         return SpectralGPTConfig(
-            image_size=8, patch_size=4, num_bands=4, band_patch_size=2, hidden_size=16, num_hidden_layers=2,
+            image_size=8, patch_size=4, num_bands=8, band_patch_size=2, hidden_size=16, num_hidden_layers=2,
             num_attention_heads=2, intermediate_size=32, decoder_hidden_size=16, decoder_num_hidden_layers=1,
             decoder_num_attention_heads=2, decoder_intermediate_size=32, aux_modalities=self.aux_modalities,
             aux_encoder_type=["vit", "cnn"][: len(self.aux_modalities)] or "vit", aux_hidden_size=16,
@@ -281,16 +296,16 @@ class SpectralGPTTester(_Tester):
             projection_dim=8, num_labels=3)
 
     def inputs(self):
-        return {"pixel_values": floats_tensor([self.batch_size, 4, 8, 8])}
+        return {"pixel_values": floats_tensor([self.batch_size, 8, 8, 8])}
 
 
 class SpectralGPTForPreTrainingTester(SpectralGPTTester):
-    """75% of the 8 tokens hidden: the encoder sees 2."""
+    """75% of the 16 tokens hidden: the encoder sees 4."""
 
-    seq_length = 2
+    seq_length = 4
 
     def inputs(self):
-        return {**super().inputs(), "noise": torch.rand(self.batch_size, 8)}
+        return {**super().inputs(), "noise": torch.rand(self.batch_size, 16)}
 
 
 class SpectralGPTWithAuxTester(SpectralGPTForPreTrainingTester):
@@ -355,28 +370,117 @@ class _HfMaeModelTest(ModelTesterMixin):
             self.assertTrue(seen, f"{model_class.__name__}: get_input_embeddings() is not used by forward")
 
 
+    def test_tuple_and_dict_outputs_agree(self):
+        """``return_dict=False`` gives ``to_tuple()`` of the ModelOutput, bool masks included (same model, same
+        inputs, same kernels: equal bit for bit)."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        for model_class in self.all_model_classes:
+            model = model_class(copy.deepcopy(config)).eval()
+            for extra in ({}, {"output_hidden_states": True, "output_attentions": True}):
+                prepared = self._prepare_for_class(inputs, model_class, return_labels=True)
+                with torch.no_grad():
+                    as_tuple = model(**prepared, **extra, return_dict=False)
+                    as_dict = model(**prepared, **extra, return_dict=True)
+                self.assertIsInstance(as_tuple, tuple)
+                _assert_same(self, as_tuple, as_dict.to_tuple(), model_class.__name__)
+
+
+    def test_torch_export_matches_eager(self):
+        """``torch.export`` captures every model with the tester's inputs (attention masks, noise, aux images
+        included): the forward must not branch on tensor values. The exported program runs on other values."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        for model_class in self.all_model_classes:
+            config.return_dict = False   # tuples out, as a deployed graph would return them
+            model = model_class(copy.deepcopy(config)).eval()
+            prepared = self._prepare_for_class(inputs, model_class)
+            exported = torch.export.export(model, args=(), kwargs=prepared)
+            other = _resampled(prepared)
+            with torch.no_grad():
+                expected = model(**other)
+            _assert_close(self, exported.module()(**other), expected, model_class.__name__)
+
+    def test_jit_trace_matches_eager(self):
+        """``torch.jit.trace`` of the tuple output (``return_dict=False``), replayed on other values."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        config.return_dict = False
+        for model_class in self.all_model_classes:
+            model = model_class(copy.deepcopy(config)).eval()
+            prepared = self._prepare_for_class(inputs, model_class)
+            with torch.no_grad():
+                # strict=False: SpectralGPT's output holds a dict of per-modality losses, fixed by the config
+                traced = torch.jit.trace(model, example_kwarg_inputs=prepared, check_trace=False, strict=False)
+                other = _resampled(prepared)
+                _assert_close(self, traced(**other), model(**other), model_class.__name__)
+
+
+def _resampled(inputs: dict) -> dict:
+    """Same shapes and masks, new float values: a traced or exported graph must not have baked them in."""
+    def new(value):
+        if isinstance(value, dict):
+            return {key: new(item) for key, item in value.items()}
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return torch.rand_like(value) if value.min() >= 0 and value.max() <= 1 else torch.randn_like(value)
+        return value
+    return {key: new(value) for key, value in inputs.items()}
+
+
+def _assert_close(test: unittest.TestCase, actual, expected, where: str) -> None:
+    """fp32 outputs of the same model through a traced/exported graph: op order may differ by fusion or
+    decomposition, a few ulp per op over at most ~100 accumulated terms here, so 1e-5 relative to the largest
+    value compared (an O(1) difference, e.g. a wrong mask, is far above it); ints and bools must be equal."""
+    if isinstance(expected, (tuple, list)):
+        test.assertEqual(len(actual), len(expected), where)
+        for a, b in zip(actual, expected):
+            _assert_close(test, a, b, where)
+    elif isinstance(expected, dict):
+        for key in expected:
+            _assert_close(test, actual[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, torch.Tensor) and expected.is_floating_point():
+        scale = float(expected.abs().max()) if expected.numel() else 1.0
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * max(scale, 1.0), msg=where)
+    elif isinstance(expected, torch.Tensor):
+        test.assertTrue(torch.equal(actual, expected), where)
+    else:
+        test.assertEqual(actual, expected, where)
+
+
+def _assert_same(test: unittest.TestCase, first, second, where: str) -> None:
+    if isinstance(first, (tuple, list)):
+        test.assertEqual(len(first), len(second), where)
+        for a, b in zip(first, second):
+            _assert_same(test, a, b, where)
+    elif isinstance(first, dict):
+        test.assertEqual(list(first), list(second), where)
+        for a, b in zip(first.values(), second.values()):
+            _assert_same(test, a, b, where)
+    elif isinstance(first, torch.Tensor):
+        test.assertTrue(torch.equal(first, second), where)
+    else:
+        test.assertEqual(first, second, where)
+
+
 class ChemoMAEModelTest(_HfMaeModelTest, unittest.TestCase):
     all_model_classes = (ChemoMAE,)
     _tester_class = SpectralMAETester
-    _tester_args = (ChemoMAEConfig, "x")
+    _tester_args = (ChemoMAEConfig,)
 
 
 class ChemoMAEForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
     all_model_classes = (ChemoMAEForPreTraining,)
     _tester_class = SpectralMAETester
-    _tester_args = (ChemoMAEConfig, "input_values")
+    _tester_args = (ChemoMAEConfig,)
 
 
 class WaveMAEModelTest(_HfMaeModelTest, unittest.TestCase):
     all_model_classes = (WaveMAE,)
     _tester_class = SpectralMAETester
-    _tester_args = (WaveMAEConfig, "x")
+    _tester_args = (WaveMAEConfig,)
 
 
 class WaveMAEForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
     all_model_classes = (WaveMAEForPreTraining,)
     _tester_class = SpectralMAETester
-    _tester_args = (WaveMAEConfig, "input_values")
+    _tester_args = (WaveMAEConfig,)
 
 
 class ProteinMAEV2ModelTest(_HfMaeModelTest, unittest.TestCase):

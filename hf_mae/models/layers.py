@@ -30,6 +30,12 @@ def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.T
     return out, probs
 
 
+def output_flag(value: bool | None, default: bool) -> bool:
+    """An ``output_hidden_states``/``output_attentions`` argument, or the config's value when it is None (as in
+    transformers' models)."""
+    return default if value is None else bool(value)
+
+
 def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """(B, T) bool with True = padding -> additive (B, 1, 1, T) mask, or None when nothing is padded."""
     if key_padding is None:

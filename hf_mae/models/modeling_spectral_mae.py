@@ -28,7 +28,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
-from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
+from .layers import TransformerStack, output_flag, padding_to_attention_mask, sinusoidal_positions
 from .masking import (draw_noise, gather_tokens, make_block_mask, masked_reconstruction_loss, split_by_noise,
                       visible_block_ids)
 from .serialization import HubCheckpointMixin
@@ -135,11 +135,6 @@ class SpectralEncoder(nn.Module):
         return z, out
 
 
-def _flag(value: bool | None, default: bool) -> bool:
-    """An ``output_*`` argument, or the config's value when it is None (transformers' convention)."""
-    return default if value is None else bool(value)
-
-
 ChemoEncoder = SpectralEncoder
 WaveEncoder = SpectralEncoder
 
@@ -180,7 +175,7 @@ class SpectralMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
 
     config_class = SpectralMAEConfig
     base_model_prefix = "mae"
-    main_input_name = "input_values"  # the pretraining models'; ChemoMAE/WaveMAE take the seeds' `x`
+    main_input_name = "input_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerLayer"]
     _supports_sdpa = True
@@ -204,7 +199,6 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
     """The MAE itself. Subclasses choose the config and the decoder."""
 
     decoder_class: type[nn.Module]
-    main_input_name = "x"  # the seeds' forward(x, visible_mask=None, *, n_mask=None)
 
     def __init__(self, config: SpectralMAEConfig | None = None, **kwargs):
         if config is None:
@@ -249,11 +243,15 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
         return self.encoder.patch_embed
 
     @can_return_tuple
-    def forward(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *, n_mask: int | None = None,
-                noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+    def forward(self, input_values: torch.Tensor, visible_mask: torch.Tensor | None = None, *,
+                n_mask: int | None = None, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 output_hidden_states: bool | None = None, output_attentions: bool | None = None
                 ) -> SpectralMAEOutput:
         """Mask, encode and reconstruct: returns ``(x_recon, z, visible_mask)`` (a ``SpectralMAEOutput``).
+
+        ``input_values`` (B, L) are the spectra, the seeds' ``x`` (they pass it by position, ``mae(x)``): the
+        name is transformers' for spectra, so ``mae(**processor(spectra))``, pipelines and ``extract_features``
+        find it (``main_input_name``).
 
         Without ``visible_mask`` a fresh block mask with ``n_mask`` hidden blocks is drawn; ``noise``
         (B, n_blocks) or ``generator`` makes it reproducible. ``output_hidden_states``/``output_attentions``
@@ -268,9 +266,10 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
             >>> x_recon.shape, z.shape, int(visible[0].sum())
             (torch.Size([4, 128]), torch.Size([4, 32]), 32)
         """
+        x = input_values
         self._check_inputs(x, visible_mask)
-        extras = dict(output_hidden_states=_flag(output_hidden_states, self.config.output_hidden_states),
-                      output_attentions=_flag(output_attentions, self.config.output_attentions))
+        extras = dict(output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+                      output_attentions=output_flag(output_attentions, self.config.output_attentions))
         if visible_mask is None:
             ids_keep, visible_mask = self._draw_blocks(x.shape[0], self._n_mask(n_mask), x.device, generator, noise)
             z, encoded = self.encoder.run(x, ids_keep=ids_keep, **extras)
