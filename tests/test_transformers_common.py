@@ -15,6 +15,7 @@ import sys
 import unittest
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -328,7 +329,8 @@ class SMILESBERTTester(_Tester):
     def get_config(self):
         return SMILESBERTMLMConfig(vocab_size=self.vocab_size, hidden_size=16, num_hidden_layers=2,
                                    num_attention_heads=2, intermediate_size=32, max_position_embeddings=16,
-                                   pad_token_id=0, mask_token_id=4)
+                                   pad_token_id=0, mask_token_id=4, hidden_dropout_prob=0.0,
+                                   attention_probs_dropout_prob=0.0)
 
     def inputs(self):
         input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size)
@@ -530,3 +532,78 @@ class SMILESBERTModelTest(_HfMaeModelTest, unittest.TestCase):
 
 
 _apply_not_applicable()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Adapters: LoRA on the attention projections, with activation checkpointing
+# ---------------------------------------------------------------------------------------------------------
+def _lora_case(tester_class, model_class, target_modules, *tester_args):
+    tester = tester_class(unittest.TestCase(), *tester_args)
+    config, inputs = tester.prepare_config_and_inputs_for_common()
+    if model_class in (SpectralGPTForImageClassification, ProteinInteractionForSequenceClassification):
+        inputs["labels"] = torch.tensor([0, 2, 1]) % config.num_labels
+    if model_class is SMILESBERTForMaskedLM:
+        inputs["labels"] = inputs["input_ids"].masked_fill(torch.rand(inputs["input_ids"].shape) > 0.5, -100)
+    return model_class, config, inputs, target_modules
+
+
+# Our layers name the attention projections attn.qkv (fused query/key/value) and attn.proj (output); a regex,
+# because ChemoMAE's decoder has a `proj` of its own.
+_OUR_ATTENTION = r".*\.attn\.(qkv|q|kv|proj)"
+LORA_CASES = {
+    "ChemoMAEForPreTraining": lambda: _lora_case(SpectralMAETester, ChemoMAEForPreTraining, _OUR_ATTENTION,
+                                                 ChemoMAEConfig),
+    "SpectralGPTForImageClassification": lambda: _lora_case(SpectralGPTTester, SpectralGPTForImageClassification,
+                                                            _OUR_ATTENTION),
+    "ProteinInteractionForSequenceClassification": lambda: _lora_case(
+        ProteinInteractionTester, ProteinInteractionForSequenceClassification, _OUR_ATTENTION),
+    "SMILESBERTForMaskedLM": lambda: _lora_case(SMILESBERTTester, SMILESBERTForMaskedLM, ["query", "key", "value"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LORA_CASES))
+def test_lora_on_attention_projections_trains_with_checkpointing_and_saves(case, tmp_path):
+    """A LoRA-wrapped model trains with activation checkpointing (reentrant, the strictest: it needs the input
+    embeddings to require grad, which enable_input_require_grads() does through get_input_embeddings()), leaves
+    the base weights alone, and its saved adapter reloads onto the base model with the same outputs."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model_class, config, inputs, target_modules = LORA_CASES[case]()
+    torch.manual_seed(0)
+    model = model_class(config)
+    base_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=target_modules))
+    trained = [name for name, parameter in lora.named_parameters() if parameter.requires_grad]
+    assert trained and all("lora_" in name for name in trained)
+    assert any(".attn." in name or ".attention." in name for name in trained)
+
+    lora.train()
+    optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for step in range(6):
+        loss = lora(**inputs).loss
+        loss.backward()
+        if step == 1:  # lora_B starts at zero, so lora_A's gradient is zero until one step has been taken
+            missing = [name for name, parameter in lora.named_parameters()
+                       if parameter.requires_grad and (parameter.grad is None or not parameter.grad.any())]
+            assert not missing, f"adapter weights without gradient (bypassed by the forward?): {missing}"
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    for name, tensor in lora.get_base_model().state_dict().items():
+        if "lora_" not in name:
+            original = name.replace(".base_layer", "")
+            assert torch.equal(tensor, base_state[original]), f"{name} changed: only the adapter should train"
+
+    lora.save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_model.safetensors").is_file() and (tmp_path / "adapter_config.json").is_file()
+    fresh = model_class(config)
+    fresh.load_state_dict(base_state)
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
+    lora.eval()
+    with torch.no_grad():
+        # the same weights (safetensors is exact) and the same kernels: equal bit for bit
+        _assert_same(unittest.TestCase(), reloaded(**inputs).to_tuple(), lora(**inputs).to_tuple(), case)

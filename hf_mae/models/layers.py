@@ -95,7 +95,8 @@ class SelfAttention(_MultiHeadAttention):
     """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three).
 
     ``n_queries``: only the first ``n_queries`` tokens ask (every token still answers as key and value);
-    returns (B, n_queries, D), exactly those rows of the full output, without computing the others.
+    returns (B, n_queries, D), exactly those rows of the full output, without computing the attention and output
+    projection of the others.
     """
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
@@ -105,16 +106,12 @@ class SelfAttention(_MultiHeadAttention):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 n_queries: int | None = None, output_attentions: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch, length, width = hidden_states.shape
-        if n_queries is None:
-            # (B, T, 3D) -> 3 x (B, heads, T, d)
-            q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        else:  # the q rows of the fused weight for the asking tokens, the k/v rows for all
-            weight, bias = self.qkv.weight, self.qkv.bias
-            q = nn.functional.linear(hidden_states[:, :n_queries], weight[:width], bias[:width])
-            q = q.view(batch, n_queries, self.num_heads, self.head_dim).transpose(1, 2)          # (B, h, Q, d)
-            kv = nn.functional.linear(hidden_states, weight[width:], bias[width:])
-            k, v = kv.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        batch, length, _ = hidden_states.shape
+        # (B, T, 3D) -> 3 x (B, heads, T, d). Always through the qkv module (not its weight), so that adapters
+        # wrapping it (LoRA) apply on every path.
+        q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if n_queries is not None:  # only the asking tokens' queries; every token answers
+            q = q[:, :, :n_queries]                                                             # (B, h, Q, d)
         return self.attend(q, k, v, attention_mask, output_attentions)   # (B, T or Q, D), (B, h, T or Q, T)
 
 
