@@ -607,3 +607,67 @@ def test_lora_on_attention_projections_trains_with_checkpointing_and_saves(case,
     with torch.no_grad():
         # the same weights (safetensors is exact) and the same kernels: equal bit for bit
         _assert_same(unittest.TestCase(), reloaded(**inputs).to_tuple(), lora(**inputs).to_tuple(), case)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The seeds' API next to transformers' outputs
+# ---------------------------------------------------------------------------------------------------------
+def _spectral_mae(mae_class):
+    config = SpectralMAETester(unittest.TestCase(), mae_class.config_class).get_config()
+    return mae_class(config).eval(), torch.randn(3, 32), torch.rand(3, 16)
+
+
+@pytest.mark.parametrize("mae_class", [ChemoMAE, WaveMAE])
+def test_seed_triple_unpacks_with_optional_outputs_and_return_dict(mae_class):
+    mae, x, noise = _spectral_mae(mae_class)
+    with torch.no_grad():
+        x_recon, z, visible = mae(x, noise=noise)                       # the seeds' call
+        out = mae(x, noise=noise, output_hidden_states=True, output_attentions=True)
+        x_recon_2, z_2, visible_2 = out                                 # still the triple
+    assert list(out.keys()) == ["x_recon", "z", "visible_mask", "hidden_states", "attentions"]
+    assert torch.equal(visible_2, visible) and visible.dtype == torch.bool and int((~visible[0]).sum()) == 24
+    # With hidden states asked for, the last layer computes every row instead of the CLS row alone: the same
+    # values up to fp32 rounding of differently shaped matmuls (entries of z are at most 1 in magnitude).
+    torch.testing.assert_close(z_2, z, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x_recon_2, x_recon, rtol=1e-5, atol=1e-5 * float(x_recon.abs().max()))
+    assert [tuple(h.shape) for h in out.hidden_states] == [(3, 5, 16)] * 3     # CLS + 4 visible blocks
+    assert [tuple(a.shape) for a in out.attentions] == [(3, 2, 5, 5)] * 2
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(3, 2, 5))  # probabilities
+    with torch.no_grad():
+        as_tuple = mae(x, noise=noise, return_dict=False)
+        mae.config.return_dict = False
+        from_config = mae(x, noise=noise)
+    for result in (as_tuple, from_config):
+        assert type(result) is tuple and len(result) == 3 and torch.equal(result[2], visible)
+
+
+@pytest.mark.parametrize("mae_class", [ChemoMAE, WaveMAE])
+def test_spectral_mae_batching_equivalence(mae_class):
+    """Each row of a batch gets what it gets alone (the common test iterates outputs, see NOT_APPLICABLE)."""
+    mae, x, noise = _spectral_mae(mae_class)
+    with torch.no_grad():
+        batched = mae(x, noise=noise, output_hidden_states=True)
+        for row in range(3):
+            alone = mae(x[row:row + 1], noise=noise[row:row + 1], output_hidden_states=True)
+            assert torch.equal(alone.visible_mask[0], batched.visible_mask[row])
+            # fp32 matmuls with another batch size may accumulate in another order: rounding relative to
+            # the largest value compared
+            for a, b in [(alone.x_recon, batched.x_recon), (alone.z, batched.z),
+                         *zip(alone.hidden_states, batched.hidden_states)]:
+                torch.testing.assert_close(a[0], b[row], rtol=1e-5, atol=1e-5 * max(float(b.abs().max()), 1.0))
+
+
+def test_smiles_bert_masked_lm_return_dict_false():
+    tester = SMILESBERTTester(unittest.TestCase())
+    config, inputs = tester.prepare_config_and_inputs_for_common()
+    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    model = SMILESBERTForMaskedLM(config).eval()
+    with torch.no_grad():
+        as_dict = model(**inputs, labels=labels)
+        as_tuple = model(**inputs, labels=labels, return_dict=False)
+        model.config.return_dict = False
+        from_config = model(**inputs, labels=labels)
+    for result in (as_tuple, from_config):
+        assert type(result) is tuple and len(result) == 2
+        assert torch.equal(result[0], as_dict.loss) and torch.equal(result[1], as_dict.logits)
+    assert as_dict.logits.shape == (3, 7, tester.vocab_size)
