@@ -1,7 +1,9 @@
 """hf_mae: masked pretraining for scientific data as Hugging Face transformers models.
 
-Importing the package registers every architecture with ``AutoConfig``/``AutoModel`` and the task Auto
-classes, so a saved checkpoint loads with ``AutoModel.from_pretrained(path)``.
+``import hf_mae`` registers every architecture with ``AutoConfig``/``AutoModel`` and the task Auto classes,
+so a saved checkpoint loads with ``AutoModel.from_pretrained(path)``. The import itself is light (no torch):
+public names load on first use, and registration runs when transformers' Auto classes are first imported
+(see ``_auto.py``), so ``hf-mae --help`` answers at once.
 
 Example:
     >>> import torch, hf_mae
@@ -10,73 +12,62 @@ Example:
     >>> x_recon, z, visible = mae(torch.randn(2, 64))
 """
 
-from .models import (
-    ChemoDecoderMLP,
-    ChemoEncoder,
-    ChemoMAE,
-    ChemoMAEConfig,
-    ChemoMAEForPreTraining,
-    SpectralGPTConfig,
-    SpectralGPTForImageClassification,
-    SpectralGPTForPreTraining,
-    SpectralGPTModel,
-    SpectralMAEConfig,
-    WaveDecoderMLP,
-    WaveEncoder,
-    WaveMAE,
-    WaveMAEConfig,
-    WaveMAEForPreTraining,
-    SMILESBERTForMaskedLM,
-    SMILESBERTMLMConfig,
-    SMILESBERTModel,
-    make_block_mask,
-)
-from .models import (
-    MAEEncoder,
-    PatchEmbedding,
-    ProteinInteractionConfig,
-    ProteinInteractionForSequenceClassification,
-    ProteinInteractionModel,
-    ProteinMAEV2Config,
-    ProteinMAEV2ForPreTraining,
-    ProteinMAEV5Config,
-    ProteinMAEV5ForPreTraining,
-    TransformerMAE,
-    V2ToV5Adapter,
-)
-from .processing.hyperspectral import HyperspectralProcessor
-from .processing.spectra import SpectraProcessor
-from .clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
-from .features import extract_features, register_feature_rule
-from .processing.smiles import load_smiles_tokenizer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from . import _auto
 from ._auto import register_all
 
 __version__ = "0.1.0"
 
-register_all()
+# public name -> module that defines it (relative to this package)
+_MODELS = ".models"
+_PUBLIC: dict[str, str] = {
+    **dict.fromkeys([
+        "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
+        "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
+        "ProteinMAEV2Config", "ProteinMAEV2Model", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "ProteinMAEV5Model", "MAEEncoder",
+        "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
+        "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
+        "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
+        "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM",
+    ], _MODELS),
+    "SpectraProcessor": ".processing.spectra",
+    "HyperspectralProcessor": ".processing.hyperspectral",
+    "load_smiles_tokenizer": ".processing.smiles",
+    **dict.fromkeys(["CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture"],
+                    ".analysis.clustering"),
+    **dict.fromkeys(["extract_features", "register_feature_rule"], ".analysis.features"),
+    **dict.fromkeys(["ChemBERTaMLM", "SmilesMLMFeaturizer", "CHEMBERTA_MODELS"], ".training.smiles_mlm"),
+}
 
-__all__ = [
-    "ChemoMAE", "ChemoMAEConfig", "ChemoMAEForPreTraining", "WaveMAE", "WaveMAEConfig", "WaveMAEForPreTraining",
-    "SpectralMAEConfig", "ChemoEncoder", "WaveEncoder", "ChemoDecoderMLP", "WaveDecoderMLP", "make_block_mask",
-    "SpectraProcessor",
-    "ProteinMAEV2Config", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV5Config", "MAEEncoder",
-    "PatchEmbedding", "ProteinMAEV5ForPreTraining", "V2ToV5Adapter", "ProteinInteractionConfig",
-    "ProteinInteractionModel", "ProteinInteractionForSequenceClassification",
-    "CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture",
-    "extract_features", "register_feature_rule",
-    "SpectralGPTConfig", "SpectralGPTModel", "SpectralGPTForPreTraining", "SpectralGPTForImageClassification",
-    "HyperspectralProcessor",
-    "SMILESBERTMLMConfig", "SMILESBERTModel", "SMILESBERTForMaskedLM", "ChemBERTaMLM", "SmilesMLMFeaturizer",
-    "CHEMBERTA_MODELS", "load_smiles_tokenizer",
-]
+__all__ = [*_PUBLIC, "register_all"]
 
-# The SMILES fine-tuning/featurizing API needs Trainer, a slow import: load it on first use.
-_LAZY = {"ChemBERTaMLM": ".smiles", "SmilesMLMFeaturizer": ".smiles", "CHEMBERTA_MODELS": ".smiles"}
+if TYPE_CHECKING:  # names for type checkers and IDEs; at run time they load on first use
+    from .analysis.clustering import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
+    from .analysis.features import extract_features, register_feature_rule
+    from .models import *  # noqa: F403
+    from .processing.hyperspectral import HyperspectralProcessor
+    from .processing.smiles import load_smiles_tokenizer
+    from .processing.spectra import SpectraProcessor
+    from .training.smiles_mlm import CHEMBERTA_MODELS, ChemBERTaMLM, SmilesMLMFeaturizer
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    """Load a public name on first use (PEP 562); a model name also registers the Auto classes."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'hf_mae' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    if _PUBLIC[name] == _MODELS:
+        register_all()
+    globals()[name] = value   # later reads skip this function
+    return value
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'hf_mae' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+_auto.install()

@@ -6,7 +6,7 @@ import torch
 
 import hf_mae
 from hf_mae import CosineKMeans, VMFMixture, sample_vmf, sample_vmf_mixture, select_n_clusters
-from hf_mae.clustering import NotFittedError, log_bessel_iv, vmf_log_normalizer, vmf_mean_resultant
+from hf_mae.analysis.clustering import NotFittedError, log_bessel_iv, vmf_log_normalizer, vmf_mean_resultant
 
 scipy_special = pytest.importorskip("scipy.special")
 from scipy.optimize import linear_sum_assignment  # noqa: E402

@@ -6,7 +6,7 @@ from transformers import BertConfig, BertModel, pipeline
 
 import hf_mae
 from hf_mae import ChemoMAE, ChemoMAEForPreTraining, SpectraProcessor, WaveMAE, extract_features
-from hf_mae.features import FEATURE_RULES, feature_rule, register_feature_rule
+from hf_mae.analysis.features import FEATURE_RULES, feature_rule, register_feature_rule
 
 TINY = dict(seq_len=32, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, n_blocks=4, n_mask=2, latent_dim=8)
 
@@ -144,7 +144,7 @@ def test_latent_feature_pipeline(tmp_path):
     model.save_pretrained(tmp_path / "m")
     processor.save_pretrained(tmp_path / "m")
     extractor = pipeline("latent-feature-extraction", model=str(tmp_path / "m"), device="cpu")
-    assert isinstance(extractor, hf_mae.features.LatentFeaturePipeline)
+    assert isinstance(extractor, hf_mae.analysis.features.LatentFeaturePipeline)
     z = extractor(raw, wavelengths=raw_axis)
     expected = extract_features(model, processor(raw, wavelengths=raw_axis)["input_values"], progress=False)
     assert z.shape == (5, 8)

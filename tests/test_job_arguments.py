@@ -70,3 +70,44 @@ def test_config_arguments_refuses_names_the_config_lacks_and_its_example_runs():
         common.config_arguments(ChemoMAEConfig, ["d_modle"], doc="typo")
     result = doctest.testmod(common)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("job", ["chemomae", "spectral-gpt", "smiles-bert"])
+def test_job_help_lists_model_options_with_defaults_before_the_training_flags(job, capsys):
+    from hf_mae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", job, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    model_line = next(i for i, line in enumerate(lines) if line.strip().startswith("--hidden_size")
+                      or line.strip().startswith("--d_model"))
+    training_line = next(i for i, line in enumerate(lines) if line.startswith("TrainingArguments this job sets"))
+    assert model_line < training_line
+    assert "default " in lines[model_line]
+    assert f"hf-mae pretrain {job} --help-training" in text
+    assert "--adam_beta1" not in text          # Trainer's full list only with --help-training
+
+
+def test_help_training_lists_every_trainer_flag(capsys):
+    from hf_mae.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "chemomae", "--help-training"])
+    assert "--adam_beta1" in capsys.readouterr().out
+
+
+def test_spectral_gpt_default_size_is_flagged_on_a_cpu_with_a_smaller_one_that_works():
+    import torch
+
+    from hf_mae.models import SpectralGPTConfig, SpectralGPTForPreTraining
+    from hf_mae.training.pretrain_spectral_gpt import SMALL_CPU_SIZES, size_note
+
+    with torch.device("meta"):
+        full = SpectralGPTForPreTraining(SpectralGPTConfig()).num_parameters()
+        small = SpectralGPTForPreTraining(SpectralGPTConfig(**SMALL_CPU_SIZES)).num_parameters()
+    assert round(full / 1e6, 1) == 145.6 and small < 20e6
+    note = size_note(full, has_accelerator=False)
+    assert "145.6M parameters" in note and "--hidden_size 192" in note
+    assert size_note(full, has_accelerator=True) is None and size_note(small, has_accelerator=False) is None

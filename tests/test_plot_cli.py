@@ -12,7 +12,7 @@ from matplotlib.image import imread  # noqa: E402
 from hf_mae import ChemoMAEForPreTraining, SpectraProcessor  # noqa: E402
 from hf_mae.cli import main  # noqa: E402
 from hf_mae.data.spectra import spectra_dataset  # noqa: E402
-from hf_mae.plotting import embed_2d, plot_embedding  # noqa: E402
+from hf_mae.analysis.plotting import embed_2d, plot_embedding  # noqa: E402
 
 HAS_UMAP = importlib.util.find_spec("umap") is not None
 

@@ -10,7 +10,7 @@ pytest.importorskip("matplotlib")  # the `plot` extra; installed in the test env
 from matplotlib.image import imread  # noqa: E402
 
 from hf_mae import ChemoMAE  # noqa: E402
-from hf_mae.plotting import (  # noqa: E402
+from hf_mae.analysis.plotting import (  # noqa: E402
     load_log_history, masked_spans, plot_image_reconstructions, plot_loss_curve, plot_reconstructions,
 )
 

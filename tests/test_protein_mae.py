@@ -21,7 +21,7 @@ from hf_mae import (
     V2ToV5Adapter,
 )
 from hf_mae.models.masking import split_valid_by_noise
-from hf_mae.models.modeling_protein_mae import pool_patches
+from hf_mae.models.pooling import pool_patches
 
 DIM = 24
 V2_TINY = dict(input_dim=DIM, max_length=96, embed_dim=16, num_layers=2, nhead=2, dim_feedforward=32,
@@ -287,11 +287,13 @@ def test_seed_names_are_importable_from_hf_mae():
 def test_docstring_examples_run():
     import doctest
 
-    from hf_mae.models import configuration_protein_mae, modeling_protein_mae
+    from hf_mae.models import (configuration_protein_mae, modeling_protein_interaction, modeling_protein_mae_v2,
+                               modeling_protein_mae_v5, pooling)
     from hf_mae.processing import protein
     from hf_mae.training import finetune_protein_interaction
 
-    for module in (modeling_protein_mae, configuration_protein_mae, protein, finetune_protein_interaction):
+    for module in (modeling_protein_mae_v2, modeling_protein_mae_v5, modeling_protein_interaction, pooling,
+                   configuration_protein_mae, protein, finetune_protein_interaction):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

@@ -75,7 +75,7 @@ def roberta_dir(tmp_path_factory, corpus):
 @pytest.fixture
 def chemberta_names(monkeypatch, roberta_dir):
     """Point the seed's short names at the local ChemBERTa-like folder (they name public repos otherwise)."""
-    from hf_mae.smiles import CHEMBERTA_MODELS
+    from hf_mae.training.smiles_mlm import CHEMBERTA_MODELS
 
     assert CHEMBERTA_MODELS == {"chemberta-base": "seyonec/ChemBERTa-zinc-base-v1",
                                 "chemberta-mlm": "DeepChem/ChemBERTa-77M-MLM"}

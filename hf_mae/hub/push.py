@@ -129,7 +129,7 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
 
     figures: dict[str, str] = {}
     try:
-        from .. import plotting
+        from ..analysis import plotting
 
         history = (trainer_state or {}).get("log_history") or []
         if any("loss" in entry or "eval_loss" in entry for entry in history):

@@ -6,19 +6,19 @@
   sees only the visible patches, with a light decoder for pretraining.
 * ``ProteinInteractionConfig``: a pair-interaction classifier on top of either encoder.
 
-Field names follow the seed (``embed_dim``, ``num_layers``, ``nhead``, ``mask_ratio``, ``scale_factor``);
-``hidden_size``/``num_attention_heads``/``num_hidden_layers`` are aliases for transformers' tools.
+Field names follow the reference package (``embed_dim``, ``num_layers``, ``nhead``, ``mask_ratio``,
+``scale_factor``); ``hidden_size``/``num_attention_heads``/``num_hidden_layers``/``intermediate_size`` are
+aliases for transformers' tools.
 """
-
-from __future__ import annotations
 
 import math
 
 from transformers import PreTrainedConfig
 
-from .validation import check_choice, check_float, check_heads, check_int
+from .validation import TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads, check_int, size_names_map
 
-_ALIASES = {"hidden_size": "embed_dim", "num_attention_heads": "nhead", "num_hidden_layers": "num_layers"}
+# transformers' size names for the ones the reference package stores
+_ALIASES = size_names_map(("embed_dim", "nhead", "num_layers", "dim_feedforward"), TRANSFORMERS_SIZE_NAMES)
 
 
 def _check_patches(name: str, num_patches: int, max_length: int) -> None:
@@ -70,7 +70,7 @@ class ProteinMAEV2Config(ProteinMAEConfig):
         decoder_hidden_dim: hidden width of the MLP decoder embed_dim -> decoder_hidden_dim -> input_dim.
         mask_ratio: fraction of each protein's residues hidden during pretraining (0.5).
         huber_delta, scale_factor: the loss is ``huber(recon * scale_factor, target * scale_factor, delta)``
-            over masked residues (0.5 and 5, as in the seed).
+            over masked residues (0.5 and 5, as in the reference package).
         eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
 
     Example:
@@ -157,7 +157,7 @@ class ProteinInteractionConfig(PreTrainedConfig):
         cross_attention_layers, cross_attention_heads, cross_attention_dim_feedforward: the cross-attention
             blocks in which each protein's tokens attend to the other's.
         classifier_dropout: dropout before the classifier.
-        freeze_encoder: train only the adapter, cross-attention and classifier (the seed's quick V5.2 path).
+        freeze_encoder: train only the adapter, cross-attention and classifier (the reference design's quick V5.2 path).
         num_labels: 2 (interacting or not).
 
     Example:

@@ -1,7 +1,7 @@
 """Configuration of SMILES BERT, a BERT masked language model over atom-level SMILES tokens.
 
 The architecture fields are BERT's (transformers' own ``BertForMaskedLM`` runs the model); the defaults
-are the seed's (BERT-base: 12 layers of 768, vocabulary 1000). The three masking probabilities describe
+are the reference design's (BERT-base: 12 layers of 768, vocabulary 1000). The three masking probabilities describe
 the pretraining objective and are what ``DataCollatorForLanguageModeling`` is given by default.
 ``pad_token_id=0`` and ``mask_token_id=103`` are where the bundled SMILES tokenizer keeps those tokens.
 
@@ -10,12 +10,11 @@ whose type errors are not ``ValueError``; here every field is checked in ``__pos
 ``ValueError`` naming the field, its value and what was expected.
 """
 
-from __future__ import annotations
-
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-from .validation import check_choice, check_float, check_heads, check_int
+from .validation import (REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads,
+                         check_int, size_names_map)
 
 
 class SMILESBERTMLMConfig(PreTrainedConfig):
@@ -40,6 +39,9 @@ class SMILESBERTMLMConfig(PreTrainedConfig):
         >>> config.model_type, config.vocab_size, config.mask_token_id
         ('hf_mae_smiles_bert', 1000, 103)
     """
+
+    # the reference packages' size names read and write transformers' ones
+    attribute_map = size_names_map(TRANSFORMERS_SIZE_NAMES, REFERENCE_SIZE_NAMES)
 
     model_type = "hf_mae_smiles_bert"
 

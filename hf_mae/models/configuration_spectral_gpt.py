@@ -3,13 +3,12 @@ hyperspectral cubes, conditioned on auxiliary images (IR, autofluorescence, thic
 with them by a contrastive loss.
 """
 
-from __future__ import annotations
-
 import re
 
 from transformers import PreTrainedConfig
 
-from .validation import check_choice, check_float, check_heads, check_int
+from .validation import (REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads,
+                         check_int, size_names_map)
 
 AUX_ENCODER_TYPES = ("vit", "cnn")
 DEFAULT_AUX_MODALITIES = ("ir", "af", "thickness")
@@ -46,7 +45,7 @@ class SpectralGPTConfig(PreTrainedConfig):
             ``aux_hidden_size`` / 8, / 4, / 2, / 1).
         projection_dim: the shared space of the contrastive loss.
         contrastive_temperature: InfoNCE temperature (0.07).
-        contrastive_symmetric: also score aux -> HSI matches (CLIP-style); the seed scores HSI -> aux only.
+        contrastive_symmetric: also score aux -> HSI matches (CLIP-style); the reference design scores HSI -> aux only.
         contrastive_loss_weight: weight of the contrastive term in ``loss``.
         eval_mask_seed: seed of the masks the pretraining model draws in eval mode (comparable eval losses).
 
@@ -56,6 +55,9 @@ class SpectralGPTConfig(PreTrainedConfig):
         >>> config.num_patches, config.patch_dim, config.aux_modalities
         (784, 768, ['ir', 'af', 'thickness'])
     """
+
+    # the reference packages' size names read and write transformers' ones
+    attribute_map = size_names_map(TRANSFORMERS_SIZE_NAMES, REFERENCE_SIZE_NAMES)
 
     model_type = "hf_mae_spectral_gpt"
 

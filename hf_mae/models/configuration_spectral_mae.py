@@ -4,11 +4,10 @@ Both share every field; they differ in the decoder (ChemoMAE: one linear map, Wa
 and the default number of masked blocks (16 vs 24 of 32).
 """
 
-from __future__ import annotations
-
 from transformers import PreTrainedConfig
 
-from .validation import check_choice, check_float, check_heads, check_int
+from .validation import (REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads,
+                         check_int, size_names_map)
 
 LOSS_TYPES = ("mse", "sse", "huber")
 
@@ -26,9 +25,14 @@ class SpectralMAEConfig(PreTrainedConfig):
         n_blocks: equal contiguous blocks along the spectrum; each block is one token.
         n_mask: blocks hidden per sample during pretraining.
         loss_type: ``"mse"`` (mean over masked points), ``"sse"`` (sum over masked points, mean over
-            samples, as in the seeds' training loop) or ``"huber"`` with ``huber_delta``.
+            samples, as in the reference packages' training loop) or ``"huber"`` with ``huber_delta``.
         eval_mask_seed: seed of the masks the pretraining models draw in eval mode.
+
+    ``hidden_size``, ``num_attention_heads``, ``num_hidden_layers`` and ``intermediate_size`` name ``d_model``,
+    ``nhead``, ``num_layers`` and ``dim_feedforward`` too (read, write, keyword arguments).
     """
+
+    attribute_map = size_names_map(REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES)
 
     seq_len: int = 256
     d_model: int = 384

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .validation import check_float
+
 
 def draw_noise(batch_size: int, n_tokens: int, *, device=None, generator: torch.Generator | None = None,
                noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,3 +172,28 @@ def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: t
     if loss_type == "sse":
         return (err * weight).sum() / x.shape[0]
     return (err * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def eval_mask_generator(model: torch.nn.Module, *given) -> torch.Generator | None:
+    """The generator of a pretraining model's masks: seeded from ``config.eval_mask_seed`` in eval mode,
+    unless the caller fixed the mask (any of ``given`` is not None); None (the global stream) in training.
+
+    Fixed masks make ``eval_loss`` comparable between checkpoints, and evaluating then consumes nothing of
+    the training random stream, so a resumed run draws the same training masks.
+
+    Example:
+        >>> from hf_mae.models import ChemoMAEForPreTraining
+        >>> model = ChemoMAEForPreTraining(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4)
+        >>> eval_mask_generator(model.eval()).initial_seed(), eval_mask_generator(model.train())
+        (0, None)
+    """
+    if model.training or any(value is not None for value in given):
+        return None
+    return torch.Generator().manual_seed(model.config.eval_mask_seed)
+
+
+def check_mask_ratio(mask_ratio: float | None, default: float) -> float:
+    """``mask_ratio`` (or ``default`` when None) as a float in [0, 1)."""
+    mask_ratio = default if mask_ratio is None else mask_ratio
+    check_float("mask_ratio", mask_ratio, minimum=0.0, maximum=1.0, maximum_exclusive=True)
+    return float(mask_ratio)

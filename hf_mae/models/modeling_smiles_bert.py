@@ -27,7 +27,8 @@ from transformers.models.bert.modeling_bert import BertForMaskedLM, BertModel, B
 from .configuration_smiles_bert import SMILESBERTMLMConfig
 from .serialization import HubCheckpointMixin
 
-__all__ = ["SMILESBERTPreTrainedModel", "SMILESBERTModel", "SMILESBERTForMaskedLM", "masked_lm_loss"]
+__all__ = ["SMILESBERTPreTrainedModel", "SMILESBERTModel", "SMILESBERTForMaskedLM", "masked_lm_loss",
+           "smiles_embedding"]
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
@@ -54,6 +55,19 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
     return total / (num_items_in_batch.clamp(min=1) if torch.is_tensor(num_items_in_batch) else max(num_items_in_batch, 1))
 
 
+def smiles_embedding(last_hidden_state: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:
+    """A molecule's embedding: the mean of the encoder's last hidden states over its atom tokens (no
+    [CLS], [SEP] or padding). last_hidden_state (B, L, H), atom_mask (B, L) bool -> (B, H) float32.
+
+    Example:
+        >>> import torch
+        >>> smiles_embedding(torch.arange(6.0).view(1, 3, 2), torch.tensor([[False, True, True]])).tolist()
+        [[3.0, 4.0]]
+    """
+    weights = atom_mask.to(last_hidden_state.device, torch.float32)[..., None]          # (B, L, 1)
+    return (last_hidden_state.float() * weights).sum(1) / weights.sum(1).clamp(min=1)   # (B, H)
+
+
 class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
     """BERT's weight initialisation and attention backends, bound to ``SMILESBERTMLMConfig``; saving and
     loading as every hf_mae model (``HubCheckpointMixin``: full ``auto_map``, pickled weights refused)."""
@@ -61,6 +75,25 @@ class SMILESBERTPreTrainedModel(HubCheckpointMixin, BertPreTrainedModel):
     config_class = SMILESBERTMLMConfig
     config: SMILESBERTMLMConfig
     base_model_prefix = "bert"
+
+    def get_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     special_tokens_mask: torch.Tensor | None = None, **encoder_inputs) -> torch.Tensor:
+        """Molecule embeddings (B, H) (``smiles_embedding``), what ``extract_features`` returns for SMILES.
+
+        Atom tokens are the attended ones that are not special; without ``special_tokens_mask`` the first and
+        last attended tokens of each row are taken as [CLS] and [SEP] (the bundled tokenizer's template).
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attended = attention_mask.bool()
+        if special_tokens_mask is not None:
+            atoms = attended & ~special_tokens_mask.bool()
+        else:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+            last = attended.sum(dim=1, keepdim=True) - 1
+            atoms = attended & (positions > 0) & (positions < last)
+        hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
+        return smiles_embedding(hidden, atoms)
 
 
 class SMILESBERTModel(SMILESBERTPreTrainedModel, BertModel):

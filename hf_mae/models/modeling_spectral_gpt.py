@@ -22,6 +22,10 @@ One tensor from input to loss (default sizes):
 The HSI encoder (``SpectralGPTModel``: patch and position embeddings + main blocks, no cross-attention) is a
 model of its own: ``SpectralGPTForPreTraining.get_hsi_encoder()`` returns it, ``AutoModel`` loads it from a
 pretraining checkpoint, and ``SpectralGPTForImageClassification`` fine-tunes it.
+
+The file runs a little over 500 lines because it carries the whole architecture (3D patches, auxiliary
+encoders, conditioning, decoder, both losses and the classification head): it travels to the Hub as one
+remote-code file, and a reader follows one cube from input to loss in it.
 """
 
 from __future__ import annotations
@@ -45,8 +49,7 @@ from .layers import (
     sinusoidal_positions,
     sinusoidal_positions_2d,
 )
-from .masking import draw_noise, gather_tokens, split_by_noise
-from .modeling_spectral_mae import masked_reconstruction_loss
+from .masking import draw_noise, eval_mask_generator, gather_tokens, masked_reconstruction_loss, split_by_noise
 from .validation import check_tensor
 from .serialization import HubCheckpointMixin
 
@@ -248,7 +251,7 @@ class SpectralGPTPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
 
     def get_features(self, pixel_values: torch.Tensor, **unused) -> torch.Tensor:
         """Deterministic (B, hidden_size) features: the HSI encoder on every token, averaged; no mask, no aux.
-        ``hf_mae.features.extract_features`` and the "latent-feature-extraction" pipeline call this."""
+        ``hf_mae.analysis.features.extract_features`` and the "latent-feature-extraction" pipeline call this."""
         encoder = self if isinstance(self, SpectralGPTModel) else self.spectral_gpt
         return encoder(pixel_values).pooler_output
 
@@ -444,13 +447,19 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         x = self.decoder(x + self.decoder_position_embeddings().to(x.dtype))
         return self.decoder_pred(x)                                                 # (B, N, patch_dim)
 
-    def reconstruction_loss(self, pixel_values: torch.Tensor, reconstruction: torch.Tensor,
-                            mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the values of hidden patches only."""
+    def reconstruction_target(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """What the decoder predicts: (B, N, patch_dim) patch values, each patch standardised when
+        ``config.norm_pix_loss``."""
         target = self.patchify(pixel_values)                                        # (B, N, patch_dim)
         if self.config.norm_pix_loss:
             mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()
+        return target
+
+    def reconstruction_loss(self, pixel_values: torch.Tensor, reconstruction: torch.Tensor,
+                            mask: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over the values of hidden patches only."""
+        target = self.reconstruction_target(pixel_values)
         return masked_reconstruction_loss(reconstruction.flatten(1), target.flatten(1),
                                           mask[..., None].expand_as(target).flatten(1))
 
@@ -471,8 +480,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
 
         # Embed and mask the HSI tokens: the encoder sees the visible quarter only.
         tokens = self.spectral_gpt.embeddings(pixel_values)                         # (B, N, D)
-        if not self.training and noise is None and generator is None:
-            generator = torch.Generator().manual_seed(config.eval_mask_seed)
+        generator = generator or eval_mask_generator(self, noise)
         noise = draw_noise(batch, config.num_patches, device=tokens.device, generator=generator, noise=noise)
         ids_keep, mask, ids_restore = split_by_noise(noise, config.num_patches - config.num_masked)
         visible = gather_tokens(tokens, ids_keep)                                   # (B, K, D)
@@ -511,6 +519,22 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
             hsi_embedding=hsi_embedding, aux_embeddings=aux_embeddings or None, aux_present=present,
             hidden_states=encoded.hidden_states, attentions=encoded.attentions,
         )
+
+
+    @torch.no_grad()
+    def masked_reconstruction(self, pixel_values: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws: the cubes, their reconstruction in the input's scale
+        and the visible pixels, each (N, bands, H, W), with ``mask_ratio`` of the 3D tokens hidden."""
+        out = self.forward(pixel_values, generator=generator, return_loss=False)
+        reconstruction = out.reconstruction                                         # (N, tokens, patch_dim)
+        if self.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's
+            target = self.patchify(pixel_values)
+            scale = (target.var(-1, keepdim=True) + 1e-6).sqrt()
+            reconstruction = reconstruction * scale + target.mean(-1, keepdim=True)
+        # the token mask spread over the pixels and bands of each token's 3D patch
+        visible = self.unpatchify((~out.mask)[..., None].expand_as(reconstruction).to(pixel_values.dtype)) > 0.5
+        return pixel_values, self.unpatchify(reconstruction), visible
 
 
 class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):

@@ -29,10 +29,10 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
 from .layers import TransformerStack, output_flag, padding_to_attention_mask, sinusoidal_positions
-from .masking import (draw_noise, gather_tokens, make_block_mask, masked_reconstruction_loss, split_by_noise,
-                      visible_block_ids)
+from .masking import (draw_noise, eval_mask_generator, gather_tokens, make_block_mask, masked_reconstruction_loss,
+                      split_by_noise, visible_block_ids)
 from .serialization import HubCheckpointMixin
-from .validation import check_int, check_tensor
+from .validation import check_int, check_tensor, config_from_arguments
 
 __all__ = [
     "ChemoMAE", "WaveMAE", "ChemoMAEForPreTraining", "WaveMAEForPreTraining", "ChemoEncoder", "WaveEncoder",
@@ -135,12 +135,17 @@ class SpectralEncoder(nn.Module):
         return z, out
 
 
-ChemoEncoder = SpectralEncoder
-WaveEncoder = SpectralEncoder
+class ChemoEncoder(SpectralEncoder):
+    """ChemoMAE's encoder (``SpectralEncoder``; the name the reference package gives it)."""
+
+
+class WaveEncoder(SpectralEncoder):
+    """WaveMAE's encoder (``SpectralEncoder``; the name the reference package gives it)."""
 
 
 class ChemoDecoderMLP(nn.Module):
-    """ChemoMAE's decoder: one linear map latent (B, latent_dim) -> spectrum (B, L).
+    """ChemoMAE's decoder: a single linear layer latent (B, latent_dim) -> spectrum (B, L), not an MLP
+    (the class keeps the reference package's name).
 
     Deliberately weak, so the encoder carries the learning burden.
     """
@@ -198,15 +203,13 @@ class SpectralMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
 class _SpectralMAE(SpectralMAEPreTrainedModel):
     """The MAE itself. Subclasses choose the config and the decoder."""
 
+    encoder_class: type[SpectralEncoder]
     decoder_class: type[nn.Module]
 
     def __init__(self, config: SpectralMAEConfig | None = None, **kwargs):
-        if config is None:
-            config = self.config_class(**kwargs)
-        elif kwargs:
-            raise ValueError(f"Pass either `config` or keyword arguments, not both (got {sorted(kwargs)}).")
+        config = config_from_arguments(self.config_class, config, kwargs)
         super().__init__(config)
-        self.encoder = SpectralEncoder(config)
+        self.encoder = self.encoder_class(config)
         self.decoder = self.decoder_class(config)
         self.post_init()
 
@@ -289,11 +292,20 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
         """Only the reconstruction (B, L) of ``forward``."""
         return self.forward(x, visible_mask, n_mask=n_mask, noise=noise, generator=generator, return_dict=True).x_recon
 
+    @torch.no_grad()
+    def masked_reconstruction(self, x: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws: ``(x, x_recon, visible_mask)``, each (N, L), with
+        ``n_mask`` blocks hidden (``generator`` fixes which)."""
+        x_recon, _, visible = self.forward(x, generator=generator)
+        return x, x_recon, visible
+
 
 class ChemoMAE(_SpectralMAE):
     """ChemoMAE (linear decoder). ``ChemoMAE(seq_len=..., ...)`` or ``ChemoMAE(ChemoMAEConfig(...))``."""
 
     config_class = ChemoMAEConfig
+    encoder_class = ChemoEncoder
     decoder_class = ChemoDecoderMLP
 
 
@@ -301,6 +313,7 @@ class WaveMAE(_SpectralMAE):
     """WaveMAE (3-layer MLP decoder). ``WaveMAE(seq_len=..., ...)`` or ``WaveMAE(WaveMAEConfig(...))``."""
 
     config_class = WaveMAEConfig
+    encoder_class = WaveEncoder
     decoder_class = WaveDecoderMLP
 
 
@@ -312,8 +325,7 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
     accepts_loss_kwargs = False
 
     def __init__(self, config: SpectralMAEConfig | None = None, **kwargs):
-        if config is None:
-            config = self.config_class(**kwargs)
+        config = config_from_arguments(self.config_class, config, kwargs)
         super().__init__(config)
         self.mae = self.mae_class(config)
         self.post_init()
@@ -332,9 +344,7 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
         ``visible_mask`` is given: eval_loss is then comparable between checkpoints, and evaluation does not
         consume the training random stream (so a resumed run draws the same training masks).
         """
-        generator = None
-        if not self.training and noise is None and visible_mask is None:
-            generator = torch.Generator().manual_seed(self.config.eval_mask_seed)
+        generator = eval_mask_generator(self, noise, visible_mask)
         out = self.mae(input_values, visible_mask, n_mask=n_mask, noise=noise, generator=generator,
                        output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True)
         loss = None
@@ -348,6 +358,12 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
     def encode(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The latent of the wrapped MAE (all visible by default)."""
         return self.mae.encode(x, visible_mask)
+
+
+    def masked_reconstruction(self, x: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The wrapped MAE's ``masked_reconstruction``."""
+        return self.mae.masked_reconstruction(x, generator=generator)
 
 
 class ChemoMAEForPreTraining(_SpectralMAEForPreTraining):

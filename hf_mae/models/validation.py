@@ -1,15 +1,34 @@
 """Boundary checks shared by every config and model.
 
 Each check raises ``ValueError`` naming the parameter, the value it got and what was expected, before any
-computation runs. This file imports only torch so that it can travel to the Hub next to the modeling code.
+computation runs. This file imports only torch and transformers so that it can travel to the Hub next to the
+modeling code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import torch
+
+
+# Size names: transformers' (what its tools and users read) and the reference packages' (ChemoMAE, WaveMAE and
+# the protein MAEs write d_model/nhead/num_layers/dim_feedforward). Each config stores one set and maps the
+# other onto it with ``attribute_map``, so both read, write and construct.
+TRANSFORMERS_SIZE_NAMES = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size")
+REFERENCE_SIZE_NAMES = ("d_model", "nhead", "num_layers", "dim_feedforward")
+
+
+def size_names_map(stored: Sequence[str], aliases: Sequence[str]) -> dict[str, str]:
+    """``attribute_map`` for a config that stores sizes under ``stored`` and also answers to ``aliases``.
+
+    Example:
+        >>> size_names_map(REFERENCE_SIZE_NAMES, TRANSFORMERS_SIZE_NAMES)["hidden_size"]
+        'd_model'
+    """
+    return {alias: name for alias, name in zip(aliases, stored) if alias != name}
 
 
 def check_int(name: str, value, *, minimum: int | None = 1, maximum: int | None = None) -> None:
@@ -86,3 +105,42 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     anywhere makes the sum NaN or inf); only a non-finite sum, which overflow can also cause, needs the
     element-wise check (``torch.isfinite`` makes several passes over large inputs such as residue embeddings)."""
     return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
+def config_from_arguments(config_class: type, config=None, kwargs: dict | None = None):
+    """A model's config from ``Model(config)`` or ``Model(**fields)`` (the reference packages build models
+    from keyword arguments: ``ChemoMAE(seq_len=256, ...)``, ``TransformerMAE(embed_dim=512)``).
+
+    Refuses both at once, a config of another class, and a keyword that is neither a field of
+    ``config_class`` nor one of its ``attribute_map`` aliases (a misspelt size would otherwise be ignored).
+
+    Example:
+        >>> from hf_mae.models import ChemoMAEConfig
+        >>> config_from_arguments(ChemoMAEConfig, None, {"seq_len": 64, "n_blocks": 8, "n_mask": 4}).block_size
+        8
+        >>> config_from_arguments(ChemoMAEConfig, None, {"seq_lenn": 64})  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ValueError: unknown keyword argument `seq_lenn` ...
+    """
+    kwargs = kwargs or {}
+    if config is not None:
+        if kwargs:
+            raise ValueError(f"Pass either `config` or keyword arguments, not both (got {sorted(kwargs)}).")
+        if not isinstance(config, config_class):
+            raise ValueError(f"`config` must be a {config_class.__name__}, got {type(config).__name__}.")
+        return config
+    known = {field.name for field in dataclasses.fields(config_class)} | set(config_class.attribute_map)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown keyword argument `{unknown[0]}` for {config_class.__name__} (all unknown: "
+                         f"{unknown}); expected fields of the config, e.g. {sorted(known - _BASE_FIELDS)[:8]}.")
+    return config_class(**kwargs)
+
+
+def _base_fields() -> set[str]:
+    from transformers import PreTrainedConfig
+
+    return {field.name for field in dataclasses.fields(PreTrainedConfig)}
+
+
+_BASE_FIELDS = _base_fields()

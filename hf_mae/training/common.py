@@ -1,4 +1,5 @@
-"""Plumbing shared by every ``hf-mae pretrain`` job: argument parsing, per-rank masks, train, save, reload.
+"""Plumbing shared by every ``hf-mae pretrain`` job: argument parsing, per-rank masks, train, save, then the
+same tail: the held-out error next to a baseline, and a reload through the Auto classes compared with the model.
 
 A job declares its data argument dataclass, its model arguments with ``config_arguments`` (the config's own
 fields, types and defaults, with the job's sizes where they differ) and its defaults for ``TrainingArguments``;
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -49,12 +49,12 @@ def _option_type(annotation: Any) -> Any:
 
 
 def _field_type(config_class: type, source: dataclasses.Field) -> Any:
-    """A config field's annotation as a type (configs are written with ``from __future__ import annotations``;
-    only the field's own annotation is resolved, in the module of the class that declares it)."""
-    if not isinstance(source.type, str):
-        return source.type
-    owner = next(c for c in config_class.__mro__ if source.name in vars(c).get("__annotations__", {}))
-    return eval(source.type, vars(sys.modules[owner.__module__]))
+    """A config field's type. hf_mae's configuration files keep real annotations (no ``from __future__ import
+    annotations``), so the type is there as an object; a string one is refused rather than evaluated."""
+    if isinstance(source.type, str):
+        raise ValueError(f"{config_class.__name__}.{source.name} is annotated with the string {source.type!r}: "
+                         f"command-line options need the type itself.")
+    return source.type
 
 
 def config_arguments(config_class: type, names: Sequence[str], *, doc: str, defaults: Mapping[str, Any] | None = None,
@@ -94,9 +94,35 @@ def config_arguments(config_class: type, names: Sequence[str], *, doc: str, defa
     return arguments
 
 
-def _has_accelerator() -> bool:
+def has_accelerator() -> bool:
+    """Whether torch sees a CUDA, MPS, XPU ... device."""
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, MPS, XPU ...
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
+HELP_TRAINING = "--help-training"   # the full TrainingArguments help, after the job's own options
+
+
+def _job_help(dataclass_types: Sequence[type], defaults: Mapping[str, Any], prog: str) -> str:
+    """A job's ``--help``: its model and data options with their defaults (what the job changes first), then the
+    TrainingArguments values the job sets, and where the rest of Trainer's flags are listed."""
+    lines = [f"usage: {prog} [options] [TrainingArguments flags]", ""]
+    for arguments in dataclass_types:
+        doc = " ".join((arguments.__doc__ or "").split())
+        lines.append(f"{arguments.__name__}: {doc}" if doc else f"{arguments.__name__}:")
+        for field in dataclasses.fields(arguments):
+            default = defaults.get(field.name, field.default if field.default is not dataclasses.MISSING
+                                   else field.default_factory())
+            text = field.metadata.get("help", "")
+            lines.append(f"  --{field.name:<28} default {default!r}" + (f"   {text}" if text else ""))
+        lines.append("")
+    job_training = {name: value for name, value in {**COMMON_TRAINING_DEFAULTS, **defaults}.items()
+                    if name in {f.name for f in dataclasses.fields(TrainingArguments)}}
+    lines.append("TrainingArguments this job sets (any Trainer flag works too, e.g. --bf16, --max_steps, "
+                 "--gradient_accumulation_steps, --resume_from_checkpoint):")
+    lines += [f"  --{name:<28} {value!r}" for name, value in sorted(job_training.items())]
+    lines += ["", f"`{prog} {HELP_TRAINING}` lists every TrainingArguments flag."]
+    return "\n".join(lines)
 
 
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defaults: dict[str, Any],
@@ -104,14 +130,23 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defa
     """Parse ``argv`` into the given dataclasses plus ``TrainingArguments`` (always last).
 
     ``defaults`` override the dataclass and TrainingArguments defaults; the command line overrides both.
+    ``-h``/``--help`` prints the job's own options first (``_job_help``) and exits; ``--help-training``
+    prints the full help, Trainer's flags included.
     """
+    argv = list(argv or [])
+    if "-h" in argv or "--help" in argv:
+        print(_job_help(dataclass_types, defaults, prog))
+        raise SystemExit(0)
     parser = HfArgumentParser([*dataclass_types, TrainingArguments], prog=prog)
     # pin_memory only helps (and only works quietly) with an accelerator; without any, `--bf16` means CPU autocast
     # (TrainingArguments refuses bf16 on a machine with no accelerator unless use_cpu is set)
     device = {"dataloader_pin_memory": torch.cuda.is_available(),
-              "use_cpu": not _has_accelerator()}
+              "use_cpu": not has_accelerator()}
     parser.set_defaults(**{**COMMON_TRAINING_DEFAULTS, **device, **defaults})
-    return parser.parse_args_into_dataclasses(args=list(argv or []))
+    if HELP_TRAINING in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 class PerRankMaskSeed(TrainerCallback):
@@ -126,6 +161,15 @@ class PerRankMaskSeed(TrainerCallback):
         torch.manual_seed(args.seed + args.process_index)
 
 
+def train_model(model, training_args: TrainingArguments, train_dataset, eval_dataset, data_collator,
+                processing_class=None) -> tuple[Trainer, dict[str, float]]:
+    """A ``Trainer`` whose ranks draw their own masks (``PerRankMaskSeed``), trained and saved
+    (``train_and_save``); returns it and its final eval metrics."""
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=data_collator, processing_class=processing_class, callbacks=[PerRankMaskSeed()])
+    return trainer, train_and_save(trainer, training_args)
+
+
 def train_and_save(trainer: Trainer, training_args: TrainingArguments) -> dict[str, float]:
     """Train (resuming when asked), save the final model + processor, return the final eval metrics."""
     resume = training_args.resume_from_checkpoint
@@ -138,3 +182,35 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments) -> dict[s
     if metrics:
         trainer.save_metrics("eval", metrics)
     return metrics
+
+
+def print_held_out(title: str, model: tuple[str, float], baseline: tuple[str, float],
+                   metrics: Mapping[str, float]) -> None:
+    """Print a held-out error of the model next to its baseline's (and their ratio), then Trainer's eval_loss.
+
+    Example:
+        >>> print_held_out("held-out MSE:", ("chemomae", 0.5), ("mean spectrum", 1.0), {"eval_loss": 0.49})
+        <BLANKLINE>
+        held-out MSE:
+          chemomae                            0.5000
+          mean spectrum                       1.0000   (model / baseline = 0.500)
+          eval_loss (Trainer)                 0.4900
+    """
+    (model_label, model_value), (baseline_label, baseline_value) = model, baseline
+    print(f"\n{title}")
+    print(f"  {model_label:<35} {model_value:.4f}")
+    print(f"  {baseline_label:<35} {baseline_value:.4f}   (model / baseline = {model_value / baseline_value:.3f})")
+    if "eval_loss" in metrics:
+        print(f"  {'eval_loss (Trainer)':<35} {metrics['eval_loss']:.4f}")
+
+
+def check_reload(output_dir: str | os.PathLike, auto_class: type, run: Callable[[torch.nn.Module], torch.Tensor],
+                 reference: torch.Tensor, what: str = "") -> float:
+    """Reload the saved run with ``auto_class``, as a user would, run it (``run(model)``) and print the largest
+    difference from ``reference`` (the trained model's output on the same inputs); returns that difference."""
+    reloaded = auto_class.from_pretrained(output_dir).eval()
+    with torch.no_grad():
+        diff = (run(reloaded) - reference).abs().max().item()
+    print(f"saved to {output_dir}; {auto_class.__name__}.from_pretrained -> {type(reloaded).__name__}, "
+          f"max |{what + ' ' if what else ''}difference| = {diff:.1e}")
+    return diff

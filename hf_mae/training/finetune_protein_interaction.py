@@ -73,7 +73,7 @@ class InteractionArguments:
     encoder_embed_dim: int = field(default=128, metadata={"help": "width of the fresh encoder (no encoder_path)"})
     encoder_num_layers: int = field(default=2, metadata={"help": "depth of the fresh encoder (no encoder_path)"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train only adapter, cross-attention, classifier"})
-    adapter_dim: int = field(default=128, metadata={"help": "V2 adapter width (768 in the seed)"})
+    adapter_dim: int = field(default=128, metadata={"help": "V2 adapter width (768 in the reference design)"})
     cross_attention_layers: int = 1
     cross_attention_heads: int = 4
     cross_attention_dim_feedforward: int = 256

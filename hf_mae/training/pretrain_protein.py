@@ -5,9 +5,9 @@ ships), embed every sequence per residue with an ESM C / ESM2 model, store the e
 ``datasets.Dataset``, pretrain with ``Trainer``, save, reload with ``AutoModel`` and compare outputs.
 
 No protein-language-model weights can be downloaded here, so by default the embedder is a small randomly
-initialised ESM C with hidden size 960 (the seed's input dimension, as ESM C 300M): the code path is the real one,
+initialised ESM C with hidden size 960 (the reference design's input dimension, as ESM C 300M): the code path is the real one,
 the embeddings carry no learned biology. Give a local checkpoint with ``--esm_checkpoint /path/to/esmc-300m``.
-The model is a small configuration by default (``--embed_dim`` etc. set the seed's full sizes).
+The model is a small configuration by default (``--embed_dim`` etc. set the reference design's full sizes).
 
     hf-mae pretrain protein-mae-v5 --output_dir runs/protein-v5 --max_steps 100
     hf-mae pretrain protein-mae-v2 --esm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModel, Trainer
+from transformers import AutoModel
 
 from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
 from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
 from ..models.masking import masked_reconstruction_loss
-from ..models.modeling_protein_mae import pool_patches
+from ..models.pooling import pool_patches
 from ..models.validation import check_float
 from ..processing.protein import ProteinEmbedder
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import check_reload, config_arguments, parse_args, print_held_out, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ProteinDataArguments:
     embeddings_dir: str | None = field(default=None, metadata={"help": "load embeddings from / save them to here"})
 
 
-# The jobs train small models on CPU by default; the seed's sizes are given in each doc.
+# The jobs train small models on CPU by default; the reference design's sizes are given in each doc.
 ProteinV2ModelArguments = config_arguments(
     ProteinMAEV2Config,
     ["max_length", "embed_dim", "num_layers", "nhead", "dim_feedforward", "dropout", "decoder_hidden_dim",
@@ -74,9 +74,9 @@ ProteinV5ModelArguments = config_arguments(
 
 JOBS = {
     "protein-mae-v2": (ProteinV2ModelArguments, ProteinMAEV2Config, ProteinMAEV2ForPreTraining,
-                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the seed's V2 learning rate
-    # The seed's V5 values are lr 1e-4 / wd 0.05 for the full model over 100 epochs; the small 100-step job needs
-    # 1e-3 (measured: held-out loss 3.3x the mean baseline at 1e-4, on par with it at 1e-3).
+                       {"learning_rate": 2e-4, "weight_decay": 0.0}),   # the reference design's V2 learning rate
+    # The reference V5 values (lr 1e-4, wd 0.05) are for the full model over 100 epochs; the small 100-step job
+    # does not learn in time with them.
     "protein-mae-v5": (ProteinV5ModelArguments, ProteinMAEV5Config, ProteinMAEV5ForPreTraining,
                        {"learning_rate": 1e-3, "weight_decay": 0.05}),
 }
@@ -175,9 +175,7 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
     # model: its input width is the embedder's
     config = config_class(input_dim=input_dim, **asdict(model_args))
     model = model_class(config)
-    trainer = Trainer(model=model, args=training_args, train_dataset=split["train"], eval_dataset=split["test"],
-                      data_collator=collator, callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, split["train"], split["test"], collator)
     if not trainer.is_world_process_zero():
         return 0
 
@@ -185,22 +183,20 @@ def pretrain(job: str, argv: Sequence[str] | None = None) -> int:
                                             training_args.seed)
     print(f"\n{job}: {len(split['train'])} training / {len(split['test'])} held-out proteins, "
           f"input_dim {input_dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    print(f"  held-out masked loss  model {model_loss:.4f}   mean-training-embedding baseline {mean_loss:.4f}   "
-          f"(model / baseline = {model_loss / mean_loss:.3f})")
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)   {metrics['eval_loss']:.4f}")
+    print_held_out("held-out masked loss:", ("model", model_loss), ("mean-training-embedding baseline", mean_loss),
+                   metrics)
 
-    # reload the encoder with AutoModel, as a user would, and compare its features
-    out_dir = training_args.output_dir
-    reloaded = AutoModel.from_pretrained(out_dir).eval()
+    # the encoder's features: V2's per-protein vector, V5's token set
     batch = next(_batches(split["test"].select(range(min(4, len(split["test"])))), collator))
+    if isinstance(model, ProteinMAEV2ForPreTraining):
+        def features(encoder):
+            return encoder.encode(**batch).compressed
+    else:
+        def features(encoder):
+            return encoder(**batch).last_hidden_state
     with torch.no_grad():
-        if isinstance(model, ProteinMAEV2ForPreTraining):
-            new, old = reloaded.encode(**batch).compressed, model.mae.eval().encode(**batch).compressed
-        else:
-            new, old = reloaded(**batch).last_hidden_state, model.mae.eval()(**batch).last_hidden_state
-    print(f"saved to {out_dir}; AutoModel.from_pretrained -> {type(reloaded).__name__}, output {tuple(new.shape)}, "
-          f"max |difference| = {(new - old).abs().max().item():.1e}")
+        reference = features(model.mae.eval())
+    check_reload(training_args.output_dir, AutoModel, features, reference)
     return 0
 
 

@@ -10,7 +10,7 @@ card), saves model and tokenizer together in ``--output_dir`` and reloads them w
     pip install --no-deps molsets==0.3.1
     hf-mae pretrain smiles-bert --output_dir runs/smiles-bert --max_steps 300
     hf-mae pretrain smiles-bert --max_train_samples 0 --hidden_size 768 --num_hidden_layers 12 \\
-        --num_attention_heads 12 --intermediate_size 3072 --bf16 --max_steps 100000     # the seed's BERT-base
+        --num_attention_heads 12 --intermediate_size 3072 --bf16 --max_steps 100000     # the reference BERT-base
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from ..data.smiles import SMILES_SOURCES, load_smiles
 from ..models import SMILESBERTForMaskedLM, SMILESBERTMLMConfig
 from ..processing.smiles import load_smiles_tokenizer
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import PerRankMaskSeed, check_reload, config_arguments, parse_args, print_held_out, train_and_save
 from .smiles_mlm import encode_smiles_for_mlm, make_mlm_trainer, masked_lm_metrics, mlm_collator, most_frequent_token
 
 
@@ -102,22 +102,16 @@ def pretrain_smiles_bert(argv: Sequence[str] | None = None) -> int:
     baseline_token = tokenizer.convert_ids_to_tokens(baseline_id)
     # validation_results.json (and all_results.json): what `hf-mae push` puts in the model card
     trainer.save_metrics("validation", {f"validation_{key}": value for key, value in result.items()})
-    print(f"\nvalidation masked-token accuracy ({len(eval_examples)} {data_args.eval_corpus} SMILES, "
-          f"{result['n_masked_tokens']} masked tokens, {trainer.state.global_step} steps):")
-    print(f"  smiles-bert                          {result['masked_token_accuracy']:.4f}   "
-          f"(perplexity {result['perplexity']:.3f})")
-    print(f"  most frequent token {baseline_token!r:<8}         {result['most_frequent_token_accuracy']:.4f}   "
-          f"({baseline_share:.1%} of training tokens)")
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)                  {metrics['eval_loss']:.4f}")
+    print_held_out(f"validation masked-token accuracy ({len(eval_examples)} {data_args.eval_corpus} SMILES, "
+                   f"{result['n_masked_tokens']} masked tokens, {trainer.state.global_step} steps; perplexity "
+                   f"{result['perplexity']:.3f}):", ("smiles-bert", result["masked_token_accuracy"]),
+                   (f"most frequent token {baseline_token!r} ({baseline_share:.1%} of training tokens)",
+                    result["most_frequent_token_accuracy"]), metrics)
 
     # reload as a user would: one folder, Auto classes
-    out_dir = training_args.output_dir
-    reloaded = AutoModelForMaskedLM.from_pretrained(out_dir).eval()
-    reloaded_tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    batch = reloaded_tokenizer(eval_smiles[:8], padding=True, return_tensors="pt")
+    batch = AutoTokenizer.from_pretrained(training_args.output_dir)(eval_smiles[:8], padding=True, return_tensors="pt")
     with torch.no_grad():
-        diff = (reloaded(**batch).logits - model.eval()(**batch).logits).abs().max().item()
-    print(f"saved model + tokenizer to {out_dir}; AutoModelForMaskedLM.from_pretrained -> {type(reloaded).__name__}, "
-          f"max |logit difference| = {diff:.1e}")
+        reference = model.eval()(**batch).logits
+    check_reload(training_args.output_dir, AutoModelForMaskedLM, lambda reloaded: reloaded(**batch).logits,
+                 reference, "logit")
     return 0

@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModel, Trainer
+from transformers import AutoFeatureExtractor, AutoModel
 
 from ..data.spectra import DataCollatorForSpectra, load_spectral_dataset, spectral_metadata
 from ..models import ChemoMAEConfig, ChemoMAEForPreTraining, WaveMAEConfig, WaveMAEForPreTraining
+from ..models.masking import masked_reconstruction_loss
 from ..processing.spectra import SpectraProcessor
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import check_reload, config_arguments, parse_args, print_held_out, train_model
 
 
 SpectralModelArguments = config_arguments(
@@ -64,8 +65,8 @@ def masked_errors(model, x: torch.Tensor, mean_spectrum: torch.Tensor, seed: int
     with torch.no_grad():
         out = model(x, noise=torch.rand(x.shape[0], model.config.n_blocks, generator=torch.Generator().manual_seed(seed)))
     masked = ~out.visible_mask
-    model_mse = ((out.reconstruction - x)[masked] ** 2).mean().item()
-    mean_mse = ((mean_spectrum.expand_as(x) - x)[masked] ** 2).mean().item()
+    model_mse = masked_reconstruction_loss(out.reconstruction, x, masked, "mse").item()
+    mean_mse = masked_reconstruction_loss(mean_spectrum.expand_as(x), x, masked, "mse").item()
     return model_mse, mean_mse
 
 
@@ -92,7 +93,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
         return processor(batch["spectrum"], wavelengths=wavelengths)
 
     columns = train_raw.column_names
-    # numpy rows: the collator stacks arrays instead of converting Python lists (3x faster per batch)
+    # numpy rows: the collator stacks arrays instead of converting Python lists (much faster per batch)
     train_ds = train_raw.map(process, batched=True, remove_columns=columns, desc="processing spectra").with_format("numpy")
     eval_ds = eval_raw.map(process, batched=True, remove_columns=columns, desc="processing spectra").with_format("numpy")
 
@@ -102,10 +103,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
         del config_kwargs["n_mask"]
     model = model_class(config_class(**config_kwargs))
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=DataCollatorForSpectra(), processing_class=processor,
-                      callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, train_ds, eval_ds, DataCollatorForSpectra(), processor)
     if not trainer.is_world_process_zero():
         return 0
 
@@ -113,22 +111,16 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
     x_eval = torch.tensor(np.asarray(eval_ds["input_values"]), dtype=torch.float32)
     mean_spectrum = torch.tensor(np.asarray(train_ds["input_values"]), dtype=torch.float32).mean(0, keepdim=True)
     model_mse, mean_mse = masked_errors(model.float().cpu(), x_eval, mean_spectrum, training_args.seed)
-    print(f"\nheld-out masked reconstruction MSE ({len(x_eval)} {data_args.dataset} test spectra, "
-          f"{model.config.n_mask}/{model.config.n_blocks} blocks masked):")
-    print(f"  {model_name:<22} {model_mse:.4f}")
-    print(f"  mean training spectrum {mean_mse:.4f}   (model / baseline = {model_mse / mean_mse:.3f})")
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)    {metrics['eval_loss']:.4f}")
+    print_held_out(f"held-out masked reconstruction MSE ({len(x_eval)} {data_args.dataset} test spectra, "
+                   f"{model.config.n_mask}/{model.config.n_blocks} blocks masked):",
+                   (model_name, model_mse), ("mean training spectrum", mean_mse), metrics)
 
-    # reload with the Auto classes, as a user would, and compare
     out_dir = training_args.output_dir
-    reloaded = AutoModel.from_pretrained(out_dir).eval()
     reloaded_processor = AutoFeatureExtractor.from_pretrained(out_dir)
     x_reload = torch.tensor(np.asarray(reloaded_processor(eval_raw[:8]["spectrum"], wavelengths=wavelengths)["input_values"]))
     with torch.no_grad():
-        diff = (reloaded.encode(x_reload) - model.mae.eval().encode(x_reload)).abs().max().item()
-    print(f"saved to {out_dir}; AutoModel.from_pretrained -> {type(reloaded).__name__}, "
-          f"max |z difference| = {diff:.1e}")
+        reference = model.mae.eval().encode(x_reload)
+    check_reload(out_dir, AutoModel, lambda reloaded: reloaded.encode(x_reload), reference, "z")
     return 0
 
 

@@ -11,6 +11,10 @@ the run with ``AutoModel`` to check the encoder's outputs are unchanged.
 
     hf-mae pretrain spectral-gpt --output_dir runs/sgpt --max_steps 200
     hf-mae pretrain spectral-gpt --data_dir my_cubes/ --num_bands 120 --band_patch_size 4 --bf16
+
+The default model is the reference design's (145.6M parameters): made for an accelerator; 200 steps take
+about 3 hours on 2 CPU cores. Without an accelerator the job says so before training and names the flags of
+a 13M-parameter model (``SMALL_CPU_SIZES``) that runs in minutes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModel, Trainer
+from transformers import AutoFeatureExtractor, AutoModel
 
 from ..data.hyperspectral import (
     DataCollatorForHyperspectral,
@@ -31,8 +35,10 @@ from ..data.hyperspectral import (
     synthetic_cubes,
 )
 from ..models import SpectralGPTConfig, SpectralGPTForPreTraining
+from ..models.masking import masked_reconstruction_loss
 from ..processing.hyperspectral import HyperspectralProcessor
-from .common import PerRankMaskSeed, config_arguments, parse_args, train_and_save
+from .common import (check_reload, config_arguments, has_accelerator, parse_args, print_held_out,
+                     train_model)
 
 
 SpectralGPTModelArguments = config_arguments(
@@ -47,7 +53,30 @@ SpectralGPTModelArguments = config_arguments(
     help={"image_size": "analysis_dim: common height and width of all modalities",
           "num_bands": "bands per cube (default: 12 for generated data, read from the first cube for --data_dir)",
           "aux_num_channels": "channels per modality (default 1)", "aux_encoder_type": "vit or cnn"},
-    doc="Architecture (SpectralGPTConfig fields; the seed's defaults).")
+    doc="Architecture (SpectralGPTConfig fields; the reference design's defaults, 145.6M parameters: for a CPU "
+        "run of minutes, not hours, pass the sizes printed by the job, e.g. --hidden_size 192 --num_hidden_layers 4 "
+        "--num_attention_heads 3 --intermediate_size 768 --image_size 96).")
+
+
+# A 13M-parameter SpectralGPT for a CPU: a quarter of the width, a quarter of the depth, 96-pixel images.
+SMALL_CPU_SIZES = {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 3, "intermediate_size": 768,
+                   "decoder_hidden_size": 128, "decoder_num_hidden_layers": 2, "decoder_num_attention_heads": 4,
+                   "decoder_intermediate_size": 512, "image_size": 96}
+LARGE_ON_CPU = 30e6   # parameters above which a CPU run is hours, not minutes
+
+
+def size_note(n_parameters: int, has_accelerator: bool) -> str | None:
+    """What to tell the user before a run whose model is too large for the machine, or None.
+
+    Example:
+        >>> print(size_note(145_555_200, has_accelerator=False).splitlines()[0])
+        SpectralGPT with 145.6M parameters and no accelerator: 200 steps take hours on a CPU (about 3 h on 2 cores).
+    """
+    if has_accelerator or n_parameters <= LARGE_ON_CPU:
+        return None
+    flags = " ".join(f"--{name} {value}" for name, value in SMALL_CPU_SIZES.items())
+    return (f"SpectralGPT with {n_parameters / 1e6:.1f}M parameters and no accelerator: 200 steps take hours on a "
+            f"CPU (about 3 h on 2 cores).\nFor a 13M-parameter model that trains in minutes, add:\n  {flags}")
 
 
 @dataclass
@@ -72,30 +101,30 @@ def infer_num_bands(cube: np.ndarray, layout: str) -> int:
     return int(min(cube.shape[0], cube.shape[-1]))
 
 
-def held_out_report(model: SpectralGPTForPreTraining, dataset: HyperspectralDataset, batch_size: int, seed: int) -> None:
+def held_out_report(model: SpectralGPTForPreTraining, dataset: HyperspectralDataset, batch_size: int, seed: int,
+                    metrics: dict[str, float] | None = None) -> None:
     """Masked reconstruction MSE of the model and of the per-band training mean (0 after scaling), and the
     contrastive loss per modality next to chance, on fixed masks."""
     collate = DataCollatorForHyperspectral()
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    model_sq = mean_sq = count = 0.0
+    model_losses, mean_losses, sizes = [], [], []
     contrast: dict[str, list[float]] = {}
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
             out = model(**batch, generator=generator)
-            target = model.patchify(batch["pixel_values"])
-            if model.config.norm_pix_loss:
-                target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-            masked = out.mask[..., None].float()
-            model_sq += float(((out.reconstruction - target) ** 2 * masked).sum())
-            mean_sq += float((target ** 2 * masked).sum())
-            count += float(masked.sum()) * target.shape[-1]
+            target = model.reconstruction_target(batch["pixel_values"])            # (B, N, patch_dim)
+            masked = out.mask[..., None].expand_as(target)
+            model_losses.append(float(masked_reconstruction_loss(out.reconstruction, target, masked)))
+            mean_losses.append(float(masked_reconstruction_loss(torch.zeros_like(target), target, masked)))
+            sizes.append(float(masked.sum()))
             for name, value in (out.contrastive_losses or {}).items():
                 contrast.setdefault(name, []).append(float(value))
-    print(f"\nheld-out ({len(dataset)} cubes, {model.config.num_masked}/{model.config.num_patches} tokens masked):")
-    print(f"  masked reconstruction MSE: model {model_sq / count:.4f}, per-band training mean {mean_sq / count:.4f} "
-          f"(model / baseline = {model_sq / mean_sq:.3f})")
+    model_mse, mean_mse = (float(np.average(losses, weights=sizes)) for losses in (model_losses, mean_losses))
+    print_held_out(f"held-out ({len(dataset)} cubes, {model.config.num_masked}/{model.config.num_patches} tokens "
+                   f"masked), masked reconstruction MSE:", ("model", model_mse), ("per-band training mean", mean_mse),
+                   metrics or {})
     chance = math.log(min(batch_size, len(dataset)))
     for name, values in contrast.items():
         print(f"  contrastive loss {name:<10} {np.mean(values):.3f}   (chance about {chance:.3f})")
@@ -138,28 +167,24 @@ def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
     train_ds, eval_ds = HyperspectralDataset(train_samples, processor), HyperspectralDataset(eval_samples, processor)
     print(f"{len(train_ds)} training and {len(eval_ds)} held-out cubes; {config.num_patches} tokens per cube; "
           f"{model.num_parameters() / 1e6:.2f} M parameters")
+    note = size_note(model.num_parameters(), has_accelerator())
+    if note:
+        print(note)
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=DataCollatorForHyperspectral(), processing_class=processor,
-                      callbacks=[PerRankMaskSeed()])
-    metrics = train_and_save(trainer, training_args)
+    trainer, metrics = train_model(model, training_args, train_ds, eval_ds, DataCollatorForHyperspectral(), processor)
     if not trainer.is_world_process_zero():
         return 0
     model = model.float().cpu()
-    held_out_report(model, eval_ds, training_args.per_device_eval_batch_size, training_args.seed)
-    if "eval_loss" in metrics:
-        print(f"  eval_loss (Trainer)        {metrics['eval_loss']:.4f}")
+    held_out_report(model, eval_ds, training_args.per_device_eval_batch_size, training_args.seed, metrics)
 
     # the HSI encoder alone, as downstream users take it; then reload the run as a user would
     out_dir = Path(training_args.output_dir)
     encoder = model.get_hsi_encoder().eval()
     encoder.save_pretrained(out_dir / "hsi_encoder")
     processor.save_pretrained(out_dir / "hsi_encoder")
-    reloaded = AutoModel.from_pretrained(out_dir).eval()
-    reloaded_processor = AutoFeatureExtractor.from_pretrained(out_dir)
-    cubes = reloaded_processor([s["cube"] for s in eval_samples[:4]])["pixel_values"]
+    print(f"HSI encoder alone in {out_dir / 'hsi_encoder'}")
+    cubes = AutoFeatureExtractor.from_pretrained(out_dir)([s["cube"] for s in eval_samples[:4]])["pixel_values"]
     with torch.no_grad():
-        diff = (reloaded(cubes).last_hidden_state - encoder(cubes).last_hidden_state).abs().max().item()
-    print(f"saved to {out_dir} (HSI encoder alone in {out_dir / 'hsi_encoder'}); AutoModel.from_pretrained -> "
-          f"{type(reloaded).__name__}, max |hidden difference| = {diff:.1e}")
+        reference = encoder(cubes).last_hidden_state
+    check_reload(out_dir, AutoModel, lambda reloaded: reloaded(cubes).last_hidden_state, reference, "hidden")
     return 0

@@ -1,6 +1,6 @@
-"""The masked-language-model API for SMILES under the module path of the original documentation.
+"""The masked-language-model API for SMILES under the module path of its original documentation.
 
-The implementation lives in ``hf_mae.smiles`` (``ChemBERTaMLM``, ``SmilesMLMFeaturizer``) and
+The implementation lives in ``hf_mae.training.smiles_mlm`` (``ChemBERTaMLM``, ``SmilesMLMFeaturizer``) and
 ``hf_mae.models`` (``SMILESBERTMLMConfig``); this module only re-exports it, so code written against
 ``representations.sequential.language_model`` runs unchanged:
 
@@ -10,6 +10,6 @@ The implementation lives in ``hf_mae.smiles`` (``ChemBERTaMLM``, ``SmilesMLMFeat
 """
 
 from ....models import SMILESBERTMLMConfig
-from ....smiles import CHEMBERTA_MODELS, ChemBERTaMLM, SmilesMLMFeaturizer
+from ....training.smiles_mlm import CHEMBERTA_MODELS, ChemBERTaMLM, SmilesMLMFeaturizer
 
 __all__ = ["SMILESBERTMLMConfig", "ChemBERTaMLM", "SmilesMLMFeaturizer", "CHEMBERTA_MODELS"]

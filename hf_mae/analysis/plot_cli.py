@@ -24,7 +24,7 @@ from .plotting import plot_embedding, plot_loss_curve, plot_reconstructions
 def _load_split(dataset: str, split: str):
     import datasets
 
-    from .data.spectra import SPECTRAL_DATASETS, load_spectral_dataset
+    from ..data.spectra import SPECTRAL_DATASETS, load_spectral_dataset
 
     if dataset in SPECTRAL_DATASETS:
         data = load_spectral_dataset(dataset)
@@ -44,8 +44,8 @@ def _model_and_inputs(model_dir: str, dataset: str, split: str, max_samples: int
     import torch
     from transformers import AutoModel
 
-    from .data.spectra import spectral_metadata
-    from .processing.spectra import SpectraProcessor
+    from ..data.spectra import spectral_metadata
+    from ..processing.spectra import SpectraProcessor
 
     data = _load_split(dataset, split)
     if max_samples is not None:

@@ -9,7 +9,7 @@ display or the global pyplot state, and every function writes one PNG and return
 Example:
     >>> import torch
     >>> from hf_mae import ChemoMAE
-    >>> from hf_mae.plotting import plot_reconstructions
+    >>> from hf_mae.analysis.plotting import plot_reconstructions
     >>> mae = ChemoMAE(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4).eval()
     >>> x = torch.randn(3, 64)
     >>> x_recon, z, visible = mae(x, generator=torch.Generator().manual_seed(0))
@@ -36,7 +36,7 @@ def _figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("hf_mae.plotting needs matplotlib: pip install \"hf-mae[plot]\" "
+        raise ImportError("hf_mae.analysis.plotting needs matplotlib: pip install \"hf-mae[plot]\" "
                           "(or pip install matplotlib).") from err
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)

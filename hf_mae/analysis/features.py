@@ -26,7 +26,7 @@ BERT; it returns per-token hidden states.)
 Example:
     >>> import numpy as np
     >>> from hf_mae import ChemoMAE
-    >>> from hf_mae.features import extract_features
+    >>> from hf_mae.analysis.features import extract_features
     >>> mae = ChemoMAE(seq_len=64, d_model=32, nhead=2, num_layers=1, n_blocks=8, n_mask=4, latent_dim=32)
     >>> z = extract_features(mae, np.random.randn(10, 64).astype("float32"), batch_size=4, progress=False)
     >>> z.shape, bool(np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5))
@@ -46,7 +46,7 @@ import torch
 from transformers import AutoModel, PreTrainedModel
 from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 
-from .models.validation import check_choice, check_int
+from ..models.validation import check_choice, check_int
 
 __all__ = ["extract_features", "register_feature_rule", "feature_rule", "FEATURE_RULES", "LatentFeaturePipeline",
            "FEATURE_PIPELINE_TASK"]

@@ -1,0 +1,168 @@
+"""V2 protein MAE (``ProteinMAEV2Model``, the reference package's ``TransformerMAE``): a mask-token encoder
+over every residue of per-residue protein-language-model embeddings, an MLP decoder, a per-protein vector.
+
+One tensor from input to loss (default sizes):
+
+    residue_embeddings (B, L, 960)      right-padded, attention_mask (B, L) 1 = residue
+      -> embed (B, L, 512); masked residues (50% of each protein's real ones) replaced by ``mask_token``
+      -> + position embeddings (added after the replacement, so a mask token still knows where it is)
+      -> 4-layer transformer over every position, padding excluded       -> last_hidden_state (B, L, 512)
+      -> MLP decoder 512 -> 2048 -> 960                                    -> reconstruction (B, L, 960)
+      -> compressed (B, 960): mean of the reconstruction over the protein's residues
+      -> loss: huber(recon * 5, target * 5, delta 0.5) on masked residues (ProteinMAEV2ForPreTraining)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .configuration_protein_mae import ProteinMAEV2Config
+from .layers import TransformerStack, padding_to_attention_mask
+from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, masked_reconstruction_loss,
+                      split_valid_by_noise)
+from .modeling_protein_base import ProteinMAEPreTrainedModel, check_residue_inputs
+from .pooling import masked_mean
+from .validation import config_from_arguments
+
+__all__ = ["ProteinMAEV2Model", "TransformerMAE", "ProteinMAEV2ForPreTraining", "ProteinMAEV2ModelOutput",
+           "ProteinMAEV2ForPreTrainingOutput"]
+
+
+@dataclass
+class ProteinMAEV2ModelOutput(ModelOutput):
+    """V2 outputs. ``mask``: (B, L) bool, True = residue hidden from the encoder. Zeros at padding."""
+
+    reconstruction: torch.Tensor | None = None      # (B, L, input_dim)
+    last_hidden_state: torch.Tensor | None = None   # (B, L, embed_dim) per-residue encoder states
+    compressed: torch.Tensor | None = None          # (B, input_dim) per-protein vector
+    mask: torch.Tensor | None = None                # (B, L)
+    attention_mask: torch.Tensor | None = None      # (B, L) bool, True = residue
+
+
+@dataclass
+class ProteinMAEV2ForPreTrainingOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    compressed: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+
+
+class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
+    """V2 protein MAE: mask-token encoder over every residue, MLP decoder, per-protein compressed vector.
+
+    ``ProteinMAEV2Model(embed_dim=512, num_layers=4, nhead=16)`` or ``ProteinMAEV2Model(ProteinMAEV2Config(...))``.
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import ProteinMAEV2Model
+        >>> mae = ProteinMAEV2Model(input_dim=32, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32,
+        ...                         decoder_hidden_dim=32, max_length=64)
+        >>> out = mae(torch.randn(2, 20, 32), torch.ones(2, 20, dtype=torch.long))
+        >>> out.reconstruction.shape, out.last_hidden_state.shape, out.compressed.shape, int(out.mask[0].sum())
+        (torch.Size([2, 20, 32]), torch.Size([2, 20, 16]), torch.Size([2, 32]), 10)
+    """
+
+    config_class = ProteinMAEV2Config
+
+    def __init__(self, config: ProteinMAEV2Config | None = None, **kwargs):
+        config = config_from_arguments(self.config_class, config, kwargs)
+        super().__init__(config)
+        self.embed = nn.Linear(config.input_dim, config.embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.max_length, config.embed_dim))
+        self.encoder = TransformerStack(config, config.embed_dim, config.num_layers, config.nhead,
+                                        config.dim_feedforward, config.dropout, config.layer_norm_eps)
+        self.decoder = nn.Sequential(nn.Linear(config.embed_dim, config.decoder_hidden_dim), nn.GELU(),
+                                     nn.Linear(config.decoder_hidden_dim, config.input_dim))
+        self.post_init()
+
+    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                mask_ratio: float | None = None, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> ProteinMAEV2ModelOutput:
+        """Mask ``mask_ratio`` (config: 0.5) of each protein's residues, encode, reconstruct.
+
+        ``noise`` (B, L) or ``generator`` fixes the mask; ``mask_ratio=0`` encodes everything (see ``encode``).
+        """
+        valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
+                                     max_length=self.config.max_length)
+        batch, length, _ = residue_embeddings.shape
+        ratio = check_mask_ratio(mask_ratio, self.config.mask_ratio)
+        noise = draw_noise(batch, length, device=residue_embeddings.device, generator=generator, noise=noise)
+        mask = split_valid_by_noise(noise, valid, ratio)[2] if ratio > 0 else torch.zeros_like(valid)  # (B, L)
+
+        tokens = self.embed(residue_embeddings)                                             # (B, L, D)
+        tokens = torch.where(mask[..., None], self.mask_token.to(tokens.dtype), tokens)
+        tokens = tokens + self.pos_embed[:, :length].to(tokens.dtype)
+        hidden = self.encoder(tokens, padding_to_attention_mask(~valid, tokens.dtype))     # (B, L, D)
+        hidden = hidden * valid[..., None]
+        reconstruction = self.decoder(hidden) * valid[..., None]                            # (B, L, input_dim)
+        return ProteinMAEV2ModelOutput(reconstruction=reconstruction, last_hidden_state=hidden,
+                                        compressed=masked_mean(reconstruction, valid), mask=mask,
+                                    attention_mask=valid)
+
+    def encode(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None
+               ) -> ProteinMAEV2ModelOutput:
+        """Everything visible: deterministic per-residue states and compressed vector (call ``eval()`` first)."""
+        return self.forward(residue_embeddings, attention_mask, mask_ratio=0.0)
+
+
+    @torch.no_grad()
+    def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a model card's reconstruction figure draws, for unpadded proteins (N, L, C): the embeddings, their
+        reconstruction (N, L, C) and the (N, L) visible residues, ``mask_ratio`` of them hidden."""
+        out = self.forward(residue_embeddings, generator=generator)
+        return residue_embeddings, out.reconstruction, ~out.mask
+
+
+class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
+    """V2 with its loss: Huber (delta 0.5) on ``scale_factor``-scaled embeddings, masked residues only.
+
+    Example:
+        >>> import torch
+        >>> from hf_mae import ProteinMAEV2Config, ProteinMAEV2ForPreTraining
+        >>> cfg = ProteinMAEV2Config(input_dim=32, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32,
+        ...                          decoder_hidden_dim=32, max_length=64)
+        >>> ProteinMAEV2ForPreTraining(cfg)(torch.randn(2, 20, 32)).loss.ndim
+        0
+    """
+
+    config_class = ProteinMAEV2Config
+    accepts_loss_kwargs = False  # the loss is a mean over this micro-batch
+
+    def __init__(self, config: ProteinMAEV2Config | None = None, **kwargs):
+        config = config_from_arguments(self.config_class, config, kwargs)
+        super().__init__(config)
+        self.mae = ProteinMAEV2Model(config)
+        self.post_init()
+
+    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None, mask_ratio: float | None = None,
+                return_loss: bool = True) -> ProteinMAEV2ForPreTrainingOutput:
+        """In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` is given."""
+        out = self.mae(residue_embeddings, attention_mask, mask_ratio=mask_ratio, noise=noise,
+                       generator=eval_mask_generator(self, noise))
+        loss = None
+        if return_loss:
+            scale = self.config.scale_factor
+            loss = masked_reconstruction_loss(out.reconstruction * scale, residue_embeddings * scale,
+                                              out.mask[..., None].expand_as(residue_embeddings),
+                                              "huber", self.config.huber_delta)
+        return ProteinMAEV2ForPreTrainingOutput(loss=loss, reconstruction=out.reconstruction,
+                                                last_hidden_state=out.last_hidden_state,
+                                                compressed=out.compressed, mask=out.mask)
+
+
+    def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The wrapped model's ``masked_reconstruction``."""
+        return self.mae.masked_reconstruction(residue_embeddings, generator=generator)
+
+
+TransformerMAE = ProteinMAEV2Model   # the reference package's name
