@@ -13,6 +13,9 @@ MODULES = [
     "hf_mae.models.modeling_smiles_bert", "hf_mae.models.modeling_spectral_gpt",
     "hf_mae.analysis.sphere", "hf_mae.analysis.kmeans", "hf_mae.analysis.vmf", "hf_mae.analysis.clustering",
     "hf_mae.data.spectra", "hf_mae.training.pretrain_spectral_gpt",
+    "hf_mae.models.layers", "hf_mae.models.modeling_protein_mae_v2", "hf_mae.models.modeling_protein_mae_v5",
+    "hf_mae.models.modeling_protein_interaction", "hf_mae.models.configuration_protein_mae",
+    "hf_mae.training.seed_config",
 ]
 
 

@@ -79,7 +79,7 @@ def test_adapter_default_maps_v2_states_to_v5_format():
     states = torch.randn(2, 300, 512)
     valid = torch.ones(2, 300, dtype=torch.bool)
     valid[1, 40:] = False
-    tokens, mask = adapter(states, valid)
+    tokens, mask = adapter(states, valid), adapter.token_mask(valid)
     assert tokens.shape == (2, 48, 768) and mask.shape == (2, 48)
     assert mask[0].sum() == 1 + math.ceil(300 / 32) and mask[1].sum() == 1 + math.ceil(40 / 32)
     assert torch.equal(tokens[:, 0], adapter.cls_token.expand(2, -1, -1)[:, 0])

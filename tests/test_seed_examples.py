@@ -69,6 +69,37 @@ def test_wavemae_minimal_tests():
     assert torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5)
 
 
+def test_seed_module_paths():
+    # "> Module: `chemomae.models.chemo_mae`" and "`wavemae.models.wave_mae`" in the seeds' headers
+    from hf_mae.models import ChemoMAE, WaveMAE
+    from hf_mae.models.chemo_mae import ChemoDecoderMLP, ChemoEncoder, make_block_mask
+    from hf_mae.models.chemo_mae import ChemoMAE as ChemoMAEFromSeedPath
+    from hf_mae.models.wave_mae import WaveDecoderMLP, WaveEncoder
+    from hf_mae.models.wave_mae import WaveMAE as WaveMAEFromSeedPath
+
+    assert ChemoMAEFromSeedPath is ChemoMAE and WaveMAEFromSeedPath is WaveMAE
+    assert isinstance(ChemoMAE(seq_len=128, latent_dim=32, n_blocks=8, n_mask=6).encoder, ChemoEncoder)
+    assert isinstance(WaveMAE(seq_len=128, latent_dim=32, n_blocks=8, n_mask=6).decoder, WaveDecoderMLP)
+    assert ChemoDecoderMLP is not WaveDecoderMLP and WaveEncoder is not ChemoEncoder
+    assert make_block_mask(2, 128, 8, 6).sum(dim=1).tolist() == [96, 96]
+
+
+# -- The protein seed's adapter: V2ToV5Adapter()(v2_output) -------------------------------------------------
+def test_protein_adapter_usage_example():
+    from hf_mae.models import V2ToV5Adapter
+
+    adapter = V2ToV5Adapter()
+    v2_output = torch.randn(2, 300, 512)
+    # Convert v2 (B, L, 512) → v5 format (B, 48, 768)
+    tokens = adapter(v2_output)
+    assert tokens.shape == (2, 48, 768)
+    # all positions are residues by default: the same tokens as with an explicit all-True mask
+    assert torch.equal(tokens, adapter(v2_output, torch.ones(2, 300, dtype=torch.bool)))
+    assert torch.equal(tokens[:, 0], adapter.cls_token.expand(2, -1, -1)[:, 0])
+    with pytest.raises(ValueError, match="`v2_output` must have size 512 in dimension 2"):
+        adapter(torch.randn(2, 300, 768))
+
+
 # -- The protein seed's training dictionaries: every key used or refused ------------------------------------
 # Verbatim from the seed ("Hyperparameter Differences"), comments included.
 config_v2 = {

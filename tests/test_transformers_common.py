@@ -112,6 +112,20 @@ _SEED_SIGNATURE = {
                                     "seeds' keyword-only arguments, which torch.jit.trace cannot pass (it binds "
                                     "positional-or-keyword ones only); test_torch_export_matches_eager covers it",
 }
+_VOCABULARY_MISMATCH = {
+    # Its second half sets `vocab_size` to provoke a size mismatch in the base model; the first half (num_labels)
+    # is what test_can_load_ignoring_mismatched_shapes checks too.
+    "test_load_with_mismatched_shapes": _CONTINUOUS + ": changing `vocab_size` changes no weight, so the expected "
+                                        "mismatch error cannot happen (test_can_load_ignoring_mismatched_shapes "
+                                        "covers the classifier's num_labels mismatch)",
+}
+_LEFT_PADDING = {
+    # Residue i is position i (learned position tables, patches of consecutive residues): the protein models
+    # refuse left-padded masks with a ValueError. Their right-padding and no-mask variants run.
+    name: "left-padded attention masks are refused (residue i is position i); right padding is tested"
+    for name in dir(ModelTesterMixin)
+    if name.startswith("test_eager_matches_sdpa_inference") and "pad_left" in name and "no_attn_mask" not in name
+}
 _BOOL_OUTPUTS = {
     # The test compares tuple and dict outputs, but builds its failure message eagerly with `a - b`, which
     # torch refuses for bool tensors even when they are equal. test_tuple_and_dict_outputs_agree checks the same.
@@ -123,11 +137,11 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
     "ChemoMAEForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
     "WaveMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE, **_SEED_SIGNATURE, **_BOOL_OUTPUTS},
     "WaveMAEForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
-    "ProteinMAEV2ModelTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
-    "ProteinMAEV5ModelTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
-    "ProteinMAEV5ForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
-    "ProteinInteractionModelTest": dict(_NOT_TOKENS),
-    "ProteinInteractionV2ModelTest": dict(_NOT_TOKENS),
+    "ProteinMAEV2ModelTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS, **_LEFT_PADDING},
+    "ProteinMAEV5ModelTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS, **_LEFT_PADDING},
+    "ProteinMAEV5ForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS, **_LEFT_PADDING},
+    "ProteinInteractionModelTest": {**_NOT_TOKENS, **_VOCABULARY_MISMATCH},
+    "ProteinInteractionV2ModelTest": {**_NOT_TOKENS, **_VOCABULARY_MISMATCH},
     "SpectralGPTModelTest": dict(_NOT_TOKENS),
     "SpectralGPTForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
     "SpectralGPTForPreTrainingWithAuxTest": {
@@ -146,6 +160,8 @@ def _not_applicable(reason: str):
 
 
 def _apply_not_applicable() -> None:
+    if set(NOT_APPLICABLE) != set(COMMON_TEST_CASES):  # every test class has its (possibly empty) entry
+        raise KeyError(f"NOT_APPLICABLE lists {sorted(NOT_APPLICABLE)}, the test classes are {sorted(COMMON_TEST_CASES)}.")
     for class_name, tests in NOT_APPLICABLE.items():
         test_class = globals()[class_name]
         for name, reason in tests.items():
@@ -202,13 +218,16 @@ def _residues(batch: int, length: int, dim: int, padded: int) -> tuple[torch.Ten
     return floats_tensor([batch, length, dim]), mask
 
 
-PROTEIN_SIZES = dict(input_dim=12, max_length=20, embed_dim=16, num_layers=2, nhead=2, dim_feedforward=32, dropout=0.0)
+# ``image_size``/``patch_size`` in the protein testers are only what the common eager-vs-SDPA test sizes `noise`
+# from: (image_size // patch_size) ** 2 tokens (residues for V2, patches for V5).
+PROTEIN_SIZES = dict(input_dim=12, max_length=16, embed_dim=16, num_layers=2, nhead=2, dim_feedforward=32, dropout=0.0)
 
 
 class ProteinMAEV2Tester(_Tester):
-    """V2: 10 residues of 12-d embeddings (one protein padded); the encoder sees every position."""
+    """V2: 9 residues of 12-d embeddings (one protein padded); the encoder sees every position."""
 
-    seq_length = 10
+    seq_length = 9
+    image_size, patch_size = 3, 1
 
     def get_config(self):
         return ProteinMAEV2Config(**PROTEIN_SIZES, decoder_hidden_dim=16)
@@ -220,15 +239,16 @@ class ProteinMAEV2Tester(_Tester):
 
 
 def _v5_config() -> ProteinMAEV5Config:
-    # 20 residues in 5 patches of 4
-    return ProteinMAEV5Config(**PROTEIN_SIZES, num_patches=5, decoder_embed_dim=16, decoder_num_layers=1,
+    # 16 residues in 4 patches of 4
+    return ProteinMAEV5Config(**PROTEIN_SIZES, num_patches=4, decoder_embed_dim=16, decoder_num_layers=1,
                               decoder_nhead=2, decoder_dim_feedforward=32)
 
 
 class ProteinMAEV5Tester(_Tester):
-    """V5 encoder: CLS + 5 patches."""
+    """V5 encoder: CLS + 4 patches (10 residues: 3 of them hold residues, one protein padded)."""
 
-    seq_length = 6
+    seq_length = 5
+    image_size, patch_size = 2, 1
 
     def get_config(self):
         return _v5_config()
@@ -239,21 +259,21 @@ class ProteinMAEV5Tester(_Tester):
 
 
 class ProteinMAEV5ForPreTrainingTester(ProteinMAEV5Tester):
-    """V5 pretraining: 75% of 5 patches hidden, the encoder sees CLS + 1 visible slot."""
+    """V5 pretraining: 75% of 4 patches hidden, the encoder sees CLS + 1 visible slot."""
 
     seq_length = 2
 
     def inputs(self):
-        return {**super().inputs(), "noise": torch.rand(self.batch_size, 5)}
+        return {**super().inputs(), "noise": torch.rand(self.batch_size, 4)}
 
 
 class ProteinInteractionTester(_Tester):
-    """Pair classifier on a V5 encoder: two cross-attention layers over A's and B's CLS + 5 patches each.
+    """Pair classifier on a V5 encoder: two cross-attention layers over A's and B's CLS + 4 patches each.
 
-    The interaction model's hidden states are A's and B's token sets side by side (6 + 6 tokens).
+    The interaction model's hidden states are A's and B's token sets side by side (5 + 5 tokens).
     """
 
-    seq_length = 12
+    seq_length = 10
 
     def get_config(self):
         return ProteinInteractionConfig(encoder_config=_v5_config(), cross_attention_layers=2,
@@ -267,11 +287,11 @@ class ProteinInteractionTester(_Tester):
 
 
 class ProteinInteractionV2Tester(ProteinInteractionTester):
-    """Pair classifier on a V2 encoder through ``V2ToV5Adapter`` (5 patches of 4 residues + CLS per protein)."""
+    """Pair classifier on a V2 encoder through ``V2ToV5Adapter`` (4 patches of 4 residues + CLS per protein)."""
 
     def get_config(self):
         return ProteinInteractionConfig(encoder_config=ProteinMAEV2Config(**PROTEIN_SIZES, decoder_hidden_dim=16),
-                                        adapter_dim=16, adapter_num_patches=5, adapter_patch_size=4,
+                                        adapter_dim=16, adapter_num_patches=4, adapter_patch_size=4,
                                         cross_attention_layers=2, cross_attention_heads=2,
                                         cross_attention_dim_feedforward=32)
 
@@ -463,75 +483,31 @@ def _assert_same(test: unittest.TestCase, first, second, where: str) -> None:
         test.assertEqual(first, second, where)
 
 
-class ChemoMAEModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (ChemoMAE,)
-    _tester_class = SpectralMAETester
-    _tester_args = (ChemoMAEConfig,)
-
-
-class ChemoMAEForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (ChemoMAEForPreTraining,)
-    _tester_class = SpectralMAETester
-    _tester_args = (ChemoMAEConfig,)
-
-
-class WaveMAEModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (WaveMAE,)
-    _tester_class = SpectralMAETester
-    _tester_args = (WaveMAEConfig,)
-
-
-class WaveMAEForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (WaveMAEForPreTraining,)
-    _tester_class = SpectralMAETester
-    _tester_args = (WaveMAEConfig,)
-
-
-class ProteinMAEV2ModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (TransformerMAE, ProteinMAEV2ForPreTraining)
-    _tester_class = ProteinMAEV2Tester
-
-
-class ProteinMAEV5ModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (MAEEncoder,)
-    _tester_class = ProteinMAEV5Tester
-
-
-class ProteinMAEV5ForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (ProteinMAEV5ForPreTraining,)
-    _tester_class = ProteinMAEV5ForPreTrainingTester
-
-
-class ProteinInteractionModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (ProteinInteractionModel, ProteinInteractionForSequenceClassification)
-    _tester_class = ProteinInteractionTester
-
-
-class ProteinInteractionV2ModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (ProteinInteractionModel, ProteinInteractionForSequenceClassification)
-    _tester_class = ProteinInteractionV2Tester
-
-
-class SpectralGPTModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (SpectralGPTModel, SpectralGPTForImageClassification)
-    _tester_class = SpectralGPTTester
-
-
-class SpectralGPTForPreTrainingTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (SpectralGPTForPreTraining,)
-    _tester_class = SpectralGPTForPreTrainingTester
-
-
-class SpectralGPTForPreTrainingWithAuxTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (SpectralGPTForPreTraining,)
-    _tester_class = SpectralGPTWithAuxTester
-
-
-class SMILESBERTModelTest(_HfMaeModelTest, unittest.TestCase):
-    all_model_classes = (SMILESBERTModel, SMILESBERTForMaskedLM)
-    _tester_class = SMILESBERTTester
-    config_has_text_modality = True
-
+# test class -> (model classes, their tester, the tester's arguments, more class attributes). One class per
+# sequence layout: the common tests read one `seq_length` per class.
+_PAIR_INPUTS = {"additional_model_inputs": ["residue_embeddings_b"]}  # what the eager-vs-SDPA test passes too
+COMMON_TEST_CASES = {
+    "ChemoMAEModelTest": ((ChemoMAE,), SpectralMAETester, (ChemoMAEConfig,), {}),
+    "ChemoMAEForPreTrainingTest": ((ChemoMAEForPreTraining,), SpectralMAETester, (ChemoMAEConfig,), {}),
+    "WaveMAEModelTest": ((WaveMAE,), SpectralMAETester, (WaveMAEConfig,), {}),
+    "WaveMAEForPreTrainingTest": ((WaveMAEForPreTraining,), SpectralMAETester, (WaveMAEConfig,), {}),
+    "ProteinMAEV2ModelTest": ((TransformerMAE, ProteinMAEV2ForPreTraining), ProteinMAEV2Tester, (), {}),
+    "ProteinMAEV5ModelTest": ((MAEEncoder,), ProteinMAEV5Tester, (), {}),
+    "ProteinMAEV5ForPreTrainingTest": ((ProteinMAEV5ForPreTraining,), ProteinMAEV5ForPreTrainingTester, (), {}),
+    "ProteinInteractionModelTest": ((ProteinInteractionModel, ProteinInteractionForSequenceClassification),
+                                    ProteinInteractionTester, (), _PAIR_INPUTS),
+    "ProteinInteractionV2ModelTest": ((ProteinInteractionModel, ProteinInteractionForSequenceClassification),
+                                      ProteinInteractionV2Tester, (), _PAIR_INPUTS),
+    "SpectralGPTModelTest": ((SpectralGPTModel, SpectralGPTForImageClassification), SpectralGPTTester, (), {}),
+    "SpectralGPTForPreTrainingTest": ((SpectralGPTForPreTraining,), SpectralGPTForPreTrainingTester, (), {}),
+    "SpectralGPTForPreTrainingWithAuxTest": ((SpectralGPTForPreTraining,), SpectralGPTWithAuxTester, (), {}),
+    "SMILESBERTModelTest": ((SMILESBERTModel, SMILESBERTForMaskedLM), SMILESBERTTester, (),
+                            {"config_has_text_modality": True}),
+}
+for _name, (_models, _tester, _args, _extra) in COMMON_TEST_CASES.items():
+    globals()[_name] = type(_name, (_HfMaeModelTest, unittest.TestCase),
+                            {"all_model_classes": _models, "_tester_class": _tester, "_tester_args": _args,
+                             "__module__": __name__, **_extra})
 
 _apply_not_applicable()
 
@@ -673,3 +649,65 @@ def test_smiles_bert_masked_lm_return_dict_false():
         assert type(result) is tuple and len(result) == 2
         assert torch.equal(result[0], as_dict.loss) and torch.equal(result[1], as_dict.logits)
     assert as_dict.logits.shape == (3, 7, tester.vocab_size)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nested configs and the pair classifier's problem types
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tester_class", [ProteinInteractionTester, ProteinInteractionV2Tester, SpectralGPTWithAuxTester])
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_attn_implementation_reaches_every_attention_module(tester_class, implementation, tmp_path):
+    """from_pretrained(attn_implementation=...) sets it on the config of every attention module, the pair
+    model's encoder included (its config is declared in `sub_configs`)."""
+    from hf_mae.models.layers import CrossAttention, SelfAttention
+
+    config, _ = tester_class(unittest.TestCase()).prepare_config_and_inputs_for_common()
+    model_class = (SpectralGPTForPreTraining if tester_class is SpectralGPTWithAuxTester   # 4 attention stacks
+                   else ProteinInteractionForSequenceClassification)
+    model_class(config).save_pretrained(tmp_path)
+    model = model_class.from_pretrained(tmp_path, attn_implementation=implementation)
+    attention = [m for m in model.modules() if isinstance(m, (SelfAttention, CrossAttention))]
+    assert len(attention) >= 4
+    assert {m.config._attn_implementation for m in attention} == {implementation}
+    for sub_config in (getattr(model.config, key) for key in model.config.sub_configs):
+        assert sub_config._attn_implementation == implementation
+
+
+def _pair_classifier(num_labels: int, problem_type: str | None):
+    config, inputs = ProteinInteractionTester(unittest.TestCase()).prepare_config_and_inputs_for_common()
+    config.num_labels, config.problem_type, config.classifier_dropout = num_labels, problem_type, 0.0
+    torch.manual_seed(0)
+    return ProteinInteractionForSequenceClassification(config).eval(), inputs
+
+
+# The loss is computed in float32 from the same logits as the reference below: equal to rounding of a mean of
+# 3-6 terms of magnitude ~1, hence 1e-6.
+def test_pair_classifier_regression_with_one_label_is_mse_not_zero():
+    model, inputs = _pair_classifier(1, "regression")
+    labels = torch.tensor([0.5, -1.0, 2.0])
+    with torch.no_grad():
+        out = model(**inputs, labels=labels)
+    assert out.logits.shape == (3, 1) and out.loss > 0
+    torch.testing.assert_close(out.loss, torch.nn.functional.mse_loss(out.logits[:, 0], labels), rtol=0, atol=1e-6)
+    # with num_labels=1 and no problem_type, transformers infers regression too (not a 1-class softmax, which
+    # would always give a loss of exactly 0)
+    model.config.problem_type = None
+    with torch.no_grad():
+        assert model(**inputs, labels=labels).loss > 0
+
+
+def test_pair_classifier_single_and_multi_label_losses():
+    model, inputs = _pair_classifier(2, None)
+    labels = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        out = model(**inputs, labels=labels)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels), rtol=0, atol=1e-6)
+
+    model, inputs = _pair_classifier(3, "multi_label_classification")
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    with torch.no_grad():
+        out = model(**inputs, labels=labels)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels)
+    torch.testing.assert_close(out.loss, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"`labels` must have one row per pair \(3\), got shape \(2, 3\)"):
+        model(**inputs, labels=labels[:2])

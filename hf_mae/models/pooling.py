@@ -39,7 +39,7 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
         if head < length:       # the last positions start one more, shorter patch
             sums.append(torch.bmm(weight[:, None, head:], values[:, head:]))                            # (B, 1, C)
             counts.append(weight[:, head:].sum(dim=1, keepdim=True))
-        missing = num_patches - n_full - (head < length)                                  # past the input: empty
+        missing = num_patches - n_full - int(head < length)                               # past the input: empty
         sums.append(values.new_zeros(batch, missing, channels))
         counts.append(weight.new_zeros(batch, missing))
         sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)
