@@ -711,3 +711,17 @@ def test_pair_classifier_single_and_multi_label_losses():
     torch.testing.assert_close(out.loss, expected, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match=r"`labels` must have one row per pair \(3\), got shape \(2, 3\)"):
         model(**inputs, labels=labels[:2])
+
+
+def test_pair_config_answers_to_transformers_size_names():
+    """The pair model's own transformer is its cross-attention: transformers' size names map onto it (the
+    encoder keeps its own sizes in `encoder_config`), for reading, writing and keyword arguments."""
+    config = ProteinInteractionConfig(encoder_config=_v5_config(), num_attention_heads=4, num_hidden_layers=3,
+                                      intermediate_size=64)
+    assert (config.cross_attention_heads, config.cross_attention_layers, config.cross_attention_dim_feedforward) == \
+        (4, 3, 64)
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers, config.intermediate_size) == \
+        (16, 4, 3, 64)
+    config.num_hidden_layers = 1
+    assert config.cross_attention_layers == 1 and "num_hidden_layers" not in config.to_dict()
+    assert config.encoder_config.num_hidden_layers == 2          # the encoder's own depth
