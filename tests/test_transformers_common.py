@@ -438,14 +438,20 @@ class _HfMaeModelTest(ModelTesterMixin):
 
 
 def _resampled(inputs: dict) -> dict:
-    """Same shapes and masks, new float values: a traced or exported graph must not have baked them in."""
-    def new(value):
+    """Same shapes, new float values and new right-padded attention masks (other lengths per row): a traced or
+    exported graph must not have baked either in."""
+    def new(key, value):
         if isinstance(value, dict):
-            return {key: new(item) for key, item in value.items()}
+            return {name: new(name, item) for name, item in value.items()}
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             return torch.rand_like(value) if value.min() >= 0 and value.max() <= 1 else torch.randn_like(value)
+        if isinstance(value, torch.Tensor) and key.startswith("attention_mask"):
+            batch, length = value.shape
+            lengths = torch.randint(1, length + 1, (batch, 1))
+            lengths[0] = length                          # one full row, so the padded length stays as traced
+            return (torch.arange(length) < lengths).to(value.dtype)
         return value
-    return {key: new(value) for key, value in inputs.items()}
+    return {key: new(key, value) for key, value in inputs.items()}
 
 
 def _assert_close(test: unittest.TestCase, actual, expected, where: str) -> None:
