@@ -14,3 +14,8 @@ fi
 # transformers' own common model tests (ModelTesterMixin, ConfigTester) for the installed version, from its
 # source distribution: tests/test_transformers_common.py runs them against every hf_mae model.
 "$PY" scripts/fetch_transformers_tests.py >/dev/null
+# git-lfs: tests/test_hub_git.py clones repositories of the local Hub with `git clone` + `git lfs`.
+if ! command -v git-lfs >/dev/null 2>&1; then
+    (apt-get install -y -qq git-lfs || { apt-get update -qq && apt-get install -y -qq git-lfs; }) >/dev/null 2>&1 \
+        || echo "setup.sh: could not install git-lfs (needs root and apt); install it your way for tests/test_hub_git.py" >&2
+fi

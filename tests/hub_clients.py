@@ -447,7 +447,7 @@ def protocol(work: str) -> dict:
     assert api.create_repo("solo").repo_id == "user/solo"  # no namespace: the server's user
     fails(HFValidationError, lambda: api.create_repo("lab/bad..name"))
     response = get_session().post(f"{endpoint}/api/repos/create", json={"name": "-bad", "organization": "lab"})
-    fails(BadRequestError, lambda: hf_raise_for_status(response), "Invalid repository id")
+    fails(BadRequestError, lambda: hf_raise_for_status(response), "Invalid repository name")
     fails(RepositoryNotFoundError, lambda: api.upload_file(path_or_fileobj=b"x", path_in_repo="x", repo_id="lab/none"))
     assert not api.repo_exists("lab/none")
 
@@ -606,6 +606,39 @@ def xet_push(work: str) -> dict:
             "default_mode_files": default.list_repo_files("lab/xet-default")}
 
 
+def dataset_push(work: str) -> dict:
+    """``Dataset.push_to_hub`` to the server at HF_ENDPOINT, then ``load_dataset`` of what was pushed."""
+    from datasets import Dataset, load_dataset
+
+    rows = {"smiles": ["CCO", "c1ccccc1", "CC(=O)O"], "value": [0.5, 1.5, 2.5]}
+    Dataset.from_dict(rows).push_to_hub("lab/molecules")
+    loaded = load_dataset("lab/molecules", split="train")
+    return {"rows": loaded.to_dict()}
+
+
+def big_upload(work: str) -> dict:
+    """Upload one file of $HUB_UPLOAD_MB megabytes of random bytes; the seconds it took and its sha256 back."""
+    import hashlib
+    import time
+
+    from huggingface_hub import HfApi, hf_hub_download
+
+    size = int(os.environ.get("HUB_UPLOAD_MB", "300")) << 20
+    path = Path(work) / "big.safetensors"
+    with open(path, "wb") as handle:
+        for _ in range(size >> 20):
+            handle.write(os.urandom(1 << 20))
+    api = HfApi()
+    api.create_repo("lab/big", exist_ok=True)
+    started = time.perf_counter()
+    api.upload_file(path_or_fileobj=str(path), path_in_repo="big.safetensors", repo_id="lab/big")
+    seconds = time.perf_counter() - started
+    digest = hashlib.sha256(Path(hf_hub_download("lab/big", "big.safetensors")).read_bytes()).hexdigest()
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.unlink()
+    return {"upload_s": round(seconds, 2), "same": digest == expected}
+
+
 if __name__ == "__main__":
     scenario, work = sys.argv[1], sys.argv[2]
     if scenario in ("push", "pull", "remote_code"):
@@ -613,6 +646,7 @@ if __name__ == "__main__":
 
         torch.set_num_threads(1)  # same arithmetic in every process: outputs must match bit for bit
     scenarios = {"push": push, "pull": pull, "remote_code": remote_code, "protocol": protocol,
-                 "interrupted_push": interrupted_push, "retry_push": retry_push, "xet_push": xet_push}
+                 "interrupted_push": interrupted_push, "retry_push": retry_push, "xet_push": xet_push,
+                 "dataset_push": dataset_push, "big_upload": big_upload}
     result = scenarios[scenario](work)
     print("\nRESULT " + json.dumps(result))

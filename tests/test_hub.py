@@ -282,3 +282,12 @@ def test_xet_clients_push_to_an_inline_uploads_server_and_get_a_documented_error
     assert "model.safetensors" not in result["default_mode_files"]  # nothing half-pushed
     readme = (ROOT / "README.md").read_text()
     assert "--inline-uploads" in readme and "HF_HUB_DISABLE_XET=1" in readme and "xet-write-token" in readme
+
+
+def test_dataset_push_to_hub_round_trips(hub, tmp_path):
+    """``Dataset.push_to_hub`` (parquet shards, HF_HUB_DISABLE_XET=1) then ``load_dataset`` gives the rows back.
+
+    datasets uploads each shard with ``preupload_lfs_files`` and deletes it before the commit, so the shards
+    must travel by LFS (or Xet): with ``--inline-uploads`` (files sent inside the commit) it cannot work."""
+    result = finish(start_scenario("dataset_push", tmp_path, hub.url))
+    assert result["rows"] == {"smiles": ["CCO", "c1ccccc1", "CC(=O)O"], "value": [0.5, 1.5, 2.5]}
