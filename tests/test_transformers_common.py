@@ -422,7 +422,9 @@ class _HfMaeModelTest(ModelTesterMixin):
             _assert_close(self, exported.module()(**other), expected, model_class.__name__)
 
     # The tracer warns on every Python comparison of a size (shape checks); a traced graph is for fixed shapes.
+    # torch deprecates jit in favour of export, which test_torch_export_matches_eager covers.
     @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+    @pytest.mark.filterwarnings("ignore:`torch.jit.trace")
     def test_jit_trace_matches_eager(self):
         """``torch.jit.trace`` of the tuple output (``return_dict=False``), replayed on other values."""
         config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
