@@ -47,6 +47,22 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _run(target: str, argv: list[str]) -> int:
+    """Run a job; a user error (``ValueError``, ``OSError``: a bad value, a missing folder, refused pickles) prints
+    one line and exits 1, unless ``--debug`` (a bare flag; ``--debug VALUE`` stays TrainingArguments') asks for
+    the traceback."""
+    bare = [i for i, arg in enumerate(argv) if arg == "--debug" and (i + 1 == len(argv) or argv[i + 1].startswith("-"))]
+    argv = [arg for i, arg in enumerate(argv) if i not in bare]
+    try:
+        return int(_load(target)(argv) or 0)
+    except (ValueError, OSError) as err:
+        if bare:
+            raise
+        message = " ".join(str(err).split())
+        print(f"hf-mae: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -60,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[0] not in PRETRAIN_JOBS:
             print(f"hf-mae pretrain: unknown MODEL {rest[0]!r}; expected one of {sorted(PRETRAIN_JOBS)}", file=sys.stderr)
             return 2
-        return int(_load(PRETRAIN_JOBS[rest[0]])(rest[1:]) or 0)
+        return _run(PRETRAIN_JOBS[rest[0]], rest[1:])
     if command in COMMANDS:
-        return int(_load(COMMANDS[command][0])(rest) or 0)
+        return _run(COMMANDS[command][0], rest)
     print(f"hf-mae: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
     return 2
 

@@ -13,8 +13,12 @@ MODULES = [
     "hf_mae.models.modeling_smiles_bert", "hf_mae.models.modeling_spectral_gpt",
     "hf_mae.analysis.sphere", "hf_mae.analysis.kmeans", "hf_mae.analysis.vmf", "hf_mae.analysis.clustering",
     "hf_mae.data.spectra", "hf_mae.training.pretrain_spectral_gpt",
-    "hf_mae.models.layers", "hf_mae.models.modeling_protein_mae_v2", "hf_mae.models.modeling_protein_mae_v5",
-    "hf_mae.models.modeling_protein_interaction", "hf_mae.models.configuration_protein_mae",
+    # loading checkpoints people already have
+    "hf_mae.models.serialization", "hf_mae.models.modeling_protein_mae_v2", "hf_mae.models.modeling_protein_mae_v5",
+    "hf_mae.processing.pretrained", "hf_mae.processing.protein", "hf_mae.processing.smiles", "hf_mae.data.protein",
+    "hf_mae.training.smiles_mlm", "hf_mae.analysis.features",
+    # transformers' common outputs, the pair model, the seeds' training dictionaries
+    "hf_mae.models.layers", "hf_mae.models.modeling_protein_interaction", "hf_mae.models.configuration_protein_mae",
     "hf_mae.training.seed_config",
 ]
 

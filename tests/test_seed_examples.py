@@ -96,7 +96,7 @@ def test_protein_adapter_usage_example():
     # all positions are residues by default: the same tokens as with an explicit all-True mask
     assert torch.equal(tokens, adapter(v2_output, torch.ones(2, 300, dtype=torch.bool)))
     assert torch.equal(tokens[:, 0], adapter.cls_token.expand(2, -1, -1)[:, 0])
-    with pytest.raises(ValueError, match="`v2_output` must have size 512 in dimension 2"):
+    with pytest.raises(ValueError, match=r"expects `v2_output` of shape \(batch, length, 512\)"):
         adapter(torch.randn(2, 300, 768))
 
 

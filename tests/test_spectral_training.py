@@ -103,5 +103,9 @@ def test_pretrain_job_rejects_unknown_model_and_dataset(tmp_path, capsys):
     assert cli_main(["pretrain", "nope"]) == 2
     import pytest
 
+    capsys.readouterr()
+    assert cli_main(["pretrain", "wavemae", "--dataset", "unknown", "--output_dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err          # one line, no traceback; --debug raises instead
+    assert error.startswith("hf-mae: error: ") and "dataset" in error and error.count("\n") == 1
     with pytest.raises(ValueError, match="dataset"):
-        cli_main(["pretrain", "wavemae", "--dataset", "unknown", "--output_dir", str(tmp_path)])
+        cli_main(["pretrain", "wavemae", "--dataset", "unknown", "--output_dir", str(tmp_path), "--debug"])

@@ -8,10 +8,12 @@ What "the features" of a model are is a per-architecture rule ``rule(model, batc
 chosen in this order:
 
 1. a rule registered for the model's ``config.model_type`` with ``register_feature_rule``;
-2. the model's own ``get_features(**batch)`` method (how new architectures plug in: one method);
-3. the model's ``encode(x)`` with everything visible (ChemoMAE, WaveMAE and their pretraining wrappers:
-   the L2-normalised latent ``z``);
-4. for any other transformers encoder (BERT, ESM, ...): the last hidden state averaged over the tokens
+2. the model's own ``get_features(**batch)`` method. Every hf_mae architecture states its rule there:
+   ChemoMAE / WaveMAE the all-visible L2-normalised latent ``z``; protein V2 the per-protein ``compressed``
+   vector; protein V5 the mean of its patch tokens over the patches holding residues; SpectralGPT the mean of
+   its tokens; SMILES BERT ``smiles_embedding`` (the mean over a molecule's own tokens). Pretraining wrappers
+   give their encoder's features;
+3. for any other transformers encoder (BERT, ESM, ...): the last hidden state averaged over the tokens
    that the ``attention_mask`` keeps.
 
 The same rules back the ``"latent-feature-extraction"`` pipeline, registered when ``hf_mae`` is imported::
@@ -46,6 +48,7 @@ import torch
 from transformers import AutoModel, PreTrainedModel
 from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 
+from ..models.serialization import load_safetensors_only
 from ..models.validation import check_choice, check_int
 
 __all__ = ["extract_features", "register_feature_rule", "feature_rule", "FEATURE_RULES", "LatentFeaturePipeline",
@@ -75,11 +78,6 @@ def _get_features_rule(model, batch):
     return model.get_features(**batch)
 
 
-def _encode_rule(model, batch):
-    # visible_mask=None: every block visible, so the features do not depend on a random mask.
-    return model.encode(batch[model.main_input_name], visible_mask=None)
-
-
 def _mean_pooled_rule(model, batch):
     out = model(**batch, output_hidden_states=True, return_dict=True)
     hidden = out.get("last_hidden_state")
@@ -99,8 +97,6 @@ def feature_rule(model: PreTrainedModel) -> FeatureRule:
         return FEATURE_RULES[model_type]
     if callable(getattr(model, "get_features", None)):
         return _get_features_rule
-    if callable(getattr(model, "encode", None)):
-        return _encode_rule
     return _mean_pooled_rule
 
 
@@ -245,8 +241,8 @@ def extract_features(model: PreTrainedModel | str | os.PathLike, data, *, batch_
     """
     check_int("batch_size", batch_size)
     check_choice("output", output, ("numpy", "dataset"))
-    if isinstance(model, (str, os.PathLike)):
-        model = AutoModel.from_pretrained(model)
+    if isinstance(model, (str, os.PathLike)):   # a typo fails at once; pickled weights are refused
+        model = load_safetensors_only(AutoModel.from_pretrained, model, what="extract_features", parameter="model")
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "main_input_name"):
         raise ValueError(f"`model` must be a transformers PreTrainedModel or a folder, got {type(model).__name__}.")
     if out_path is not None:

@@ -21,6 +21,7 @@ import datasets
 import numpy as np
 import torch
 
+from ..processing.protein import residue_embedding_features
 from .spectra import package_file
 
 PYHMMER_FASTA = "tests/data/seqs/938293.PRJEB85.HG003687.faa"
@@ -153,3 +154,63 @@ def fragment_pairs(dataset: datasets.Dataset, n_pairs: int, *, min_length: int =
         "labels": datasets.Value("int64"),
     })
     return datasets.Dataset.from_dict(rows, features=features).with_format("numpy")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Precomputed per-residue embeddings
+# ---------------------------------------------------------------------------------------------------------
+def has_residue_embeddings(folder: str | Path) -> bool:
+    """Whether ``folder`` holds precomputed embeddings in a format ``load_residue_embeddings`` reads."""
+    folder = Path(folder)
+    return (folder / "dataset_info.json").is_file() or any(folder.glob("*.npy"))
+
+
+def load_residue_embeddings(folder: str | Path) -> datasets.Dataset:
+    """Precomputed per-residue embeddings of any width, as a Dataset (``id``, ``length``, ``residue_embeddings``).
+
+    ``folder`` holds either
+    - a ``datasets.Dataset`` written by ``save_to_disk`` with a ``residue_embeddings`` column (one
+      ``(length, width)`` float array per protein) and optionally ``id`` and ``length`` (computed if absent), or
+    - one ``<protein id>.npy`` file per protein, each a ``(length, width)`` array (read without pickle).
+
+    Every protein must have the same width; NaN/inf values are refused with the protein's id.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> np.save(f"{folder}/P1.npy", np.ones((7, 24), np.float32)); np.save(f"{folder}/P2.npy", np.ones((3, 24)))
+        >>> ds = load_residue_embeddings(folder)
+        >>> ds[:]["id"].tolist(), ds[:]["length"].tolist(), ds.features["residue_embeddings"].shape
+        (['P1', 'P2'], [7, 3], (None, 24))
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"`embeddings_dir`={str(folder)!r} is not a folder.")
+    if (folder / "dataset_info.json").is_file():
+        dataset = datasets.load_from_disk(str(folder))
+        if "residue_embeddings" not in dataset.column_names:
+            raise ValueError(f"the dataset in {str(folder)!r} has no `residue_embeddings` column (columns: "
+                             f"{dataset.column_names}); one (length, width) array per protein is expected.")
+        ids = dataset["id"] if "id" in dataset.column_names else [str(i) for i in range(len(dataset))]
+        arrays = [np.asarray(row, dtype=np.float32) for row in dataset.with_format("numpy")["residue_embeddings"]]
+    else:
+        files = sorted(folder.glob("*.npy"))
+        if not files:
+            raise ValueError(f"`embeddings_dir`={str(folder)!r} holds neither a saved dataset (dataset_info.json) "
+                             f"nor .npy files (one (length, width) array per protein).")
+        ids = [f.stem for f in files]
+        arrays = [np.load(f, allow_pickle=False).astype(np.float32, copy=False) for f in files]
+    widths = {}
+    for name, array in zip(ids, arrays):
+        if array.ndim != 2 or array.shape[0] == 0:
+            raise ValueError(f"protein {name!r} in {str(folder)!r}: embeddings must be (length >= 1, width), "
+                             f"got shape {array.shape}.")
+        if not np.isfinite(array).all():
+            raise ValueError(f"protein {name!r} in {str(folder)!r}: embeddings contain NaN or infinite values.")
+        widths.setdefault(array.shape[1], name)
+    if len(widths) > 1:
+        raise ValueError(f"embeddings in {str(folder)!r} have different widths: "
+                         + ", ".join(f"{w} (e.g. {name!r})" for w, name in widths.items()))
+    width = next(iter(widths))
+    data = {"id": [str(i) for i in ids], "length": [a.shape[0] for a in arrays], "residue_embeddings": arrays}
+    return datasets.Dataset.from_dict(data, features=residue_embedding_features(width)).with_format("numpy")

@@ -29,6 +29,7 @@ from dulwich.objects import Blob
 from dulwich.objects import Commit as GitCommit
 from dulwich.repo import Repo
 
+from .gitfiles import META_FILE, gitattributes_text, lfs_pointer, remove_tree
 from .validation import REPO_TYPES
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ def _timestamp(hub_date: str) -> int:
 
 def migrate_json_store(store: HubStorage) -> int:
     """Convert every repository of the old JSON layout under ``store.root``; returns how many."""
-    from .storage import META_FILE, gitattributes_text, lfs_pointer
 
     old_repos = [p.parent for t in REPO_TYPES for p in (store.root / "repos" / f"{t}s").glob("*/*/refs.json")
                  if not p.parent.name.endswith(".git")]
@@ -59,7 +59,6 @@ def migrate_json_store(store: HubStorage) -> int:
         refs = json.loads((old / "refs.json").read_text())
         git_dir = store.repo_dir(repo_type, repo_id)
         if git_dir.exists():
-            from .storage import remove_tree
 
             remove_tree(git_dir)  # a migration cut off before: start this repository again
         git_dir.mkdir(parents=True)

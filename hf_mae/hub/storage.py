@@ -46,39 +46,17 @@ from dulwich.repo import Repo
 
 from . import validation as validate
 from .errors import HubError, bad_request, repo_not_found, revision_not_found
+from .gitfiles import (LFS_PATTERNS, LFS_SIZE_THRESHOLD, META_FILE, gitattributes_text, lfs_pointer,
+                       parse_lfs_pointer, remove_tree)
 from .validation import REPO_TYPES
 
 DEFAULT_BRANCH = "main"
-META_FILE = "hf-mae.json"  # inside each bare repository: id, type, private, creation date
 _REF_KINDS = {"heads": b"refs/heads", "tags": b"refs/tags", "pulls": b"refs/pr"}
-_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize ([0-9]{1,18})\n")
-# A file at least this large is stored as LFS whatever its type (the Hub uses the same 10 MB threshold).
-LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
-# Files whose names match these patterns are LFS (written to .gitattributes when a repository is created).
-LFS_PATTERNS = (
-    "*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib", "*.npy", "*.npz",
-    "*.h5", "*.onnx", "*.msgpack", "*.arrow", "*.parquet", "*.zip", "*.gz", "*.tar", "*.tgz", "*.xz",
-    "*.zst", "*.7z", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.mat", "*tfevents*",
-)
 _OID = re.compile(r"^[0-9a-f]{40}$")
 
 
 def git_blob_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
-
-
-def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def gitattributes_text() -> str:
-    return "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
-
-
-def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
-    """(sha256, size) of a git LFS pointer file, None for any other content."""
-    match = _POINTER.fullmatch(data) if len(data) < 200 else None
-    return (match.group(1).decode(), int(match.group(2))) if match else None
 
 
 def _hub_date(timestamp: int) -> str:
@@ -730,19 +708,6 @@ class HubStorage:
                 pruned, _ = prune_unreachable_objects(repo.object_store, repo.refs, grace_period=0)
                 removed["objects"] += len(pruned)
         return removed
-
-
-def remove_tree(folder: Path) -> None:
-    """Delete a folder and everything in it, by absolute paths (what a security audit can follow), bottom up;
-    what is already gone is skipped."""
-    for current, folders, files in os.walk(folder, topdown=False):
-        for name in files:
-            Path(current, name).unlink(missing_ok=True)
-        for name in folders:
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                os.rmdir(os.path.join(current, name))
-    with contextlib.suppress(FileNotFoundError):
-        os.rmdir(folder)
 
 
 def stage_file(store: HubStorage, chunks: Iterable[bytes]) -> StagedFile:

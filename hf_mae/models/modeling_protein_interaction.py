@@ -71,13 +71,14 @@ class V2ToV5Adapter(nn.Module):
     def __init__(self, v2_dim: int = 512, v5_dim: int = 768, *, num_patches: int = 47, patch_size: int = 32):
         super().__init__()
         self.num_patches, self.patch_size = num_patches, patch_size
-        self.v2_dim = v2_dim
         self.dim_adapter = nn.Linear(v2_dim, v5_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, v5_dim))
 
     def forward(self, v2_output: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """v2_output (B, L, v2_dim), valid (B, L) bool or None (all residues) -> tokens (B, 1 + P, v5_dim)."""
-        check_tensor("v2_output", v2_output, ndim=3, shape=(None, None, self.v2_dim), finite=False)
+        if v2_output.ndim != 3 or v2_output.shape[-1] != self.dim_adapter.in_features:
+            raise ValueError(f"V2ToV5Adapter expects `v2_output` of shape (batch, length, {self.dim_adapter.in_features}) "
+                             f"(v2_dim={self.dim_adapter.in_features}), got {tuple(v2_output.shape)}.")
         if valid is None:
             valid = torch.ones(v2_output.shape[:2], dtype=torch.bool, device=v2_output.device)
         check_tensor("valid", valid, ndim=2, shape=tuple(v2_output.shape[:2]), floating=False)

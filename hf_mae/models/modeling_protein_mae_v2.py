@@ -160,6 +160,15 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
         encoded, valid, _ = self._encode(residue_embeddings, attention_mask, None, 0.0, None, False, False)
         return encoded.last_hidden_state, valid
 
+    def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The feature rule of V2: the per-protein ``compressed`` vector (B, input_dim) of ``encode`` (nothing
+        masked; deterministic in eval mode). ``hf_mae.extract_features`` calls this."""
+        if self.decoder is None:
+            raise ValueError("This ProteinMAEV2Model was built without its decoder (add_decoder=False, as inside the "
+                             "pair model): its features, the compressed reconstruction, need the decoder.")
+        return self.encode(residue_embeddings, attention_mask).compressed
+
 
     @torch.no_grad()
     def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None
@@ -216,6 +225,11 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The wrapped model's ``masked_reconstruction``."""
         return self.mae.masked_reconstruction(residue_embeddings, generator=generator)
+
+    def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The wrapped model's ``get_features``."""
+        return self.mae.get_features(residue_embeddings, attention_mask)
 
 
 TransformerMAE = ProteinMAEV2Model   # the reference package's name

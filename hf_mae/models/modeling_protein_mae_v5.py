@@ -26,7 +26,7 @@ from .layers import TransformerStack, output_flag, padding_to_attention_mask
 from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, gather_tokens,
                       masked_reconstruction_loss, split_valid_by_noise)
 from .modeling_protein_base import ProteinMAEPreTrainedModel, check_residue_inputs
-from .pooling import pool_patches, with_cls
+from .pooling import masked_mean, pool_patches, with_cls
 from .validation import config_from_arguments
 
 __all__ = ["PatchEmbedding", "ProteinMAEV5Model", "MAEEncoder", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
@@ -148,6 +148,14 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
                                        patch_valid=patch_valid, hidden_states=encoded.hidden_states,
                                        attentions=encoded.attentions)
 
+    def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The feature rule of V5: the mean of the encoder's patch tokens over the patches that hold residues
+        (B, embed_dim), nothing masked, CLS left out (deterministic in eval mode). ``hf_mae.extract_features``
+        calls this."""
+        out = self.forward(residue_embeddings, attention_mask, return_dict=True)
+        return masked_mean(out.last_hidden_state[:, 1:], out.patch_valid)
+
 
 class ProteinMAEV5Decoder(nn.Module):
     """Light decoder: encoder states of CLS + visible patches -> predicted patch means (B, P, input_dim).
@@ -203,6 +211,11 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
         self.mae = ProteinMAEV5Model(config)
         self.decoder = ProteinMAEV5Decoder(config)
         self.post_init()
+
+    def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     **unused) -> torch.Tensor:
+        """The wrapped encoder's ``get_features`` (the decoder plays no part)."""
+        return self.mae.get_features(residue_embeddings, attention_mask)
 
     @can_return_tuple
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -199,6 +199,12 @@ class SpectralMAEPreTrainedModel(HubCheckpointMixin, PreTrainedModel):
             if module.pos_embed is not None:
                 init.trunc_normal_(module.pos_embed, std=self.config.initializer_range)
 
+    def get_features(self, input_values: torch.Tensor, **unused) -> torch.Tensor:
+        """The feature rule of the spectral MAEs: the all-visible latent ``z`` (B, latent_dim), L2-normalised
+        (``encode(input_values)``; deterministic in eval mode). ``hf_mae.extract_features`` and the
+        "latent-feature-extraction" pipeline call this."""
+        return self.encode(input_values, visible_mask=None)
+
 
 class _SpectralMAE(SpectralMAEPreTrainedModel):
     """The MAE itself. Subclasses choose the config and the decoder."""

@@ -180,14 +180,100 @@ def rdkit_parses(smiles: str) -> bool:
         RDLogger.EnableLog("rdApp.*")
 
 
+REACTION_SIDES = ("reactants", "agents", "products")
+
+
+def reaction_problem(reaction: str, *, check_validity: bool = True) -> str | None:
+    """What is wrong with a reaction SMILES ``reactants>agents>products`` (``A.B>>C``), or ``None``.
+
+    Exactly two ``>``; reactants and products non-empty (agents may be empty); with ``check_validity`` each
+    non-empty side is parsed by RDKit on its own, so the message names the side that fails.
+
+    Example:
+        >>> reaction_problem("CC(=O)O.OCC>>CC(=O)OCC.O") is None
+        True
+        >>> reaction_problem("CCO>>C1CC")
+        "products 'C1CC' are not valid SMILES (RDKit could not parse them)"
+    """
+    sides = reaction.split(">")
+    if len(sides) != 3:
+        return f"a reaction SMILES needs the form reactants>agents>products (two '>'), got {len(sides) - 1} '>'"
+    for side, text in zip(REACTION_SIDES, sides):
+        if not text.strip():
+            if side != "agents":
+                return f"the reaction has no {side}"
+            continue
+        if check_validity and not rdkit_parses(text):
+            return f"{side} {text!r} are not valid SMILES (RDKit could not parse them)"
+    return None
+
+
+# Valid SMILES a tokenizer for molecules must cover: organic subset, aromatic rings, Cl/Br, charges, bracket
+# atoms, stereo, ring closures, double and triple bonds.
+REFERENCE_SMILES = (
+    "CC(=O)Oc1ccccc1C(=O)O",                  # aspirin
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C",             # caffeine
+    "CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O",        # ibuprofen
+    "OC(=O)c1ccc(Br)cc1Cl",
+    "C[N+](C)(C)CC(=O)[O-]",
+    "c1ccc2[nH]ccc2c1",
+    "N#CC1CCCCC1",
+    "F/C=C/F",
+)
+#: A tokenizer that maps more than this share of the characters of ``REFERENCE_SMILES`` to its unknown token is
+#: not a SMILES tokenizer (a SMILES one maps none; a generic English WordPiece about two thirds).
+MAX_UNKNOWN_FRACTION = 0.1
+
+
+def unknown_fraction(tokenizer, smiles: Sequence[str] = REFERENCE_SMILES) -> float:
+    """Share of the characters of ``smiles`` that the tokenizer maps to its unknown token.
+
+    Example:
+        >>> unknown_fraction(load_smiles_tokenizer())
+        0.0
+    """
+    unk_id, unknown, total = tokenizer.unk_token_id, 0, 0
+    for text in smiles:
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        total += len(text)
+        if unk_id is not None:
+            unknown += sum(b - a for i, (a, b) in zip(encoding["input_ids"], encoding["offset_mapping"]) if i == unk_id)
+    return unknown / max(total, 1)
+
+
+def check_smiles_tokenizer(tokenizer, name: str | None = None) -> None:
+    """Refuse a tokenizer that cannot read SMILES: one that maps more than ``MAX_UNKNOWN_FRACTION`` of the
+    characters of valid SMILES (``REFERENCE_SMILES``) to its unknown token, or one that lower-cases its input
+    (aliphatic ``C`` and aromatic ``c`` would become one token). The error names the tokenizer and how to pass
+    the right one.
+
+    Example:
+        >>> check_smiles_tokenizer(load_smiles_tokenizer())      # the bundled tokenizer passes
+    """
+    label = f"{name!r} ({type(tokenizer).__name__})" if name else type(tokenizer).__name__
+    how = ("Pass the masked LM's own SMILES tokenizer with `tokenizer=` (a folder, a Hub id or a tokenizer object), "
+           "e.g. hf_mae.processing.smiles.load_smiles_tokenizer() for hf_mae's SMILES BERT.")
+    upper, lower = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("C", "c"))
+    if upper == lower:
+        raise ValueError(f"the tokenizer {label} lower-cases its input, so aliphatic 'C' and aromatic 'c' become the "
+                         f"same token {tokenizer.convert_ids_to_tokens(upper)}; load it with do_lower_case=False. {how}")
+    fraction = unknown_fraction(tokenizer)
+    if fraction > MAX_UNKNOWN_FRACTION:
+        example = REFERENCE_SMILES[0]
+        tokens = tokenizer.convert_ids_to_tokens(tokenizer(example, add_special_tokens=False)["input_ids"])
+        raise ValueError(f"the tokenizer {label} maps {fraction:.0%} of the characters of valid SMILES to its unknown "
+                         f"token {tokenizer.unk_token!r} ({example!r} -> {tokens}): it is not a SMILES tokenizer. {how}")
+
+
 def find_smiles_problems(smiles: Iterable, tokenizer, max_length: int, *, check_validity: bool = True,
-                         allow_mask: bool = False) -> list[SmilesProblem]:
+                         allow_mask: bool = False, reactions: bool = False) -> list[SmilesProblem]:
     """Everything wrong with a list of SMILES for this tokenizer, in input order (empty list: all fine).
 
-    Checks, per SMILES: a non-empty ``str``; parsed by RDKit when installed and ``check_validity``; no
-    character outside the tokenizer's vocabulary (it would become the unknown token); at most ``max_length``
-    tokens with the special tokens (``too_long=True``: the caller may truncate instead). With ``allow_mask``
-    the tokenizer's mask token may appear (and RDKit is not asked about that SMILES).
+    Checks, per SMILES: a non-empty ``str``; parsed by RDKit when installed and ``check_validity`` (a reaction
+    SMILES ``reactants>agents>products``, e.g. ``A.B>>C``, only with ``reactions=True``, and then each side on its
+    own: ``reaction_problem``); no character outside the tokenizer's vocabulary (it would become the unknown
+    token); at most ``max_length`` tokens with the special tokens (``too_long=True``: the caller may truncate
+    instead). With ``allow_mask`` the tokenizer's mask token may appear (and RDKit is not asked about that SMILES).
 
     Example:
         >>> tokenizer = load_smiles_tokenizer()
@@ -210,7 +296,13 @@ def find_smiles_problems(smiles: Iterable, tokenizer, max_length: int, *, check_
         if has_mask and not allow_mask:
             problems.append(SmilesProblem(index, text, f"contains the mask token {mask_token!r}"))
             continue
-        if use_rdkit and not has_mask and not rdkit_parses(text):
+        if ">" in text and not has_mask:
+            reason = reaction_problem(text, check_validity=use_rdkit) if reactions else (
+                "a reaction SMILES (it contains '>'); pass reactions=True to accept reactions")
+            if reason:
+                problems.append(SmilesProblem(index, text, reason))
+                continue
+        elif use_rdkit and not has_mask and not rdkit_parses(text):
             problems.append(SmilesProblem(index, text, "not a valid SMILES (RDKit could not parse it)"))
             continue
         encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

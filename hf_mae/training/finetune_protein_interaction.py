@@ -27,6 +27,7 @@ from ..models import (
     ProteinMAEV5Config,
     TransformerMAE,
 )
+from ..models.serialization import check_pretrained_source, load_safetensors_only
 from ..models.validation import check_choice
 from .common import parse_args, train_and_save
 from .pretrain_protein import ProteinDataArguments, embed_proteins
@@ -81,10 +82,12 @@ class InteractionArguments:
     n_eval_pairs: int = 128
 
 
-def build_model(args: InteractionArguments, input_dim: int) -> ProteinInteractionForSequenceClassification:
+def build_model(args: InteractionArguments, input_dim: int, allow_pickle: bool = False
+                ) -> ProteinInteractionForSequenceClassification:
     """The pair classifier around a pretrained encoder (``encoder_path``) or a fresh small one."""
-    if args.encoder_path:
-        encoder = AutoModel.from_pretrained(args.encoder_path)
+    if args.encoder_path:   # a typo fails at once; pickles only with --allow_pickle
+        encoder = load_safetensors_only(AutoModel.from_pretrained, args.encoder_path, parameter="--encoder_path",
+                                        use_safetensors=False if allow_pickle else None, what="--encoder_path")
     else:
         check_choice("encoder", args.encoder, ("v5", "v2"))
         width = args.encoder_embed_dim
@@ -108,6 +111,8 @@ def finetune_interaction(argv: Sequence[str] | None = None) -> int:
         {"output_dir": "runs/protein-interaction", "per_device_train_batch_size": 16, "per_device_eval_batch_size": 32,
          "learning_rate": 3e-4, "max_steps": 100, "eval_steps": 50, "save_steps": 100, "logging_steps": 10},
         prog="hf-mae finetune-protein-interaction")
+    if args.encoder_path:   # before any embedding work: a typo fails at once
+        check_pretrained_source(args.encoder_path, "--encoder_path")
     with training_args.main_process_first(desc="embedding proteins"):
         proteins = embed_proteins(data_args, args.max_length)
     split = proteins.train_test_split(test_size=data_args.eval_fraction, seed=training_args.seed)
@@ -115,7 +120,7 @@ def finetune_interaction(argv: Sequence[str] | None = None) -> int:
     eval_pairs = fragment_pairs(split["test"], args.n_eval_pairs, seed=training_args.seed + 1)
     input_dim = int(proteins.features["residue_embeddings"].shape[1])
 
-    model = build_model(args, input_dim)
+    model = build_model(args, input_dim, data_args.allow_pickle)
     trainer = Trainer(model=model, args=training_args, train_dataset=train_pairs, eval_dataset=eval_pairs,
                       data_collator=DataCollatorForProteinPairs(input_dim, args.max_length),
                       compute_metrics=compute_metrics)

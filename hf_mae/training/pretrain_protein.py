@@ -5,12 +5,14 @@ ships), embed every sequence per residue with an ESM C / ESM2 model, store the e
 ``datasets.Dataset``, pretrain with ``Trainer``, save, reload with ``AutoModel`` and compare outputs.
 
 No protein-language-model weights can be downloaded here, so by default the embedder is a small randomly
-initialised ESM C with hidden size 960 (the reference design's input dimension, as ESM C 300M): the code path is the real one,
-the embeddings carry no learned biology. Give a local checkpoint with ``--esm_checkpoint /path/to/esmc-300m``.
+initialised ESM C with hidden size 960 (the reference design's input dimension, as ESM C 300M): the code path is the
+real one, the embeddings carry no learned biology. Give a protein language model with ``--plm_checkpoint`` (a folder
+or Hub id of ESM C, ESM2, ProtBert, ProtT5, ...; ``--esm_checkpoint`` is the same flag), or embeddings computed
+elsewhere with ``--embeddings_dir`` (a saved Dataset or one ``<id>.npy`` per protein, any width).
 The model is a small configuration by default (``--embed_dim`` etc. set the reference design's full sizes).
 
     hf-mae pretrain protein-mae-v5 --output_dir runs/protein-v5 --max_steps 100
-    hf-mae pretrain protein-mae-v2 --esm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
+    hf-mae pretrain protein-mae-v2 --plm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import datasets
 import torch
 from transformers import AutoModel
 
-from ..data.protein import DataCollatorForProteinEmbeddings, load_pyhmmer_proteins, read_fasta
+from ..data.protein import (
+    DataCollatorForProteinEmbeddings,
+    has_residue_embeddings,
+    load_pyhmmer_proteins,
+    load_residue_embeddings,
+    read_fasta,
+)
 from ..models import ProteinMAEV2Config, ProteinMAEV2ForPreTraining, ProteinMAEV5Config, ProteinMAEV5ForPreTraining
 from ..models.masking import masked_reconstruction_loss
 from ..models.pooling import pool_patches
@@ -42,14 +49,22 @@ class ProteinDataArguments:
     fasta: str | None = field(default=None, metadata={"help": "FASTA file (default: pyhmmer's bacterial proteome)"})
     max_proteins: int = field(default=512, metadata={"help": "first N proteins of the file; 0 = all"})
     eval_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of proteins"})
-    esm_checkpoint: str | None = field(default=None, metadata={"help": "local ESM C / ESM2 folder (model + tokenizer)"})
+    plm_checkpoint: str | None = field(default=None, metadata={
+        "aliases": ["--esm_checkpoint"],
+        "help": "protein language model (folder or Hub id, with its tokenizer): ESM C, ESM2, ProtBert, ProtT5 ...; "
+                "--esm_checkpoint is the same flag"})
+    plm_input_format: str = field(default="auto", metadata={
+        "help": "residues for the PLM's tokenizer: plain (MKT), spaced (M K T) or auto (detected)"})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "load pickled weights (pytorch_model.bin) of checkpoints you trust; safetensors otherwise"})
     esm_kind: str = field(default="esmc", metadata={"help": "random embedder when no checkpoint: esmc or esm2"})
     esm_hidden_size: int = field(default=960, metadata={"help": "random embedder width (= the MAE's input_dim)"})
     esm_num_layers: int = 1
     esm_num_heads: int = 15
     too_long: str = field(default="truncate", metadata={"help": "longer than max_length: truncate or error"})
     max_tokens_per_batch: int = 16384
-    embeddings_dir: str | None = field(default=None, metadata={"help": "load embeddings from / save them to here"})
+    embeddings_dir: str | None = field(default=None, metadata={
+        "help": "load embeddings from here (a saved Dataset or <id>.npy files of any width), else save them here"})
 
 
 # The jobs train small models on CPU by default; the reference design's sizes are given in each doc.
@@ -89,9 +104,9 @@ JOB_DEFAULTS = {"per_device_train_batch_size": 16, "per_device_eval_batch_size":
 
 def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets.Dataset:
     """FASTA -> per-residue embeddings as a Dataset (id, sequence, length, residue_embeddings)."""
-    if data_args.embeddings_dir and (Path(data_args.embeddings_dir) / "dataset_info.json").is_file():
+    if data_args.embeddings_dir and has_residue_embeddings(data_args.embeddings_dir):
         logger.info("loading embeddings from %s", data_args.embeddings_dir)
-        dataset = datasets.load_from_disk(data_args.embeddings_dir).with_format("numpy")
+        dataset = load_residue_embeddings(data_args.embeddings_dir)
         longest = int(max(dataset["length"]))
         if longest > max_length:
             raise ValueError(f"`embeddings_dir`={data_args.embeddings_dir!r} holds proteins of up to {longest} residues, "
@@ -105,8 +120,9 @@ def embed_proteins(data_args: ProteinDataArguments, max_length: int) -> datasets
             ids, sequences = ids[: data_args.max_proteins], sequences[: data_args.max_proteins]
     kwargs = dict(max_length=max_length, too_long=data_args.too_long,
                   max_tokens_per_batch=data_args.max_tokens_per_batch)
-    if data_args.esm_checkpoint:
-        embedder = ProteinEmbedder.from_pretrained(data_args.esm_checkpoint, **kwargs)
+    if data_args.plm_checkpoint:
+        embedder = ProteinEmbedder.from_pretrained(data_args.plm_checkpoint, input_format=data_args.plm_input_format,
+                                                   use_safetensors=False if data_args.allow_pickle else None, **kwargs)
     else:
         embedder = ProteinEmbedder.tiny_random(data_args.esm_kind, hidden_size=data_args.esm_hidden_size,
                                                num_layers=data_args.esm_num_layers,

@@ -23,7 +23,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ..data.smiles import SMILES_SOURCES, load_smiles
 from ..models import SMILESBERTForMaskedLM, SMILESBERTMLMConfig
-from ..processing.smiles import load_smiles_tokenizer
+from ..processing.pretrained import load_tokenizer
+from ..processing.smiles import check_smiles_tokenizer, load_smiles_tokenizer
 from .common import PerRankMaskSeed, check_reload, config_arguments, parse_args, print_held_out, train_and_save
 from .smiles_mlm import encode_smiles_for_mlm, make_mlm_trainer, masked_lm_metrics, mlm_collator, most_frequent_token
 
@@ -65,7 +66,11 @@ def pretrain_smiles_bert(argv: Sequence[str] | None = None) -> int:
                          f"validation needs held-out SMILES.")
 
     # data -> processing: real SMILES -> token ids (unusable ones skipped and reported)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer) if model_args.tokenizer else load_smiles_tokenizer()
+    if model_args.tokenizer:   # a folder or Hub id; a typo fails at once, a generic tokenizer is refused
+        tokenizer = load_tokenizer(model_args.tokenizer)
+        check_smiles_tokenizer(tokenizer, model_args.tokenizer)
+    else:
+        tokenizer = load_smiles_tokenizer()
     train_smiles = load_smiles(data_args.train_corpus, limit=data_args.max_train_samples or None)
     eval_smiles = load_smiles(data_args.eval_corpus, limit=data_args.max_eval_samples or None)
     train_examples, _ = encode_smiles_for_mlm(train_smiles, tokenizer, model_args.max_length,

@@ -1,7 +1,7 @@
 """The SMILES masked-language-model API: fine-tune one (``ChemBERTaMLM``), use one to fill masks and to
 embed molecules (``SmilesMLMFeaturizer``), and the training plumbing ``hf-mae pretrain smiles-bert`` shares
 with ``ChemBERTaMLM.fine_tune``. One module owns it so the masking, the loss and the metrics are written once;
-it runs a little over 500 lines because fine-tuning, filling masks and featurizing are three faces of one API.
+it runs about 600 lines because fine-tuning, filling masks and featurizing are three faces of one API.
 
 Both classes take any BERT- or RoBERTa-style masked-LM checkpoint together with its own tokenizer: a local
 folder, a Hub id, or a short name of ``CHEMBERTA_MODELS`` (the public ChemBERTa checkpoints). Without a
@@ -21,7 +21,7 @@ Example:
     >>> from hf_mae import ChemBERTaMLM, SMILESBERTMLMConfig, SmilesMLMFeaturizer
     >>> config = SMILESBERTMLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
     ...                              intermediate_size=64, max_position_embeddings=64)
-    >>> mlm = ChemBERTaMLM(config=config)
+    >>> mlm = ChemBERTaMLM(config=config, max_length=64)
     >>> report = mlm.fine_tune(["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CCCl", "OCCO"], epochs=1, batch_size=2,
     ...                        verbose=False)
     >>> sorted(report)[:3]
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import tempfile
 import warnings
@@ -44,14 +45,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import (AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, PreTrainedModel,
-                          Trainer, TrainingArguments)
+from transformers import (AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedModel,
+                          PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainingArguments)
 
 from ..models.configuration_smiles_bert import SMILESBERTMLMConfig
 from ..models.modeling_smiles_bert import SMILESBERTForMaskedLM, masked_lm_loss, smiles_embedding
+from ..models.serialization import check_pretrained_source, load_safetensors_only
 from ..models.validation import check_choice, check_float, check_int
+from ..processing.pretrained import load_config, load_tokenizer
 from ..processing.smiles import (
-    describe_problems, find_smiles_problems, load_smiles_tokenizer, rdkit_available, rdkit_parses,
+    check_smiles_tokenizer, describe_problems, find_smiles_problems, load_smiles_tokenizer, rdkit_available,
+    rdkit_parses,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,18 +78,20 @@ def check_mask_probabilities(mask_probability: float, replace_probability: float
 
 
 def encode_smiles_for_mlm(smiles: Sequence[str], tokenizer, max_length: int, *, on_invalid: str = "skip",
-                          check_validity: bool = True, name: str = "smiles") -> tuple[list[dict], list]:
+                          check_validity: bool = True, reactions: bool = False,
+                          name: str = "smiles") -> tuple[list[dict], list]:
     """Token ids of every usable SMILES, and the problems of the others.
 
     With ``on_invalid="skip"`` unusable SMILES (see ``find_smiles_problems``; too long ones included: a
     truncated SMILES is a different molecule) are left out and logged as a warning; with ``"raise"`` the
     first ones are named in a ``ValueError``. Returns ``(examples, problems)``: each example holds
-    ``input_ids`` and ``special_tokens_mask``.
+    ``input_ids`` and ``special_tokens_mask``. ``reactions=True`` accepts reaction SMILES (``A.B>>C``), each side
+    validated.
     """
     check_choice("on_invalid", on_invalid, ON_INVALID)
     if isinstance(smiles, str) or not isinstance(smiles, Sequence):
         raise ValueError(f"`{name}` must be a list of SMILES strings, got {type(smiles).__name__}.")
-    problems = find_smiles_problems(smiles, tokenizer, max_length, check_validity=check_validity)
+    problems = find_smiles_problems(smiles, tokenizer, max_length, check_validity=check_validity, reactions=reactions)
     if problems and on_invalid == "raise":
         raise ValueError(f"{len(problems)} of {len(smiles)} `{name}` cannot be used: {describe_problems(problems)}")
     if problems:
@@ -189,16 +195,51 @@ CHEMBERTA_MODELS: dict[str, str] = {
 }
 
 
-def load_masked_lm(name_or_path: str, **kwargs) -> tuple[PreTrainedModel, object]:
-    """Masked-LM model and its tokenizer from a short name (``CHEMBERTA_MODELS``), a folder or a Hub id."""
-    if not isinstance(name_or_path, str) or not name_or_path:
-        raise ValueError(f"`model_name` must be a non-empty string (short name, folder or Hub id), got {name_or_path!r}.")
-    target = CHEMBERTA_MODELS.get(name_or_path, name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
-    model = AutoModelForMaskedLM.from_pretrained(target, **kwargs)
-    if tokenizer.mask_token is None:
-        raise ValueError(f"the tokenizer of {target!r} has no mask token: it cannot serve a masked language model.")
+def load_masked_lm(name_or_path: str | os.PathLike, *, tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None,
+                   use_safetensors: bool | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Masked-LM model and its SMILES tokenizer from a short name (``CHEMBERTA_MODELS``), a folder or a Hub id.
+
+    Any BERT- or RoBERTa-style masked LM: a ``config.json`` without ``model_type`` gets it inferred (with a warning)
+    or an error naming the key; a tokenizer folder holding only a ``vocab.txt`` is read case-sensitively
+    (``processing.pretrained``). The tokenizer (default: the model's own; else ``tokenizer=`` a folder, Hub id or
+    object) must read SMILES (``check_smiles_tokenizer``: not a generic WordPiece that maps most of a SMILES to
+    ``[UNK]``) and have a mask token. Pickled weights need ``use_safetensors=False``; a missing local folder fails
+    at once.
+
+    Example:
+        >>> import tempfile
+        >>> from hf_mae import SMILESBERTForMaskedLM, SMILESBERTMLMConfig
+        >>> folder = tempfile.mkdtemp()
+        >>> SMILESBERTForMaskedLM(SMILESBERTMLMConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        ...                       intermediate_size=32)).save_pretrained(folder)
+        >>> model, tokenizer = load_masked_lm(folder, tokenizer=load_smiles_tokenizer())
+        >>> type(model).__name__, tokenizer.mask_token
+        ('SMILESBERTForMaskedLM', '[MASK]')
+    """
+    if isinstance(name_or_path, str) and name_or_path in CHEMBERTA_MODELS:
+        name_or_path = CHEMBERTA_MODELS[name_or_path]
+    name = check_pretrained_source(name_or_path, "model_name")
+    config = load_config(name)
+    model = load_safetensors_only(AutoModelForMaskedLM.from_pretrained, name, config=config,
+                                  use_safetensors=use_safetensors, what="load_masked_lm", parameter="model_name")
+    source = name if tokenizer is None else tokenizer
+    tokenizer = load_tokenizer(source, config)
+    label = str(source) if not isinstance(source, PreTrainedTokenizerBase) else (
+        getattr(source, "name_or_path", "") or type(source).__name__)
+    _check_tokenizer(tokenizer, label)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ValueError(f"the tokenizer {label!r} has {len(tokenizer)} tokens, more than the {rows} embedding rows of "
+                         f"{name!r}: they do not belong together. Pass the model's own tokenizer with `tokenizer=`.")
     return model, tokenizer
+
+
+def _check_tokenizer(tokenizer, label: str) -> None:
+    """A masked LM's tokenizer for SMILES: it has a mask token and reads SMILES (``check_smiles_tokenizer``)."""
+    if tokenizer.mask_token is None:
+        raise ValueError(f"the tokenizer {label!r} has no mask token: it cannot serve a masked language model. "
+                         f"Pass the masked LM's own tokenizer with `tokenizer=`.")
+    check_smiles_tokenizer(tokenizer, label)
 
 
 def usable_positions(model: PreTrainedModel) -> int:
@@ -222,11 +263,15 @@ def _as_smiles_list(smiles, name: str) -> list:
 class ChemBERTaMLM:
     """A masked language model on SMILES that fine-tunes with ``Trainer``.
 
-    Either ``pretrained_model`` (short name, folder or Hub id: model and its tokenizer) or ``config`` (a fresh
-    ``SMILESBERTForMaskedLM`` with the bundled SMILES tokenizer, or ``tokenizer``); with neither, a fresh model of
-    ``SMILESBERTMLMConfig(vocab_size=..., max_position_embeddings=max_length)``.
+    Either ``pretrained_model`` (short name, folder or Hub id of any BERT- or RoBERTa-style masked LM, see
+    ``load_masked_lm``) or ``config`` (a fresh ``SMILESBERTForMaskedLM`` with the bundled SMILES tokenizer); with
+    neither, a fresh model of ``SMILESBERTMLMConfig(vocab_size=..., max_position_embeddings=max_length)``.
 
     Args:
+        tokenizer: a folder, Hub id or tokenizer object, for a checkpoint without its own tokenizer or for a fresh
+            model; it must read SMILES (``check_smiles_tokenizer``).
+        reactions: accept reaction SMILES (``A.B>>C``) in ``fine_tune``, each side validated.
+        use_safetensors: ``False`` allows pickled weights of a checkpoint you trust.
         vocab_size: with a checkpoint, the embedding table is resized to it (never below the tokenizer's length);
             for a fresh model, the config's vocabulary size.
         max_length: longest SMILES in tokens (specials included) used for training; longer ones are skipped.
@@ -245,7 +290,8 @@ class ChemBERTaMLM:
     def __init__(self, pretrained_model: str | None = None, vocab_size: int | None = None, max_length: int = 512, *,
                  config: SMILESBERTMLMConfig | None = None, tokenizer=None,
                  mask_probability: float | None = None, replace_probability: float | None = None,
-                 random_probability: float | None = None, learning_rate: float = 1e-4, seed: int = 42):
+                 random_probability: float | None = None, learning_rate: float = 1e-4, seed: int = 42,
+                 reactions: bool = False, use_safetensors: bool | None = None):
         if pretrained_model is not None and config is not None:
             raise ValueError("give either `pretrained_model` or `config`, not both.")
         check_int("max_length", max_length, minimum=3)
@@ -253,12 +299,11 @@ class ChemBERTaMLM:
         check_int("seed", seed, minimum=0)
         if vocab_size is not None:
             check_int("vocab_size", vocab_size)
-        self.seed, self.learning_rate, self.max_length = seed, learning_rate, max_length
+        self.seed, self.learning_rate, self.max_length, self.reactions = seed, learning_rate, max_length, reactions
 
         if pretrained_model is not None:
-            self.model, self.tokenizer = load_masked_lm(pretrained_model)
-            if tokenizer is not None:
-                raise ValueError("`tokenizer` goes with `config`; a pretrained model brings its own tokenizer.")
+            self.model, self.tokenizer = load_masked_lm(pretrained_model, tokenizer=tokenizer,
+                                                        use_safetensors=use_safetensors)
             if vocab_size is not None and vocab_size != self.model.config.vocab_size:
                 if vocab_size < len(self.tokenizer):
                     raise ValueError(f"`vocab_size`={vocab_size} is smaller than the tokenizer of {pretrained_model!r} "
@@ -274,8 +319,9 @@ class ChemBERTaMLM:
                 raise ValueError(f"`config` must be a SMILESBERTMLMConfig, got {type(config).__name__}.")
             elif vocab_size is not None and vocab_size != config.vocab_size:
                 raise ValueError(f"`vocab_size`={vocab_size} contradicts `config.vocab_size`={config.vocab_size}.")
-            self.tokenizer = load_smiles_tokenizer() if tokenizer is None else (
-                AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, str) else tokenizer)
+            self.tokenizer = load_smiles_tokenizer() if tokenizer is None else load_tokenizer(tokenizer)
+            _check_tokenizer(self.tokenizer, str(tokenizer) if not isinstance(tokenizer, PreTrainedTokenizerBase)
+                             else type(tokenizer).__name__)
             _check_config_matches_tokenizer(config, self.tokenizer)
             with torch.random.fork_rng(devices=[]):  # reproducible init without touching the caller's RNG
                 torch.manual_seed(seed)
@@ -306,11 +352,13 @@ class ChemBERTaMLM:
         check_int("batch_size", batch_size)
         check_int("gradient_accumulation_steps", gradient_accumulation_steps)
         examples, problems = encode_smiles_for_mlm(_as_smiles_list(smiles, "smiles"), self.tokenizer, self.max_length,
-                                                   on_invalid=on_invalid, check_validity=check_validity)
+                                                   on_invalid=on_invalid, check_validity=check_validity,
+                                                   reactions=self.reactions)
         if validation_smiles is not None:
             eval_examples, eval_problems = encode_smiles_for_mlm(
                 _as_smiles_list(validation_smiles, "validation_smiles"), self.tokenizer, self.max_length,
-                on_invalid=on_invalid, check_validity=check_validity, name="validation_smiles")
+                on_invalid=on_invalid, check_validity=check_validity, reactions=self.reactions,
+                name="validation_smiles")
             problems = problems + eval_problems
             train_examples = examples
         else:
@@ -334,6 +382,8 @@ class ChemBERTaMLM:
             "dataloader_pin_memory": torch.cuda.is_available(), **training_kwargs})
         collator = mlm_collator(self.tokenizer, self.mask_probability, self.replace_probability, self.random_probability)
         trainer = make_mlm_trainer(self.model, self.tokenizer, args, train_examples, collator)
+        if not verbose:   # without a progress bar Trainer prints its logs instead
+            trainer.remove_callback(PrinterCallback)
         train_output = trainer.train()
         if output_dir is not None:
             trainer.save_model()
@@ -394,7 +444,12 @@ class SmilesMLMFeaturizer:
     """Fill masked tokens of SMILES and embed molecules with a masked language model.
 
     Args:
-        model_name: short name (``CHEMBERTA_MODELS``), local folder or Hub id of a masked LM with its tokenizer.
+        model_name: short name (``CHEMBERTA_MODELS``), local folder or Hub id of a BERT- or RoBERTa-style masked LM
+            (see ``load_masked_lm``).
+        tokenizer: a folder, Hub id or tokenizer object when the model's own is missing or wrong; it must read
+            SMILES (``check_smiles_tokenizer``).
+        reactions: accept reaction SMILES (``A.B>>C``), each side validated by RDKit.
+        use_safetensors: ``False`` allows pickled weights of a checkpoint you trust.
         mask_probability: share of tokens ``predict_masked`` hides when the SMILES holds no mask token
             (at least one).
         top_k: candidates per masked position. max_length: longest SMILES in tokens (default: the model's).
@@ -411,28 +466,31 @@ class SmilesMLMFeaturizer:
         (2, 384)
     """
 
-    def __init__(self, model_name: str = "chemberta-mlm", mask_probability: float = 0.15, *, top_k: int = 5,
+    def __init__(self, model_name: str | os.PathLike = "chemberta-mlm", mask_probability: float = 0.15, *,
+                 tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None = None, top_k: int = 5,
                  max_length: int | None = None, batch_size: int = 32, pooling: str = "mean", seed: int = 0,
-                 check_validity: bool = True, device: str | torch.device | None = None):
-        model, tokenizer = load_masked_lm(model_name)
-        self._setup(model, tokenizer, mask_probability, top_k, max_length, batch_size, pooling, seed, check_validity,
-                    device)
+                 check_validity: bool = True, reactions: bool = False, device: str | torch.device | None = None,
+                 use_safetensors: bool | None = None):
+        model, tokenizer = load_masked_lm(model_name, tokenizer=tokenizer, use_safetensors=use_safetensors)
+        self._setup(model, tokenizer, mask_probability, top_k=top_k, max_length=max_length, batch_size=batch_size,
+                    pooling=pooling, seed=seed, check_validity=check_validity, reactions=reactions, device=device)
 
     @classmethod
     def from_model(cls, model: PreTrainedModel, tokenizer, mask_probability: float = 0.15, **kwargs):
         """A featurizer around a model and tokenizer already in memory (e.g. ``ChemBERTaMLM.model``)."""
         featurizer = cls.__new__(cls)
         options = {"top_k": 5, "max_length": None, "batch_size": 32, "pooling": "mean", "seed": 0,
-                   "check_validity": True, "device": None}
+                   "check_validity": True, "reactions": False, "device": None}
         unknown = set(kwargs) - set(options)
         if unknown:
             raise ValueError(f"unknown options {sorted(unknown)}; expected some of {sorted(options)}.")
         options.update(kwargs)
+        _check_tokenizer(tokenizer, getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
         featurizer._setup(model, tokenizer, mask_probability, **options)
         return featurizer
 
-    def _setup(self, model, tokenizer, mask_probability, top_k, max_length, batch_size, pooling, seed,
-               check_validity, device):
+    def _setup(self, model, tokenizer, mask_probability, *, top_k, max_length, batch_size, pooling, seed,
+               check_validity, reactions, device):
         check_float("mask_probability", mask_probability, minimum=0.0, maximum=1.0)
         check_int("top_k", top_k)
         check_int("batch_size", batch_size)
@@ -449,6 +507,7 @@ class SmilesMLMFeaturizer:
             self.model.to(device)
         self.mask_probability, self.top_k, self.max_length = mask_probability, top_k, max_length
         self.batch_size, self.pooling, self.seed, self.check_validity = batch_size, pooling, seed, check_validity
+        self.reactions = reactions
         # Candidates are real tokens only: no special token, no embedding row beyond the tokenizer.
         vocab_size = model.get_output_embeddings().weight.shape[0]
         banned = torch.ones(vocab_size, dtype=torch.bool)
@@ -461,8 +520,8 @@ class SmilesMLMFeaturizer:
         return next(self.model.parameters()).device
 
     def _check(self, smiles: list, allow_mask: bool, truncation: bool) -> None:
-        problems = find_smiles_problems(smiles, self.tokenizer, self.max_length,
-                                        check_validity=self.check_validity, allow_mask=allow_mask)
+        problems = find_smiles_problems(smiles, self.tokenizer, self.max_length, check_validity=self.check_validity,
+                                        allow_mask=allow_mask, reactions=self.reactions)
         fatal = [p for p in problems if not (truncation and p.too_long)]
         if fatal:
             raise ValueError(f"{len(fatal)} of {len(smiles)} SMILES cannot be used: {describe_problems(fatal)}")
