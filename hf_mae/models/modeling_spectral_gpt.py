@@ -526,7 +526,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What a model card's reconstruction figure draws: the cubes, their reconstruction in the input's scale
         and the visible pixels, each (N, bands, H, W), with ``mask_ratio`` of the 3D tokens hidden."""
-        out = self.forward(pixel_values, generator=generator, return_loss=False)
+        out = self.forward(pixel_values, generator=generator, return_loss=False, return_dict=True)
         reconstruction = out.reconstruction                                         # (N, tokens, patch_dim)
         if self.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's
             target = self.patchify(pixel_values)
