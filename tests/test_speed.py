@@ -68,8 +68,13 @@ def test_cls_readout_computes_only_cls_in_the_last_layer_with_the_same_values_an
     assert torch.allclose(z_fast, z_full, atol=1e-6)
     fast, full = grads(encoder(x)), grads(full_stack_readout())
     assert fast.keys() == full.keys()
+    # The two paths sum the same products in different orders (different matmul shapes pick different
+    # kernels, e.g. AMX tiles on Intel), so each gradient agrees to fp32 rounding of its largest entries:
+    # a tolerance scaled by the tensor's magnitude, not an absolute one (the entries here reach ~60).
+    eps = torch.finfo(torch.float32).eps
     for name in fast:
-        assert torch.allclose(fast[name], full[name], rtol=1e-4, atol=1e-6), name
+        scale = full[name].abs().max().item()
+        assert torch.allclose(fast[name], full[name], rtol=64 * eps, atol=256 * eps * scale), name
     # the masked path (ids_keep) and a caller's ragged visible mask (padding) also go through the CLS readout
     visible = torch.ones(2, 64, dtype=torch.bool)
     visible[0, :24] = False
