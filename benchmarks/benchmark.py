@@ -1,9 +1,8 @@
-"""``hf-mae benchmark``: speed and memory of hf_mae models next to their peers, written to BENCHMARKS.md.
+"""Speed and memory of hf_mae models next to their peers, written to BENCHMARKS.md (run from a checkout).
 
-    hf-mae benchmark                            # every row, a few minutes per section on 2 CPU cores
-    hf-mae benchmark --only chemomae,matmul     # some sections
-    hf-mae benchmark --quick --output /tmp/B.md # tiny sizes and one repeat: a smoke run
-    python scripts/benchmark.py ...             # the same
+    python benchmarks/benchmark.py                            # every row, a few minutes per section on 2 CPU cores
+    python benchmarks/benchmark.py --only chemomae,matmul     # some sections
+    python benchmarks/benchmark.py --quick --output /tmp/B.md # tiny sizes and one repeat: a smoke run
 
 Sections: the machine's matmul peak (fp32, bf16); ChemoMAE against the ``chemomae`` package (0.2.4) at its
 published size, fp32 and bf16, hand-written loop and ``Trainer``; SpectralGPT and the V5 protein encoder
@@ -11,7 +10,7 @@ against transformers' ``ViTMAEForPreTraining`` at equal width, depth, token coun
 against stock ``BertForMaskedLM``; a scale table (batch size, tokens, activation checkpointing); and, when
 CUDA is present, GPU rows with and without ``torch.compile`` and the host-device syncs of a training step.
 
-How: every measurement runs in a fresh worker process (``python -m hf_mae.benchmark --worker SPEC``) so
+How: every measurement runs in a fresh worker process (``benchmarks/benchmark.py --worker SPEC``) so
 that its peak RSS belongs to one model and one precision; within each repeat our rows and the peer's
 alternate; figures are medians over repeats, each shown with the 1-minute load average it ran under (other
 work on the machine slows everything, and a ratio measured side by side is the robust figure). A train
@@ -36,6 +35,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:   # this checkout's hf_mae, installed or not
+    sys.path.insert(0, str(ROOT))
 
 # ---------------------------------------------------------------------------------------------------------
 # Sizes
@@ -605,11 +608,11 @@ def _availability() -> dict[str, str]:
 
 
 def _run_spec(spec: dict, timeout: int) -> dict:
-    package_root = str(Path(__file__).resolve().parents[1])  # workers import the same hf_mae as this process
+    package_root = str(ROOT)  # workers import the same hf_mae as this process
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "hf_mae.benchmark", "--worker", json.dumps(spec)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -809,7 +812,7 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
     peaks = {p: _peak(tables, p) for p in ("fp32", "bf16")}
     gpu_peaks = {p: _peak(tables, p, "cuda") for p in ("fp32", "bf16")}
     lines = ["# Benchmarks", "",
-             "Written by `hf-mae benchmark` (`python scripts/benchmark.py`); see `hf_mae/benchmark.py` for how each "
+             "Written by `python benchmarks/benchmark.py`; see that script for how each "
              "figure is measured. Every row is a fresh process; rows alternate with their peer within each "
              "repeat; figures are medians. The load average next to each figure is the machine's 1-minute load "
              "when that run started: on this shared 2-core machine anything above ~2 means other work competed "
@@ -857,7 +860,7 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hf-mae benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="benchmarks/benchmark.py", description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="BENCHMARKS.md", help="the markdown report (default BENCHMARKS.md)")
     parser.add_argument("--json", default=None, help="also write every raw measurement here")
     parser.add_argument("--only", default="matmul,chemomae,vitmae,smiles,scale,gpu",
