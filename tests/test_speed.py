@@ -109,6 +109,23 @@ def test_patch_pooling_matches_its_elementwise_definition(length):
         assert pool_patches(values, valid, 4, 10)[0].dtype == torch.float32
 
 
+@pytest.mark.parametrize("length", [40, 37, 3])
+def test_pooling_a_shared_table_equals_pooling_it_expanded_in_values_and_gradient(length):
+    """Position embeddings: one (1, L, C) table for every sample, pooled without B copies of it."""
+    from hf_mae.models.modeling_protein_mae import pool_patches
+
+    table = torch.randn(1, length, 5, dtype=torch.float64, requires_grad=True)
+    valid = torch.ones(3, length, dtype=torch.bool)
+    valid[1, length // 2:] = False
+    upstream = torch.randn(3, 10, 5, dtype=torch.float64)
+    shared, shared_valid = pool_patches(table, valid, 4, 10)
+    (grad_shared,) = torch.autograd.grad((shared * upstream).sum(), table)
+    expanded, expanded_valid = pool_patches(table.expand(3, -1, -1), valid, 4, 10)
+    (grad_expanded,) = torch.autograd.grad((expanded * upstream).sum(), table)
+    assert torch.equal(shared_valid, expanded_valid)
+    assert torch.allclose(shared, expanded, rtol=0, atol=1e-12) and torch.allclose(grad_shared, grad_expanded, rtol=0, atol=1e-12)
+
+
 def test_finiteness_check_is_exact_also_when_the_sum_overflows():
     from hf_mae.models.validation import check_tensor
 
@@ -118,3 +135,21 @@ def test_finiteness_check_is_exact_also_when_the_sum_overflows():
         x[123] = bad
         with pytest.raises(ValueError, match="1 NaN or infinite"):
             check_tensor("x", x, ndim=1)
+
+
+def test_pooling_the_same_input_twice_reuses_the_result_only_while_it_is_the_same_unmodified_tensor():
+    from hf_mae.models import modeling_protein_mae
+    from hf_mae.models.modeling_protein_mae import pool_patches
+
+    values = torch.randn(2, 37, 5)
+    valid = torch.ones(2, 37, dtype=torch.bool)
+    first = pool_patches(values, valid, 4, 10)
+    assert pool_patches(values, valid.clone(), 4, 10)[0] is first[0]       # same input, equal validity: reused
+    valid[1, 30:] = False
+    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
+    values.mul_(2)                                                          # modified in place: recomputed
+    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
+    assert torch.allclose(pool_patches(values.clone(), valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0],
+                          atol=1e-6)
+    del values                                                              # the memo does not outlive its input
+    assert not modeling_protein_mae._last_pooling
