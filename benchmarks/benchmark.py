@@ -429,14 +429,15 @@ def run_worker(spec: dict) -> dict:
             case.step()
         if on_cuda and spec["mode"] == "train":
             result["syncs_per_step"] = _count_syncs(case.step)
-        times = []
+        times, cpu_times = [], []
         for _ in range(spec["steps"]):
             sync()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             case.step()
             sync()
             times.append(time.perf_counter() - start)
-        result.update(step_s=times, samples=case.samples, flops=case.flops, **case.info)
+            cpu_times.append(time.process_time() - cpu_start)   # all threads; with 1 thread, robust to load
+        result.update(step_s=times, cpu_s=cpu_times, samples=case.samples, flops=case.flops, **case.info)
     result["load_after"] = os.getloadavg()[0]
     result["rss_before_mib"] = rss_before
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -706,6 +707,32 @@ def _machine() -> list[str]:
             f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}"]
 
 
+# The host kinds a report keeps apart: the matrix ISA sets how much faster bf16 is than fp32 (AMX tiles
+# about 7x on a 2-core Sapphire Rapids, AVX-512 BF16 dot products about 2x on Zen 4), so a ratio holds
+# only on its kind. Best first.
+HOST_KINDS = (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2"))
+
+
+def host_kind(machine: list[str]) -> str:
+    """The host kind of a run from its machine lines (the ``ISA:`` list): amx, avx512_bf16, avx512, avx2, other."""
+    isa = next((line.split("ISA:", 1)[1] for line in machine if "ISA:" in line), "")
+    flags = {flag.strip() for flag in isa.split(",")}
+    return next((kind for flag, kind in HOST_KINDS if flag in flags), "other")
+
+
+def merge_host_section(existing: str, kind: str, section: list[str], header: list[str]) -> str:
+    """The report with this host kind's section replaced (or added): each kind keeps its own tables, so a
+    run on one kind of host never overwrites the figures measured on another."""
+    begin, end = f"<!-- host: {kind} -->", f"<!-- end host: {kind} -->"
+    block = "\n".join([begin, *section, end])
+    if begin in existing and end in existing:
+        before, rest = existing.split(begin, 1)
+        return before + block + rest.split(end, 1)[1]
+    if not existing.strip():
+        return "\n".join(header) + "\n" + block + "\n"
+    return existing.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -811,24 +838,28 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
     by_key = {row.key: row for rows in tables.values() for row in rows}
     peaks = {p: _peak(tables, p) for p in ("fp32", "bf16")}
     gpu_peaks = {p: _peak(tables, p, "cuda") for p in ("fp32", "bf16")}
-    lines = ["# Benchmarks", "",
-             "Written by `python benchmarks/benchmark.py`; see that script for how each "
-             "figure is measured. Every row is a fresh process; rows alternate with their peer within each "
-             "repeat; figures are medians. The load average next to each figure is the machine's 1-minute load "
-             "when that run started: on this shared 2-core machine anything above ~2 means other work competed "
-             "for the cores, and absolute figures are then lower bounds; ratios measured side by side hold up "
-             "better.", "", "## Machine", "", *machine,
+    kind = host_kind(machine)
+    header = ["# Benchmarks", "",
+              "Written by `python benchmarks/benchmark.py`; see that script for how each "
+              "figure is measured. One section per host kind (the CPU's matrix ISA: amx, avx512_bf16, ...): "
+              "bf16 ratios hold only on the kind they were measured on, and a run replaces only its own kind's "
+              "section. Every row is a fresh process; rows alternate with their peer within each "
+              "repeat; figures are medians. The load average next to each figure is the machine's 1-minute load "
+              "when that run started: on a shared 2-core machine anything above ~2 means other work competed "
+              "for the cores, and absolute figures are then lower bounds; ratios measured side by side hold up "
+              "better.", ""]
+    lines = [f"## Host kind: {kind}", "", "### Machine", "", *machine, f"- host kind: {kind}",
              f"- torch threads: {args.threads}; repeats: {args.repeats}{' (quick run: tiny sizes)' if args.quick else ''}",
              f"- load average (1, 5, 15 min) at start: {', '.join(f'{x:.1f}' for x in load_start)}; at end: "
              f"{', '.join(f'{x:.1f}' for x in load_end)}", ""]
     if "chemomae" in tables:
-        lines += ["## Targets", "", *_targets(by_key)]
+        lines += ["### Targets", "", *_targets(by_key)]
         if peaks["fp32"] and peaks["bf16"]:
             lines.append(f"- for scale: this machine's bf16 matmul peak is {peaks['bf16'] / peaks['fp32']:.2f}x its fp32 "
                          f"peak ({peaks['bf16'] / 1e9:,.0f} vs {peaks['fp32'] / 1e9:,.0f} GFLOP/s, table below)")
         lines.append("")
     for name, rows in tables.items():
-        lines += [f"## {TITLES[name]}", ""]
+        lines += [f"### {TITLES[name]}", ""]
         if name == "matmul":
             lines += ["| shape | GFLOP/s (median) | load avg per run |", "|---|---|---|"]
             for row in rows:
@@ -853,10 +884,11 @@ def write_report(tables: dict[str, list[Row]], path: Path, args, load_start, loa
             continue
         lines += [*_table(rows, by_key, peaks), ""]
     if "gpu" not in tables:
-        lines += ["## GPU", "", "Not run: no CUDA device on this machine. On a machine with one, the same command "
+        lines += ["### GPU", "", "Not run: no CUDA device on this machine. On a machine with one, the same command "
                   "adds the GPU rows (with and without torch.compile) and counts host-device syncs per training "
                   "step.", ""]
-    path.write_text("\n".join(lines))
+    existing = path.read_text() if path.exists() else ""
+    path.write_text(merge_host_section(existing, kind, lines, header))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
