@@ -375,6 +375,7 @@ BUILDERS: dict[str, Callable[[dict], Case]] = {
     "vitmae-196": lambda s: _vitmae_case(s, tokens_side=14, patch=16, channels=3),
     "protein-v5": _protein_v5_case,
     "vitmae-49": lambda s: _vitmae_case(s, tokens_side=7, patch=16, channels=3),
+    "vitmae-784": lambda s: _vitmae_case(s, tokens_side=28, patch=16, channels=3),
     "smiles-bert": lambda s: _smiles_case(s, ours=True),
     "bert": lambda s: _smiles_case(s, ours=False),
     "matmul": _matmul_case,
@@ -538,6 +539,13 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                     if ours == "protein-v5":
                         rows.append(Row(f"{ours}-1568-{mode}-{p}", f"V5, 1568 residues pooled into 49 patches, {mode}, "
                                         f"{p}", _spec(ours, mode, p, batch, residues=1568, max_length=1568), key))
+        # 784 tokens: SpectralGPT's 224 x 224 x 12 cube against ViTMAE's 28 x 28 patches of 16 x 16 x 3 (448 px)
+        for mode in ("train", "encode"):
+            for p in ("fp32", "bf16"):
+                key = f"vitmae-784-{mode}-{p}"
+                rows.append(Row(key, f"ViTMAE (784 tokens), {mode}, {p}", _spec("vitmae-784", mode, p, 4, warmup=1, steps=4)))
+                rows.append(Row(f"spectral-gpt-784-{mode}-{p}", f"SpectralGPT (HSI MAE, 784 tokens), {mode}, {p}",
+                                _spec("spectral-gpt", mode, p, 4, image_size=224, bands=12, warmup=1, steps=4), key))
         tables["vitmae"] = rows
     if "smiles" in sections:
         tables["smiles"] = [

@@ -121,3 +121,12 @@ def test_a_run_replaces_only_its_own_host_kinds_section(tmp_path):
     assert "- fp32 training vs chemomae fp32: 2.00x" in amd and "- fp32 training vs chemomae fp32: 3.00x" in amx
     text = report("avx2, avx512f, avx512_bf16, amx_bf16", 0.4)   # a new AMX run replaces the AMX section only
     assert "- fp32 training vs chemomae fp32: 2.00x" in text and "4.00x" in text and "3.00x" not in text
+
+
+def test_the_installed_command_says_where_the_benchmark_is(capsys):
+    from hf_mae.cli import main
+
+    assert main(["benchmark", "--only", "chemomae"]) == 2          # nothing measured: not a success
+    assert "python benchmarks/benchmark.py" in capsys.readouterr().err
+    assert main(["benchmark", "--help"]) == 0
+    assert "python benchmarks/benchmark.py" in capsys.readouterr().out
