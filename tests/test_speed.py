@@ -95,32 +95,36 @@ def _pool_reference(values, valid, patch_size, num_patches):
     return sums / counts.clamp_min(1.0)[..., None], counts > 0
 
 
+@pytest.mark.parametrize("patch_size", [4, 1])          # 1: one residue per patch takes a path of its own
 @pytest.mark.parametrize("length", [40, 37, 24, 3])   # whole patches, a partial last one, empty patches, one patch
-def test_patch_pooling_matches_its_elementwise_definition(length):
+def test_patch_pooling_matches_its_elementwise_definition(length, patch_size):
     from hf_mae.models.modeling_protein_mae import pool_patches
 
+    length = min(length, 10 * patch_size)
     values = torch.randn(3, length, 5)
     valid = torch.ones(3, length, dtype=torch.bool)
     valid[1, length // 2:] = False                     # a shorter protein (right padding)
-    expected = _pool_reference(values, valid, 4, 10)
-    got = pool_patches(values, valid, 4, 10)
+    expected = _pool_reference(values, valid, patch_size, 10)
+    got = pool_patches(values, valid, patch_size, 10)
     assert torch.allclose(got[0], expected[0], atol=1e-6) and torch.equal(got[1], expected[1])
     with torch.autocast("cpu", dtype=torch.bfloat16):  # stays in full precision (it is also the loss target)
         assert pool_patches(values, valid, 4, 10)[0].dtype == torch.float32
 
 
+@pytest.mark.parametrize("patch_size", [4, 1])
 @pytest.mark.parametrize("length", [40, 37, 3])
-def test_pooling_a_shared_table_equals_pooling_it_expanded_in_values_and_gradient(length):
+def test_pooling_a_shared_table_equals_pooling_it_expanded_in_values_and_gradient(length, patch_size):
     """Position embeddings: one (1, L, C) table for every sample, pooled without B copies of it."""
     from hf_mae.models.modeling_protein_mae import pool_patches
 
+    length = min(length, 10 * patch_size)
     table = torch.randn(1, length, 5, dtype=torch.float64, requires_grad=True)
     valid = torch.ones(3, length, dtype=torch.bool)
     valid[1, length // 2:] = False
     upstream = torch.randn(3, 10, 5, dtype=torch.float64)
-    shared, shared_valid = pool_patches(table, valid, 4, 10)
+    shared, shared_valid = pool_patches(table, valid, patch_size, 10)
     (grad_shared,) = torch.autograd.grad((shared * upstream).sum(), table)
-    expanded, expanded_valid = pool_patches(table.expand(3, -1, -1), valid, 4, 10)
+    expanded, expanded_valid = pool_patches(table.expand(3, -1, -1), valid, patch_size, 10)
     (grad_expanded,) = torch.autograd.grad((expanded * upstream).sum(), table)
     assert torch.equal(shared_valid, expanded_valid)
     assert torch.allclose(shared, expanded, rtol=0, atol=1e-12) and torch.allclose(grad_shared, grad_expanded, rtol=0, atol=1e-12)
