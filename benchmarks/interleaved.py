@@ -4,6 +4,7 @@ alternating rounds, with wall time and process CPU time per step and the load av
     python benchmarks/interleaved.py --threads 1 --rounds 8 --out scripts/results/chemo-amx.json \
         '{"case": "chemomae-peer", "mode": "train", "precision": "fp32"}' \
         '{"case": "chemomae", "mode": "train", "precision": "bf16"}'
+    python benchmarks/interleaved.py --markdown scripts/results/amx-*.json     # a table of saved runs
 
 Each argument is a spec of ``benchmark.py`` (``case``, ``mode``, ``precision``, optional ``batch`` and the
 case's options); the first is the reference of the printed ratios. Why CPU time: on a 2-core machine shared
@@ -62,14 +63,42 @@ def run(specs: list[dict], rounds: int, steps: int, threads: int) -> dict:
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M %Z")}
 
 
+def markdown(results: list[dict], labels: dict[str, str] | None = None) -> list[str]:
+    """A table of saved runs: each row's ratio to the first row of its run, by wall and by CPU time."""
+    lines = ["| host kind | row | ratio to | threads | CPU-time ratio | wall ratio | samples/s of CPU time | 1-min load |",
+             "|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        first = result["rows"][0]
+        loads = [load[0] for load in result["loads"]]
+        for row in result["rows"]:
+            lines.append(
+                f"| {result['host_kind']} | {_label(row['spec'])} | {_label(first['spec'])} | {result['threads']} | "
+                f"{row['cpu_samples_per_s'] / first['cpu_samples_per_s']:.2f}x | "
+                f"{row['samples_per_s'] / first['samples_per_s']:.2f}x | {row['cpu_samples_per_s']:,.1f} | "
+                f"{min(loads):.1f}-{max(loads):.1f} |")
+    return lines
+
+
+def _label(spec: dict) -> str:
+    extra = ", ".join(f"{k} {v}" for k, v in spec.items() if k not in ("case", "mode", "precision"))
+    return f"{spec['case']} {spec['mode']} {spec['precision']}" + (f" ({extra})" if extra else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("specs", nargs="+", help="JSON specs; the first is the reference")
+    parser.add_argument("specs", nargs="*", help="JSON specs; the first is the reference")
+    parser.add_argument("--markdown", nargs="+", default=None, metavar="JSON",
+                        help="measure nothing: print a markdown table of saved runs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case per round")
     parser.add_argument("--out", default=None, help="write every measurement here (JSON)")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print("\n".join(markdown([json.loads(Path(f).read_text()) for f in args.markdown])))
+        return 0
+    if not args.specs:
+        parser.error("give at least one spec (or --markdown FILES)")
     result = run([json.loads(s) for s in args.specs], args.rounds, args.steps, args.threads)
     first = result["rows"][0]
     for row in result["rows"]:
