@@ -149,6 +149,8 @@ def test_pooling_the_same_input_twice_reuses_the_result_only_while_it_is_the_sam
     valid = torch.ones(2, 37, dtype=torch.bool)
     first = pool_patches(values, valid, 4, 10)
     assert pool_patches(values, valid.clone(), 4, 10)[0] is first[0]       # same input, equal validity: reused
+    first[0].zero_()                                                        # a caller wrote into the result
+    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
     valid[1, 30:] = False
     assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
     values.mul_(2)                                                          # modified in place: recomputed

@@ -107,7 +107,8 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled(),
            torch.is_inference_mode_enabled())
     last = _last_pooling.get("entry")
-    if memoise and last is not None and last[0]() is values and last[1] == key and torch.equal(last[2], valid):
+    if (memoise and last is not None and last[0]() is values and last[1] == key and torch.equal(last[2], valid)
+            and last[3][0]._version == last[4]):          # nobody wrote into the pooled result since
         return last[3]
     shared = values.shape[0] == 1 and batch > 1
     weight = valid.to(values.dtype)                                                   # (B, L)
@@ -139,7 +140,8 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
         sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)
     pooled = sums / counts.clamp_min(1.0)[..., None], counts > 0
     if memoise:   # a weak reference: the memo never keeps the input alive, and is dropped when the input is
-        _last_pooling["entry"] = (weakref.ref(values, lambda _: _last_pooling.clear()), key, valid.clone(), pooled)
+        _last_pooling["entry"] = (weakref.ref(values, lambda _: _last_pooling.clear()), key, valid.clone(), pooled,
+                                  pooled[0]._version)
     return pooled
 
 
