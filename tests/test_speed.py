@@ -159,3 +159,7 @@ def test_pooling_the_same_input_twice_reuses_the_result_only_while_it_is_the_sam
                           atol=1e-6)
     del values                                                              # the memo does not outlive its input
     assert not modeling_protein_mae._last_pooling
+    with torch.inference_mode():                                            # inference tensors have no versions
+        values = torch.randn(2, 37, 5)
+        assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
+    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)

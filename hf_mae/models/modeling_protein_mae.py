@@ -102,10 +102,10 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     # V5 pools the same residue embeddings twice per step (patch tokens, then the loss target): at full
     # length that is a memory-bound read of B x 1502 x 960 values each time. The second call reuses the first
     # one's result: same tensor object, unmodified (``_version``), same validity, same grad mode. Inputs that
-    # need a gradient are not memoised (the memo would hold their graph).
-    memoise = not values.requires_grad
-    key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled(),
-           torch.is_inference_mode_enabled())
+    # need a gradient are not memoised (the memo would hold their graph), nor inference tensors (no versions).
+    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled())
+    key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled()) \
+        if memoise else None
     last = _last_pooling.get("entry")
     if (memoise and last is not None and last[0]() is values and last[1] == key and torch.equal(last[2], valid)
             and last[3][0]._version == last[4]):          # nobody wrote into the pooled result since
