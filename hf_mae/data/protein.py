@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..processing.protein import residue_embedding_features
-from .spectra import package_file
+from .spectra import collate_labels, package_file
 
 PYHMMER_FASTA = "tests/data/seqs/938293.PRJEB85.HG003687.faa"
 
@@ -94,7 +94,8 @@ def pad_residues(rows: Sequence, name: str = "residue_embeddings", input_dim: in
 
 @dataclass
 class DataCollatorForProteinEmbeddings:
-    """Pad ``residue_embeddings`` rows into ``residue_embeddings`` (B, L, H) + ``attention_mask`` (B, L).
+    """Pad ``residue_embeddings`` rows into ``residue_embeddings`` (B, L, H) + ``attention_mask`` (B, L), and
+    stack ``labels`` when the rows have them (``hf_mae.data.spectra.collate_labels``).
 
     ``input_dim`` / ``max_length`` (optional) are checked here, on the host, before anything reaches the model.
     """
@@ -105,7 +106,7 @@ class DataCollatorForProteinEmbeddings:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         values, mask = pad_residues([f["residue_embeddings"] for f in features], "residue_embeddings",
                                     self.input_dim, self.max_length)
-        return {"residue_embeddings": values, "attention_mask": mask}
+        return {"residue_embeddings": values, "attention_mask": mask, **collate_labels(features)}
 
 
 @dataclass

