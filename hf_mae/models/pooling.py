@@ -35,7 +35,10 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     # length that is a memory-bound read of B x 1502 x 960 values each time. The second call reuses the first
     # one's result: same tensor object, unmodified (``_version``), same validity, same grad mode. Inputs that
     # need a gradient are not memoised (the memo would hold their graph), nor inference tensors (no versions).
-    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled())
+    # Nor inside a compiled, exported or traced graph: the check reads tensor values (torch.equal), which a graph
+    # must not branch on (torch.export fails on it).
+    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled()
+                   or torch.compiler.is_compiling() or torch.jit.is_tracing())
     key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled()) \
         if memoise else None
     last = _last_pooling.get("entry")
