@@ -157,6 +157,9 @@ def load_own_cubes(model_args, data_args) -> tuple[list[dict], str]:
             raise ValueError("Pass either `--data` (one scene) or `--data_dir` (a folder of cubes), not both.")
         cube, meta = read_cube(data_args.data, data_args.band_axis, mat_key=data_args.mat_key)
         check_bands(cube.shape[0], model_args.band_patch_size, data_args.data)
+        if model_args.num_bands not in (None, cube.shape[0]):
+            raise ValueError(f"`--num_bands` {model_args.num_bands} does not match {data_args.data}, which has "
+                             f"{cube.shape[0]} bands.")
         tile = data_args.tile_size or min(model_args.image_size, *cube.shape[1:])
         samples = scene_tiles(cube, tile, Path(data_args.data).name)
         print(f"{data_args.data}: {cube.shape[0]} bands x {cube.shape[1]} x {cube.shape[2]} pixels (bands on axis "
