@@ -1,0 +1,83 @@
+"""``hf-mae finetune ARCH``: end to end on tiny real data (tiny models, a few steps), and its one-line errors."""
+
+import doctest
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from hf_mae.cli import main
+from hf_mae.data.tasks import earthlib_scene
+from hf_mae.models import SpectralGPTForImageClassification
+from hf_mae.training import finetune as finetune_module
+
+STEPS = ["--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
+         "--disable_tqdm", "true", "--report_to", "none", "--per_device_train_batch_size", "16"]
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(finetune_module).failed == 0
+
+
+@pytest.fixture(scope="module")
+def scene_run(tmp_path_factory):
+    """A real-spectra scene (earthlib reflectance, 180 bands, 24 x 24, 5 classes incl. 0 = unlabelled) and a tiny
+    SpectralGPT pretrained on it with ``hf-mae pretrain spectral-gpt --data``."""
+    folder = tmp_path_factory.mktemp("scene")
+    cube, label_map, _ = earthlib_scene(size=24, n_regions=6)
+    np.save(folder / "scene.npy", cube.transpose(1, 2, 0))                       # (H, W, bands)
+    np.save(folder / "labels.npy", label_map)
+    run = folder / "pretrained"
+    assert main(["pretrain", "spectral-gpt", "--data", str(folder / "scene.npy"), "--band_axis", "-1",
+                 "--tile_size", "8", "--image_size", "8", "--patch_size", "4", "--band_patch_size", "36",
+                 "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2",
+                 "--intermediate_size", "64", "--decoder_hidden_size", "16", "--decoder_num_hidden_layers", "1",
+                 "--decoder_num_attention_heads", "2", "--decoder_intermediate_size", "32",
+                 "--eval_fraction", "0.25", "--output_dir", str(run), *STEPS]) == 0
+    return folder, run, label_map
+
+
+def test_spectral_gpt_per_pixel_end_to_end(scene_run, tmp_path, capsys):
+    folder, run, label_map = scene_run
+    capsys.readouterr()
+    out = tmp_path / "ft"
+    assert main(["finetune", "spectral-gpt", "--model", str(run), "--data", str(folder / "scene.npy"),
+                 "--band_axis", "-1", "--labels", str(folder / "labels.npy"), "--output_dir", str(out), *STEPS]) == 0
+    printed = capsys.readouterr().out
+    n_labelled = int((label_map != 0).sum())
+    assert "classification of label map (4 classes)" in printed
+    assert "baseline: RBF-SVM on pixel spectra" in printed and "max |logit difference| = 0.0e+00" in printed
+    results = json.loads((out / "finetune_results.json").read_text())
+    sizes = results["split_sizes"]
+    assert sum(sizes.values()) == n_labelled and sizes["test"] == pytest.approx(0.2 * n_labelled, abs=4)
+    assert set(results["test"]) >= {"accuracy", "f1_macro", "roc_auc", "loss"}
+    assert 0 <= results["test"]["accuracy"] <= 1 and results["baselines"][0]["name"] == "svm_rbf"
+    assert results["baselines"][0]["metrics"]["accuracy"] > 0.5       # real spectra: the classes separate
+    assert results["seeds"] == {"training": 42, "split": 0} and results["id2label"] == {"0": "1", "1": "2",
+                                                                                        "2": "3", "3": "4"}
+    class_map = np.load(out / "class_map.npy")
+    assert class_map.shape == label_map.shape and ((class_map != 0) == (label_map != 0)).all()
+    assert set(np.unique(class_map[label_map != 0])) <= {1, 2, 3, 4}
+    model = SpectralGPTForImageClassification.from_pretrained(out)
+    assert model.config.num_labels == 4 and model.config.id2label[0] == "1"
+
+
+def test_spectral_gpt_errors_are_one_line(scene_run, tmp_path, capsys):
+    folder, run, label_map = scene_run
+    np.save(tmp_path / "one_class.npy", (label_map != 0).astype(int))
+    np.save(tmp_path / "few_bands.npy", np.zeros((24, 24, 12), np.float32))
+    base = ["finetune", "spectral-gpt", "--model", str(run), "--output_dir", str(tmp_path / "o")]
+    for extra, message in [
+            (["--data", str(folder / "scene.npy"), "--labels", str(folder / "labels.npy")],
+             "pass `band_axis` (0, 1 or 2/-1; `--band_axis` on the command line)"),
+            (["--data", str(folder / "scene.npy"), "--band_axis", "-1"], "pass `--labels`"),
+            (["--data", str(folder / "scene.npy"), "--band_axis", "-1", "--labels", str(tmp_path / "one_class.npy")],
+             "`label_map` has a single class 1 besides 0; expected at least two"),
+            (["--data", str(tmp_path / "few_bands.npy"), "--band_axis", "-1", "--labels", str(folder / "labels.npy")],
+             "has 12 bands but"),
+            (["--data", str(folder / "scene.npy"), "--band_axis", "-1", "--labels", str(folder / "labels.npy"),
+              "--model", "no_such_run"], "`--model` 'no_such_run' is neither a folder nor a Hub id")]:
+        assert main([*base, *extra]) == 1, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)
