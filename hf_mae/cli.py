@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("hf_mae.analysis.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
     "hub": ("hf_mae.hub.server:main", "hub serve --port P --root DIR: a local Hub-compatible server"),
     "push": ("hf_mae.hub.push:main", "push OUTPUT_DIR namespace/name: publish a training run with its model card"),
-    "benchmark": ("hf_mae.benchmark:main", "speed and memory next to the peer packages -> BENCHMARKS.md"),
+    "benchmark": ("hf_mae._benchmark_moved:main", "speed vs peer packages: see benchmarks/benchmark.py in a checkout"),
 }
 
 

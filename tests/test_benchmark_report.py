@@ -1,12 +1,27 @@
 """The benchmark's bookkeeping, with made-up figures (nothing is timed here): resuming an interrupted run,
 merging a CPU run with a GPU run from another machine, and what the report then says."""
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import torch
 
-from hf_mae import benchmark
 from hf_mae.models.validation import check_tensor
+
+
+def _load_benchmark():
+    """benchmarks/benchmark.py is a script of the checkout, not a module of the package: load it by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
+    spec = importlib.util.spec_from_file_location("hf_mae_benchmark_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module            # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = _load_benchmark()
 
 
 def _run(samples, step_s, **extra):
@@ -74,3 +89,44 @@ def test_finiteness_check_stays_on_in_eager_mode_and_is_skipped_when_compiling(m
         raise AssertionError("a NaN passed the eager check")
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     check_tensor("x", bad, ndim=2)                     # shape checks only: compiled graphs stay whole
+
+
+def test_host_kind_comes_from_the_isa_line():
+    isa = "- CPU: x, 2 logical cores; ISA: "
+    assert benchmark.host_kind([isa + "avx2, avx512f, avx512_bf16, amx_bf16"]) == "amx"
+    assert benchmark.host_kind([isa + "avx2, avx512f, avx512_bf16"]) == "avx512_bf16"
+    assert benchmark.host_kind([isa + "avx2"]) == "avx2"
+    assert benchmark.host_kind(["- CPU: unknown"]) == "other"
+
+
+def test_a_run_replaces_only_its_own_host_kinds_section(tmp_path):
+    tables = benchmark.build_rows({"chemomae"}, cuda=False)
+    for row in tables["chemomae"]:
+        row.runs = [_run(64, 0.2 if row.key.startswith("peer") else 0.1)]
+    out = tmp_path / "B.md"
+
+    def report(isa, step_s):
+        for row in tables["chemomae"]:
+            row.runs = [_run(64, step_s if row.key.startswith("peer") else 0.1)]
+        raw = _raw(tables, [f"- CPU: test; ISA: {isa}"])
+        (tmp_path / "run.json").write_text(json.dumps(raw))
+        assert benchmark.main(["--from-json", str(tmp_path / "run.json"), "--only", "chemomae", "--output", str(out)]) == 0
+        return out.read_text()
+
+    report("avx2, avx512f, avx512_bf16", 0.2)                     # an AMD-like host: 2.00x
+    text = report("avx2, avx512f, avx512_bf16, amx_bf16", 0.3)   # then an AMX host: 3.00x
+    assert text.count("# Benchmarks") == 1
+    assert "## Host kind: avx512_bf16" in text and "## Host kind: amx" in text
+    amd, amx = text.split("<!-- host: amx -->")
+    assert "- fp32 training vs chemomae fp32: 2.00x" in amd and "- fp32 training vs chemomae fp32: 3.00x" in amx
+    text = report("avx2, avx512f, avx512_bf16, amx_bf16", 0.4)   # a new AMX run replaces the AMX section only
+    assert "- fp32 training vs chemomae fp32: 2.00x" in text and "4.00x" in text and "3.00x" not in text
+
+
+def test_the_installed_command_says_where_the_benchmark_is(capsys):
+    from hf_mae.cli import main
+
+    assert main(["benchmark", "--only", "chemomae"]) == 2          # nothing measured: not a success
+    assert "python benchmarks/benchmark.py" in capsys.readouterr().err
+    assert main(["benchmark", "--help"]) == 0
+    assert "python benchmarks/benchmark.py" in capsys.readouterr().out

@@ -77,7 +77,7 @@ class PatchEmbedding(nn.Module):
     def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = residue_embeddings.shape[1]
         patches, patch_valid = pool_patches(residue_embeddings, valid, self.patch_size, self.num_patches)  # (B, P, C)
-        positions = self.pos_embed[:, :length].expand(valid.shape[0], -1, -1).to(patches.dtype)
+        positions = self.pos_embed[:, :length].to(patches.dtype)                     # (1, L, D): one shared table
         patch_positions, _ = pool_patches(positions, valid, self.patch_size, self.num_patches)          # (B, P, D)
         return self.proj(patches) + patch_positions, patch_valid
 

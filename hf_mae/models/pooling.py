@@ -4,7 +4,9 @@ A residue's patch is fixed by its position (residue i -> patch i // patch_size),
 one place that mapping is written; V5's patch tokens, its loss target and the V2 -> V5 adapter all use it.
 
 Example:
-    >>> import torch
+    >>> import weakref
+
+import torch
     >>> patches, valid = pool_patches(torch.ones(1, 5, 2), torch.ones(1, 5, dtype=torch.bool), 2, 4)
     >>> patches.shape, valid.tolist()
     (torch.Size([1, 4, 2]), [[True, True, True, False]])
@@ -23,28 +25,59 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
 
     Residue i goes to patch i // patch_size; positions past L are padding. A patch without a real residue
     is zeros and invalid. This is the one residue -> patch mapping used by V5, its loss target and the adapter.
+    ``values`` may be one table (1, L, C) shared by every sample (position embeddings): do not expand it.
     """
-    batch, length, channels = values.shape
+    batch, length = valid.shape
+    channels = values.shape[-1]
     if length > patch_size * num_patches:  # they would be silently dropped
         raise ValueError(f"{length} residue positions do not fit {num_patches} patches of {patch_size} residues.")
+    # V5 pools the same residue embeddings twice per step (patch tokens, then the loss target): at full
+    # length that is a memory-bound read of B x 1502 x 960 values each time. The second call reuses the first
+    # one's result: same tensor object, unmodified (``_version``), same validity, same grad mode. Inputs that
+    # need a gradient are not memoised (the memo would hold their graph), nor inference tensors (no versions).
+    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled())
+    key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled()) \
+        if memoise else None
+    last = _last_pooling.get("entry")
+    if (memoise and last is not None and last[0]() is values and last[1] == key and torch.equal(last[2], valid)
+            and last[3][0]._version == last[4]):          # nobody wrote into the pooled result since
+        return last[3]
+    shared = values.shape[0] == 1 and batch > 1
     weight = valid.to(values.dtype)                                                   # (B, L)
-    # Weighted sums as one batched (1 x S) @ (S x C) product per patch: a single read of ``values``, no
-    # (B, L, C) temporaries (inputs are 1502 x 960 per protein). In full precision, also under autocast.
+    # Weighted sums as batched products: a single read of ``values``, no (B, L, C) temporaries (inputs are
+    # 1502 x 960 per protein). A shared table is multiplied per patch for all samples at once,
+    # (F, B, S) @ (F, S, C), so neither it nor its gradient is ever B copies (an expanded table was a third
+    # of a 1568-residue V5 step). In full precision, also under autocast.
     n_full = length // patch_size                                                     # patches with S positions
     head = n_full * patch_size
     with torch.autocast(values.device.type, enabled=False):
-        sums = [torch.matmul(weight[:, None, :head].reshape(batch, n_full, 1, patch_size),
-                             values[:, :head].reshape(batch, n_full, patch_size, channels)).squeeze(2)]  # (B, F, C)
+        if patch_size == 1:   # one residue per patch: a product, not B x P one-element matmuls (10x faster)
+            sums = [(values[0] if shared else values) * weight[..., None]]                        # (B, L, C)
+        elif shared:
+            per_patch = weight[:, :head].reshape(batch, n_full, patch_size).transpose(0, 1)   # (F, B, S)
+            table = values[0, :head].reshape(n_full, patch_size, channels)                    # (F, S, C)
+            sums = [torch.bmm(per_patch, table).transpose(0, 1)]                             # (B, F, C)
+        else:
+            sums = [torch.matmul(weight[:, None, :head].reshape(batch, n_full, 1, patch_size),
+                                 values[:, :head].reshape(batch, n_full, patch_size, channels)).squeeze(2)]
         counts = [weight[:, :head].reshape(batch, n_full, patch_size).sum(dim=2)]                       # (B, F)
         if head < length:       # the last positions start one more, shorter patch
-            sums.append(torch.bmm(weight[:, None, head:], values[:, head:]))                            # (B, 1, C)
+            tail = torch.mm(weight[:, head:], values[0, head:])[:, None] if shared \
+                else torch.bmm(weight[:, None, head:], values[:, head:])                                 # (B, 1, C)
+            sums.append(tail)
             counts.append(weight[:, head:].sum(dim=1, keepdim=True))
         missing = num_patches - n_full - (head < length)                                  # past the input: empty
         sums.append(values.new_zeros(batch, missing, channels))
         counts.append(weight.new_zeros(batch, missing))
         sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)
-    return sums / counts.clamp_min(1.0)[..., None], counts > 0
+    pooled = sums / counts.clamp_min(1.0)[..., None], counts > 0
+    if memoise:   # a weak reference: the memo never keeps the input alive, and is dropped when the input is
+        _last_pooling["entry"] = (weakref.ref(values, lambda _: _last_pooling.clear()), key, valid.clone(), pooled,
+                                  pooled[0]._version)
+    return pooled
 
+
+_last_pooling: dict[str, tuple] = {}   # pool_patches' one-entry memo (see there)
 
 
 def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ At the benchmark's size (3.2M parameters, batch 64) a GPU step is bound by kerne
 this script shows how much CUDA graphs (``reduce-overhead``) recover. Steps run back to back (one
 synchronize per timed block), as in training; bf16 autocast; fused AdamW.
 
-    python scripts/gpu_compile_modes.py [--batch 64 1024] [--steps 30]
+    python benchmarks/gpu_compile_modes.py [--batch 64 1024] [--steps 30]
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from hf_mae.benchmark import _chemo_ours
+from benchmark import _chemo_ours  # benchmarks/benchmark.py, next to this script
 
 
 def step_time(batch: int, steps: int, mode: str | None) -> float:
     """Seconds per training step; ``mode`` "eager" or a ``torch.compile`` mode (None = the default). The step
-    is the benchmark's own (``hf_mae.benchmark``: bf16 autocast, masked MSE, backward, fused AdamW)."""
+    is the benchmark's own (``benchmarks/benchmark.py``: bf16 autocast, masked MSE, backward, fused AdamW)."""
     case = _chemo_ours({"mode": "train", "precision": "bf16", "batch": batch, "device": "cuda",
                         "compile": mode != "eager", "compile_mode": mode})
     for _ in range(5):                      # compiles, records the CUDA graphs, warms the allocator
