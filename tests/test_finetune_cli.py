@@ -81,3 +81,89 @@ def test_spectral_gpt_errors_are_one_line(scene_run, tmp_path, capsys):
         assert main([*base, *extra]) == 1, extra
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (extra, err)
+
+
+# -- bad input: one line naming the file/column and what was expected ----------------------------------------
+@pytest.fixture(scope="module")
+def corn_run(tmp_path_factory):
+    """Real corn NIR spectra as a labelled CSV (moisture, a text grade) and a tiny ChemoMAE pretrained on them."""
+    import pandas as pd
+
+    from hf_mae.data.spectra import load_nir_corn, spectral_metadata
+
+    folder = tmp_path_factory.mktemp("corn")
+    data = load_nir_corn()["train"]
+    wavelengths = spectral_metadata(data)["wavelengths"]
+    frame = pd.DataFrame(np.asarray(data["spectrum"][:40]), columns=[f"{w:g}" for w in wavelengths])
+    moisture = np.asarray(data["target"][:40], dtype=float)[:, 0] if np.ndim(data["target"][0]) else \
+        np.asarray(data["target"][:40], dtype=float)
+    frame.insert(0, "moisture", moisture)
+    frame.insert(1, "grade", np.where(moisture > np.median(moisture), "wet", "dry"))
+    frame.to_csv(folder / "corn.csv", index=False)
+    run = folder / "chemomae"
+    assert main(["pretrain", "chemomae", "--data", str(folder / "corn.csv"), "--output_dir", str(run),
+                 "--seq_len", "64", "--d_model", "16", "--nhead", "2", "--num_layers", "1", "--dim_feedforward",
+                 "32", "--n_blocks", "8", "--n_mask", "4", *STEPS]) == 0
+    return folder, run, frame
+
+
+def test_bad_labelled_files_are_one_line_errors(corn_run, tmp_path, capsys):
+    folder, run, frame = corn_run
+    nan = frame.copy()
+    nan.loc[[3, 7], "moisture"] = np.nan
+    nan.to_csv(tmp_path / "nan.csv", index=False)
+    frame.assign(grade="wet").to_csv(tmp_path / "one_class.csv", index=False)
+    frame.iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
+    narrow = frame[["moisture", "grade", *frame.columns[10:-10]]]
+    narrow.to_csv(tmp_path / "narrow.csv", index=False)
+    low, high = float(frame.columns[2]), float(frame.columns[-1])
+    base = ["finetune", "chemomae", "--model", str(run), "--output_dir", str(tmp_path / "o")]
+    for extra, message in [
+            (["--data", str(tmp_path / "nan.csv"), "--target", "moisture"],
+             "nan.csv: target column 'moisture' has 2 missing/NaN labels of 40; drop or fill those rows first"),
+            (["--data", str(folder / "corn.csv"), "--target", "fat"],
+             "corn.csv: no target column 'fat'; available columns: ['moisture', 'grade']"),
+            (["--data", str(tmp_path / "one_class.csv"), "--target", "grade"],
+             "classification target 'grade' has a single class 'wet'; expected at least two"),
+            (["--data", str(folder / "corn.csv"), "--target", "grade", "--task", "regression"],
+             "regression target 'grade' holds text/boolean values (e.g. 'dry'); expected numbers"),
+            (["--data", str(tmp_path / "narrow.csv"), "--target", "moisture"],
+             f"narrow.csv: the spectra cover {float(narrow.columns[2]):g}-{float(narrow.columns[-1]):g} nm but the "
+             f"model's grid needs {low:g}-{high:g} nm"),
+            (["--data", str(tmp_path / "empty.csv"), "--target", "moisture"],
+             "empty.csv: the table has a header but zero rows; expected one row per sample"),
+            (["--data", str(folder / "corn.csv")], "`--target` is required"),
+            (["--data", str(folder / "corn.csv"), "--target", "moisture", "--test_fraction", "1.5"],
+             "`test_fraction` must be")]:
+        assert main([*base, *extra]) == 1, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)
+
+
+def test_unknown_architecture_is_refused(capsys):
+    assert main(["finetune", "bert"]) == 1
+    assert "unknown architecture 'bert' for `hf-mae finetune`; expected one of ['chemomae'" in capsys.readouterr().err
+    assert main(["finetune"]) == 2
+
+
+def test_skipped_smiles_are_counted_and_reported(tmp_path, capsys):
+    import pandas as pd
+
+    from hf_mae.data.molecules import load_solubility
+    from hf_mae.training.finetune import FinetuneArguments, prepare_smiles
+
+    train = load_solubility()["train"]
+    frame = pd.DataFrame({"smiles": [*train["smiles"][:30], "C1CC", "xyz"], "logS": [*train["target"][:30], 0.0, 1.0]})
+    frame.to_csv(tmp_path / "sol.csv", index=False)
+    run = tmp_path / "bert"
+    assert main(["pretrain", "smiles-bert", "--data", str(tmp_path / "sol.csv"), "--output_dir", str(run),
+                 "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2",
+                 "--intermediate_size", "64", "--eval_fraction", "0.2", *STEPS[:-2]]) == 0
+    prepared = prepare_smiles(FinetuneArguments(model=str(run), data=str(tmp_path / "sol.csv"), target="logS"), 0)
+    assert prepared.notes == [f"{tmp_path / 'sol.csv'}: 2 SMILES skipped (RDKit cannot parse them); see the warning "
+                              f"above for the rows"]
+    assert sum(len(s) for s in prepared.splits.values()) == 30
+    assert [label for label, *_ in prepared.baselines] == [
+        "random forest on Morgan fingerprints", "ridge on Morgan fingerprints", "random forest on RDKit descriptors",
+        "ridge on RDKit descriptors"]
+    assert prepared.baselines[0][2].shape == (len(prepared.splits["train"]), 2048)
