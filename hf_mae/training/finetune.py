@@ -418,9 +418,12 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"{type(model).__name__} from {args.model}: {model.num_parameters() / 1e6:.2f}M parameters, "
           f"{trainable / 1e6:.3f}M trainable")
+    optimizer = None
+    if args.layerwise_lr_decay not in (None, 1.0):   # the heads' config-driven layer-wise learning-rate decay
+        optimizer = model.layerwise_lr_optimizer(training_args.learning_rate, weight_decay=training_args.weight_decay)
     trainer = Trainer(model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
                       data_collator=prepared.collator, processing_class=prepared.extra.get("processor"),
-                      compute_metrics=compute_metrics_for(labels.task),
+                      compute_metrics=compute_metrics_for(labels.task), optimizer_cls_and_kwargs=optimizer,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)])
     start = time.perf_counter()
     validation = train_and_save(trainer, training_args)
