@@ -105,6 +105,8 @@ class FinetuneArguments:
     # baselines
     baseline: bool = field(default=True, metadata={"help": "run the classic baseline on the same test split"})
     n_estimators: int = field(default=200, metadata={"help": "trees of the random-forest baseline"})
+    scale_targets: bool = field(default=True, metadata={
+        "help": "standardise regression targets for training (folded back into the saved head)"})
 
 
 @dataclass
@@ -386,6 +388,72 @@ def write_class_map(out_dir: Path, prepared: Prepared, trainer: Trainer) -> Path
     return path
 
 
+@dataclass(frozen=True)
+class TargetScaling:
+    """Regression targets standardised for training (``(y - mean) / std`` per target, fitted on the training
+    split), folded back into the head's last linear layer afterwards so the saved model predicts in the file's
+    units. Metrics are always computed in those units.
+
+    Example:
+        >>> scaling = TargetScaling.fit(np.array([1.0, 3.0, 5.0]))
+        >>> scaling.mean.tolist(), scaling.scale(np.array([5.0])).tolist(), scaling.unscale(np.array([[0.0]])).tolist()
+        ([3.0], [1.224744871391589], [[3.0]])
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, y: np.ndarray) -> TargetScaling:
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        std = y.std(axis=0)
+        return cls(y.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def scale(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        return ((y.reshape(len(y), -1) - self.mean) / self.std).reshape(y.shape)
+
+    def unscale(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        return (y.reshape(len(y), -1) * self.std + self.mean).reshape(y.shape)
+
+    def fold_into(self, model: torch.nn.Module, num_labels: int) -> None:
+        """Rescale the last ``Linear`` of ``model.classifier`` (out_features ``num_labels``): outputs in file units."""
+        linears = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)
+                   and m.out_features == num_labels]
+        if not linears:
+            raise ValueError(f"{type(model).__name__}.classifier has no Linear layer with {num_labels} outputs to "
+                             f"fold the target scaling into.")
+        last = linears[-1]
+        std = torch.as_tensor(self.std, dtype=last.weight.dtype, device=last.weight.device)
+        mean = torch.as_tensor(self.mean, dtype=last.weight.dtype, device=last.weight.device)
+        with torch.no_grad():
+            last.weight.mul_(std[:, None])
+            last.bias.mul_(std).add_(mean)
+
+
+def _with_labels(split, values: np.ndarray):
+    """``split`` (a Dataset) with its ``labels`` replaced by ``values`` (float32)."""
+    values = np.asarray(values, dtype=np.float32)
+    return split.remove_columns("labels").add_column("labels", values.tolist())
+
+
+def _scaled_metrics(task: str, scaling: TargetScaling | None) -> Callable:
+    """``compute_metrics`` in the file's units: predictions and labels unscaled first when targets were scaled."""
+    from transformers import EvalPrediction
+
+    metrics = compute_metrics_for(task)
+    if scaling is None:
+        return metrics
+
+    def compute(prediction) -> dict[str, float]:
+        predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return metrics(EvalPrediction(predictions=scaling.unscale(predictions),
+                                      label_ids=scaling.unscale(prediction.label_ids)))
+
+    return compute
+
+
 def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
     """Run ``hf-mae finetune ARCH`` (see the module docstring); returns the exit code."""
     check_choice("arch", arch, ARCHITECTURES)
@@ -412,21 +480,32 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
           f"{len(splits['train'])} / {len(splits['validation'])} / {len(splits['test'])}"
           + (f" (test: {args.test_data})" if args.test_data else ""))
 
+    scaling, training_splits = None, splits          # ``splits`` keep the file's units
+    if labels.task == "regression" and args.scale_targets:
+        scaling = TargetScaling.fit(prepared.y_train)
+        training_splits = {name: _with_labels(split, scaling.scale(np.asarray(split["labels"][:])))
+                           for name, split in splits.items()}
     model = load_model(arch, args, labels)
     if args.freeze_encoder and arch == "spectral-gpt":
         _freeze(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"{type(model).__name__} from {args.model}: {model.num_parameters() / 1e6:.2f}M parameters, "
-          f"{trainable / 1e6:.3f}M trainable")
+    print(f"{type(model).__name__} from {args.model}: {model.num_parameters():,} parameters, {trainable:,} trainable")
     optimizer = None
     if args.layerwise_lr_decay not in (None, 1.0):   # the heads' config-driven layer-wise learning-rate decay
         optimizer = model.layerwise_lr_optimizer(training_args.learning_rate, weight_decay=training_args.weight_decay)
-    trainer = Trainer(model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["validation"],
+    trainer = Trainer(model=model, args=training_args, train_dataset=training_splits["train"],
+                      eval_dataset=training_splits["validation"],
                       data_collator=prepared.collator, processing_class=prepared.extra.get("processor"),
-                      compute_metrics=compute_metrics_for(labels.task), optimizer_cls_and_kwargs=optimizer,
+                      compute_metrics=_scaled_metrics(labels.task, scaling), optimizer_cls_and_kwargs=optimizer,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)])
+    def unscale(trainer: Trainer) -> None:
+        """The saved model predicts in the file's units; the final evaluation reads them."""
+        if scaling is not None:
+            scaling.fold_into(trainer.model, labels.num_labels)
+            trainer.eval_dataset, trainer.compute_metrics = splits["validation"], compute_metrics_for(labels.task)
+
     start = time.perf_counter()
-    validation = train_and_save(trainer, training_args)
+    validation = train_and_save(trainer, training_args, before_save=unscale)
     seconds = time.perf_counter() - start
     if not trainer.is_world_process_zero():
         return 0
