@@ -98,7 +98,7 @@ def _pool_reference(values, valid, patch_size, num_patches):
 @pytest.mark.parametrize("patch_size", [4, 1])          # 1: one residue per patch takes a path of its own
 @pytest.mark.parametrize("length", [40, 37, 24, 3])   # whole patches, a partial last one, empty patches, one patch
 def test_patch_pooling_matches_its_elementwise_definition(length, patch_size):
-    from hf_mae.models.modeling_protein_mae import pool_patches
+    from hf_mae.models.pooling import pool_patches
 
     length = min(length, 10 * patch_size)
     values = torch.randn(3, length, 5)
@@ -115,7 +115,7 @@ def test_patch_pooling_matches_its_elementwise_definition(length, patch_size):
 @pytest.mark.parametrize("length", [40, 37, 3])
 def test_pooling_a_shared_table_equals_pooling_it_expanded_in_values_and_gradient(length, patch_size):
     """Position embeddings: one (1, L, C) table for every sample, pooled without B copies of it."""
-    from hf_mae.models.modeling_protein_mae import pool_patches
+    from hf_mae.models.pooling import pool_patches
 
     length = min(length, 10 * patch_size)
     table = torch.randn(1, length, 5, dtype=torch.float64, requires_grad=True)
@@ -142,8 +142,8 @@ def test_finiteness_check_is_exact_also_when_the_sum_overflows():
 
 
 def test_pooling_the_same_input_twice_reuses_the_result_only_while_it_is_the_same_unmodified_tensor():
-    from hf_mae.models import modeling_protein_mae
-    from hf_mae.models.modeling_protein_mae import pool_patches
+    from hf_mae.models import pooling
+    from hf_mae.models.pooling import pool_patches
 
     values = torch.randn(2, 37, 5)
     valid = torch.ones(2, 37, dtype=torch.bool)
@@ -158,7 +158,7 @@ def test_pooling_the_same_input_twice_reuses_the_result_only_while_it_is_the_sam
     assert torch.allclose(pool_patches(values.clone(), valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0],
                           atol=1e-6)
     del values                                                              # the memo does not outlive its input
-    assert not modeling_protein_mae._last_pooling
+    assert not pooling._last_pooling
     with torch.inference_mode():                                            # inference tensors have no versions
         values = torch.randn(2, 37, 5)
         assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)

@@ -4,15 +4,15 @@ A residue's patch is fixed by its position (residue i -> patch i // patch_size),
 one place that mapping is written; V5's patch tokens, its loss target and the V2 -> V5 adapter all use it.
 
 Example:
-    >>> import weakref
-
-import torch
+    >>> import torch
     >>> patches, valid = pool_patches(torch.ones(1, 5, 2), torch.ones(1, 5, dtype=torch.bool), 2, 4)
     >>> patches.shape, valid.tolist()
     (torch.Size([1, 4, 2]), [[True, True, True, False]])
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
