@@ -167,3 +167,47 @@ def test_skipped_smiles_are_counted_and_reported(tmp_path, capsys):
         "random forest on Morgan fingerprints", "ridge on Morgan fingerprints", "random forest on RDKit descriptors",
         "ridge on RDKit descriptors"]
     assert prepared.baselines[0][2].shape == (len(prepared.splits["train"]), 2048)
+
+
+def test_push_publishes_a_finetuned_run_with_metrics_and_baseline_in_the_card(scene_run, tmp_path):
+    """Fine-tune, ``hf-mae push`` to the local Hub (a client process with HF_ENDPOINT set), read the card back."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hf_mae.hub.server import start_server
+
+    folder, run, _ = scene_run
+    out = tmp_path / "ft"
+    assert main(["finetune", "spectral-gpt", "--model", str(run), "--data", str(folder / "scene.npy"),
+                 "--band_axis", "-1", "--labels", str(folder / "labels.npy"), "--output_dir", str(out), *STEPS]) == 0
+    expected = json.loads((out / "finetune_results.json").read_text())
+    server = start_server(str(tmp_path / "hub-root"))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0",
+                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                   PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        script = ("import json, sys; from hf_mae.cli import main; assert main(['push', sys.argv[1], 'lab/pixels']) == 0;"
+                  "from huggingface_hub import ModelCard; card = ModelCard.load('lab/pixels');"
+                  "print('CARD ' + json.dumps({'data': card.data.to_dict(), 'text': card.text}))")
+        done = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("CARD "))[5:])
+    data = card["data"]
+    assert data["pipeline_tag"] == "image-classification"
+    results = data["model-index"][0]["results"][0]
+    assert data["model-index"][0]["name"] == "pixels" and results["task"]["type"] == "tabular-classification"
+    assert results["dataset"]["name"] == "scene.npy"
+    metrics = {m["type"]: m["value"] for m in results["metrics"]}
+    assert metrics["accuracy"] == pytest.approx(expected["test"]["accuracy"])
+    assert metrics["f1_macro"] == pytest.approx(expected["test"]["f1_macro"])
+    baseline = data["baselines"][0]
+    assert baseline["name"] == "svm_rbf" and baseline["description"] == "RBF-SVM on pixel spectra"
+    assert baseline["metrics"]["accuracy"] == pytest.approx(expected["baselines"][0]["metrics"]["accuracy"])
+    assert "## Fine-tuning results" in card["text"] and "RBF-SVM on pixel spectra (baseline)" in card["text"]
