@@ -168,6 +168,14 @@ def test_skipped_smiles_are_counted_and_reported(tmp_path, capsys):
         "ridge on RDKit descriptors"]
     assert prepared.baselines[0][2].shape == (len(prepared.splits["train"]), 2048)
 
+    # a file where no SMILES parses: zero usable rows, one line naming the file
+    pd.DataFrame({"smiles": ["C1CC", "xyz", ""], "logS": [0.0, 1.0, 2.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    capsys.readouterr()
+    assert main(["finetune", "smiles-bert", "--model", str(run), "--data", str(tmp_path / "bad.csv"), "--target",
+                 "logS", "--output_dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.csv: zero usable molecules: none of the 3 SMILES parses (first: 'C1CC')" in err and err.count("\n") == 1
+
 
 def test_push_publishes_a_finetuned_run_with_metrics_and_baseline_in_the_card(scene_run, tmp_path):
     """Fine-tune, ``hf-mae push`` to the local Hub (a client process with HF_ENDPOINT set), read the card back."""
