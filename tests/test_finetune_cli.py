@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from transformers import AutoModelForSequenceClassification
+import torch
 
 from hf_mae.cli import main
 from hf_mae.data.tasks import earthlib_scene
@@ -61,6 +61,22 @@ def test_spectral_gpt_per_pixel_end_to_end(scene_run, tmp_path, capsys):
     assert set(np.unique(class_map[label_map != 0])) <= {1, 2, 3, 4}
     model = SpectralGPTForImageClassification.from_pretrained(out)
     assert model.config.num_labels == 4 and model.config.id2label[0] == "1"
+
+
+def test_spectral_gpt_frozen_encoder_keeps_the_pretrained_weights(scene_run, tmp_path):
+    from safetensors.torch import load_file
+
+    folder, run, _ = scene_run
+    out = tmp_path / "probe"
+    assert main(["finetune", "spectral-gpt", "--model", str(run), "--data", str(folder / "scene.npy"),
+                 "--band_axis", "-1", "--labels", str(folder / "labels.npy"), "--freeze_encoder",
+                 "--output_dir", str(out), *STEPS]) == 0
+    pretrained = load_file(run / "hsi_encoder" / "model.safetensors")
+    tuned = load_file(out / "model.safetensors")
+    encoder = {k.removeprefix("spectral_gpt."): v for k, v in tuned.items() if k.startswith("spectral_gpt.")}
+    assert encoder.keys() == pretrained.keys()
+    assert all(torch.equal(encoder[k], pretrained[k]) for k in pretrained)
+    assert json.loads((out / "finetune_results.json").read_text())["freeze_encoder"] is True
 
 
 def test_spectral_gpt_errors_are_one_line(scene_run, tmp_path, capsys):

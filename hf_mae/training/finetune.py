@@ -20,7 +20,7 @@ What it does, in order:
    (``--classifier_pooling``, ``--classifier_dropout``, ``--freeze_encoder``, ``--layerwise_lr_decay``);
 4. trains with ``Trainer`` (every TrainingArguments flag works), ``compute_metrics`` (RMSE, MAE, R² / accuracy,
    macro F1, ROC-AUC), early stopping on the validation loss, the best checkpoint kept;
-5. scores the model and the classic baseline of the field on the same test split (``BASELINES``) and prints
+5. scores the model and the classic baseline of the field on the same test split (``run_baseline``) and prints
    them side by side; saves the model (loads with the Auto class), ``finetune_results.json`` (metrics,
    baselines, seeds, split sizes) and, for SpectralGPT, the predicted class map (``class_map.npy``, and
    ``class_map.png`` when matplotlib is installed).
@@ -329,12 +329,6 @@ def load_model(arch: str, args: FinetuneArguments, labels: LabelInfo) -> torch.n
                                                               **kwargs)
 
 
-def _freeze(model: torch.nn.Module) -> list[str]:
-    from ..models.heads import freeze_encoder
-
-    return freeze_encoder(model)
-
-
 def _test_scores(trainer: Trainer, dataset) -> tuple[np.ndarray, dict[str, float]]:
     output = trainer.predict(dataset, metric_key_prefix="test")
     predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
@@ -359,9 +353,9 @@ def results_table(task: str, rows: Sequence[tuple[str, dict[str, float]]]) -> st
     return "\n".join(lines)
 
 
-def write_class_map(out_dir: Path, prepared: Prepared, trainer: Trainer) -> Path:
-    """Predict every labelled pixel and write ``class_map.npy`` (label values, the ignore value elsewhere) and
-    ``class_map.png`` when matplotlib is installed; returns the .npy path."""
+def predict_class_map(prepared: Prepared, trainer: Trainer) -> np.ndarray:
+    """The (H, W) map of predicted label values at every labelled pixel, the ignore value elsewhere (every
+    process runs it: ``Trainer.predict`` gathers across processes)."""
     from ..data.pixels import PixelWindowDataset, predictions_to_map
 
     pixels, extra = prepared.extra["pixels"], prepared.extra
@@ -369,7 +363,12 @@ def write_class_map(out_dir: Path, prepared: Prepared, trainer: Trainer) -> Path
     windows = PixelWindowDataset(pixels, everything, window=extra["window"], padding=extra["padding"],
                                  band_mean=extra["band_mean"], band_std=extra["band_std"])
     scores, _ = _test_scores(trainer, windows)
-    class_map = predictions_to_map(pixels, everything, scores.argmax(axis=1))
+    return predictions_to_map(pixels, everything, scores.argmax(axis=1))
+
+
+def write_class_map(out_dir: Path, label_map: np.ndarray, class_map: np.ndarray) -> Path:
+    """Write ``class_map.npy`` and, when matplotlib is installed, ``class_map.png`` (labels next to predictions);
+    returns the .npy path."""
     path = out_dir / "class_map.npy"
     np.save(path, class_map)
     try:
@@ -379,7 +378,7 @@ def write_class_map(out_dir: Path, prepared: Prepared, trainer: Trainer) -> Path
     except ImportError:
         return path
     figure, axes = plt.subplots(1, 2, figsize=(8, 4))
-    for axis, (title, image) in zip(axes, (("labels", pixels.label_map), ("predicted", class_map))):
+    for axis, (title, image) in zip(axes, (("labels", label_map), ("predicted", class_map))):
         axis.imshow(image, interpolation="nearest", cmap="tab20")
         axis.set_title(title)
         axis.axis("off")
@@ -486,8 +485,10 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
         training_splits = {name: _with_labels(split, scaling.scale(np.asarray(split["labels"][:])))
                            for name, split in splits.items()}
     model = load_model(arch, args, labels)
-    if args.freeze_encoder and arch == "spectral-gpt":
-        _freeze(model)
+    if args.freeze_encoder and arch == "spectral-gpt":   # the sequence heads freeze from their config
+        from ..models.heads import freeze_encoder
+
+        freeze_encoder(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"{type(model).__name__} from {args.model}: {model.num_parameters():,} parameters, {trainable:,} trainable")
     optimizer = None
@@ -507,9 +508,11 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     validation = train_and_save(trainer, training_args, before_save=unscale)
     seconds = time.perf_counter() - start
+    # predictions on every process (Trainer.predict gathers across them), the rest on the main one
+    _, test_metrics = _test_scores(trainer, splits["test"])
+    class_map = predict_class_map(prepared, trainer) if arch == "spectral-gpt" else None
     if not trainer.is_world_process_zero():
         return 0
-    scores, test_metrics = _test_scores(trainer, splits["test"])
 
     baselines = []
     if args.baseline:
@@ -535,7 +538,7 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
                "seeds": {"training": training_args.seed, "split": args.split_seed},
                "options": asdict(args)}
     if arch == "spectral-gpt":
-        path = write_class_map(out_dir, prepared, trainer)
+        path = write_class_map(out_dir, prepared.extra["pixels"].label_map, class_map)
         results["class_map"] = path.name
         print(f"predicted class map of the {len(prepared.extra['pixels'])} labelled pixels: {path}")
     (out_dir / "finetune_results.json").write_text(json.dumps(results, indent=2, default=float))
