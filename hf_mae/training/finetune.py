@@ -70,7 +70,8 @@ class FinetuneArguments:
     model: str = field(default="", metadata={"help": "pretraining run folder or Hub id (required)"})
     data: str = field(default="", metadata={"help": "labelled file: spectra table/.npy, SMILES table, FASTA, or a "
                                                       "cube (spectral-gpt) (required)"})
-    target: str | None = field(default=None, metadata={"help": "label column (not for spectral-gpt: --labels)"})
+    target: str | None = field(default=None, metadata={
+        "help": "label column; a,b,c: several columns = multi-target regression (not for spectral-gpt: --labels)"})
     task: str | None = field(default=None, metadata={
         "help": "regression or classification (default: text labels classify, numbers regress)"})
     test_data: str | None = field(default=None, metadata={"help": "a labelled test file read like --data"})
@@ -124,6 +125,19 @@ class Prepared:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def targets(target: str) -> str | list[str]:
+    """``--target``: one column, or comma-separated columns for a multi-target regression.
+
+    Example:
+        >>> targets("moisture"), targets("moisture, oil")
+        ('moisture', ['moisture', 'oil'])
+    """
+    names = [name.strip() for name in target.split(",")]
+    if not all(names):
+        raise ValueError(f"`--target` {target!r} has an empty column name; expected COLUMN or COLUMN,COLUMN,...")
+    return names[0] if len(names) == 1 else names
+
+
 def _baseline_for(task: str, regression: str, classification: str) -> str:
     return regression if task == "regression" else classification
 
@@ -136,7 +150,7 @@ def prepare_spectra(args: FinetuneArguments, seed: int) -> Prepared:
     processor = AutoFeatureExtractor.from_pretrained(args.model)
     grid = np.asarray(processor.wavelengths, dtype=float)
     options = {"axis": args.axis, "grid": grid} if args.axis else {"grid": grid}
-    data, info = load_labelled(args.data, "spectra", args.target, task=args.task, test_file=args.test_data,
+    data, info = load_labelled(args.data, "spectra", targets(args.target), task=args.task, test_file=args.test_data,
                                test_fraction=args.test_fraction, validation_fraction=args.validation_fraction,
                                seed=seed, **options)
 
@@ -163,7 +177,7 @@ def prepare_smiles(args: FinetuneArguments, seed: int) -> Prepared:
     from transformers import AutoTokenizer, DataCollatorWithPadding
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    data, info = load_labelled(args.data, "smiles", args.target, task=args.task, test_file=args.test_data,
+    data, info = load_labelled(args.data, "smiles", targets(args.target), task=args.task, test_file=args.test_data,
                                test_fraction=args.test_fraction, validation_fraction=args.validation_fraction,
                                seed=seed, smiles_column=args.smiles_column)
     notes = []
@@ -243,7 +257,7 @@ def prepare_proteins(args: FinetuneArguments, seed: int) -> Prepared:
 
     config = run_config(args.model)
     options = {"table": args.label_table, "id_column": args.id_column}
-    data, info = load_labelled(args.data, "proteins", args.target, task=args.task, test_file=args.test_data,
+    data, info = load_labelled(args.data, "proteins", targets(args.target), task=args.task, test_file=args.test_data,
                                test_fraction=args.test_fraction, validation_fraction=args.validation_fraction,
                                seed=seed, **options)
     ids = [i for split in data.values() for i in split["id"][:]]
