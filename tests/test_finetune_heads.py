@@ -134,3 +134,27 @@ def test_protein_finetune_end_to_end(tmp_path, capsys, arch):
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert type(model).__name__ == {"protein-mae-v2": "ProteinMAEV2ForSequenceClassification",
                                     "protein-mae-v5": "ProteinMAEV5ForSequenceClassification"}[arch]
+
+
+def test_multi_target_regression_on_real_soil_spectra(tmp_path, capsys):
+    """Soil mid-IR spectra (wavenumber headers) with two measured properties: one model, two outputs."""
+    from hf_mae.data.spectra import load_soil_mir, spectral_metadata
+
+    data = load_soil_mir()["train"]
+    axis = spectral_metadata(data)["wavelengths"]
+    frame = pd.DataFrame(np.asarray(data["spectrum"][:48])[:, ::8], columns=[f"{w:g}" for w in axis[::8]])
+    frame["organic_carbon"], frame["clay"] = data["organic_carbon"][:48], data["clay"][:48]
+    frame.to_csv(tmp_path / "soil.csv", index=False)
+    run = tmp_path / "pre"
+    assert main(["pretrain", "chemomae", "--data", str(tmp_path / "soil.csv"), "--output_dir", str(run),
+                 *TINY_SPECTRAL, *STEPS]) == 0
+    out = tmp_path / "ft"
+    assert main(["finetune", "chemomae", "--model", str(run), "--data", str(tmp_path / "soil.csv"),
+                 "--target", "organic_carbon,clay", "--output_dir", str(out), *STEPS]) == 0
+    assert "regression of organic_carbon, clay (2 target(s))" in capsys.readouterr().out
+    results = _results(out)
+    assert results["target"] == ["organic_carbon", "clay"] and {"eval_rmse_0", "eval_rmse_1"} <= set(results["validation"])
+    assert {"rmse_0", "rmse_1", "r2_0"} <= set(results["test"])
+    assert {"rmse_0", "r2_1"} <= set(results["baselines"][0]["metrics"])
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 2 and model.config.problem_type == "regression"
