@@ -513,6 +513,7 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
                       data_collator=prepared.collator, processing_class=prepared.extra.get("processor"),
                       compute_metrics=_scaled_metrics(labels.task, scaling), optimizer_cls_and_kwargs=optimizer,
                       callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)])
+
     def unscale(trainer: Trainer) -> None:
         """The saved model predicts in the file's units; the final evaluation reads them."""
         if scaling is not None:
