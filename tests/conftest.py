@@ -24,3 +24,10 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_configure(config):
+    # Marks that transformers' common model tests put on some of their tests (tests/test_transformers_common.py)
+    for mark in ("accelerate_tests", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "torch_compile_test",
+                 "slow"):
+        config.addinivalue_line("markers", f"{mark}: a mark of transformers' common model tests")

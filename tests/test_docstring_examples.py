@@ -17,6 +17,9 @@ MODULES = [
     "hf_mae.models.serialization", "hf_mae.models.modeling_protein_mae_v2", "hf_mae.models.modeling_protein_mae_v5",
     "hf_mae.processing.pretrained", "hf_mae.processing.protein", "hf_mae.processing.smiles", "hf_mae.data.protein",
     "hf_mae.training.smiles_mlm", "hf_mae.analysis.features",
+    # transformers' common outputs, the pair model, the seeds' training dictionaries
+    "hf_mae.models.layers", "hf_mae.models.modeling_protein_interaction", "hf_mae.models.configuration_protein_mae",
+    "hf_mae.training.seed_config",
 ]
 
 

@@ -192,7 +192,8 @@ def test_precomputed_embeddings_errors_name_the_protein(tmp_path):
 
 def test_v2_to_v5_adapter_checks_its_input_width():
     adapter = V2ToV5Adapter(v2_dim=32, v5_dim=16, num_patches=4, patch_size=8)
-    tokens, mask = adapter(torch.randn(2, 20, 32), torch.ones(2, 20, dtype=torch.bool))
+    valid = torch.ones(2, 20, dtype=torch.bool)
+    tokens, mask = adapter(torch.randn(2, 20, 32), valid), adapter.token_mask(valid)
     assert tokens.shape == (2, 5, 16) and mask.shape == (2, 5)
     with pytest.raises(ValueError, match=r"expects `v2_output` of shape \(batch, length, 32\) \(v2_dim=32\), "
                                          r"got \(2, 20, 512\)"):

@@ -79,7 +79,7 @@ def test_adapter_default_maps_v2_states_to_v5_format():
     states = torch.randn(2, 300, 512)
     valid = torch.ones(2, 300, dtype=torch.bool)
     valid[1, 40:] = False
-    tokens, mask = adapter(states, valid)
+    tokens, mask = adapter(states, valid), adapter.token_mask(valid)
     assert tokens.shape == (2, 48, 768) and mask.shape == (2, 48)
     assert mask[0].sum() == 1 + math.ceil(300 / 32) and mask[1].sum() == 1 + math.ceil(40 / 32)
     assert torch.equal(tokens[:, 0], adapter.cls_token.expand(2, -1, -1)[:, 0])
@@ -310,3 +310,35 @@ def test_eager_and_sdpa_attention_agree_with_padding():
         results[implementation] = (pair(x, x.flip(0), mask, mask.flip(0)).logits, v2.encode(x, mask).last_hidden_state)
     for eager, sdpa in zip(results["eager"], results["sdpa"]):
         assert torch.allclose(eager, sdpa, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_joint_cross_attention_equals_two_separate_cross_attentions(layers):
+    """The pair model runs A -> B and B -> A as one masked attention over [A, B]; each side must get what a
+    cross-attention of its tokens over the other protein's alone gives."""
+    from hf_mae.models import ProteinInteractionModel, ProteinMAEV5Config
+    from hf_mae.models.layers import padding_to_attention_mask
+
+    encoder = ProteinMAEV5Config(input_dim=12, max_length=40, num_patches=5, embed_dim=16, num_layers=1, nhead=2,
+                                 dim_feedforward=32)
+    model = ProteinInteractionModel(ProteinInteractionConfig(
+        encoder_config=encoder, cross_attention_layers=layers, cross_attention_heads=2,
+        cross_attention_dim_feedforward=32)).eval()
+    mask_a, mask_b = torch.ones(2, 30, dtype=torch.long), torch.ones(2, 17, dtype=torch.long)
+    mask_a[1, 9:] = 0
+    mask_b[0, 5:] = 0
+    with torch.no_grad():
+        tokens_a, valid_a = model.tokens(torch.randn(2, 30, 12), mask_a)
+        tokens_b, valid_b = model.tokens(torch.randn(2, 17, 12), mask_b)
+        joint = model.cross_attend(tokens_a, valid_a, tokens_b, valid_b).last_hidden_state
+
+        def one_side(query, context, context_valid):
+            mask = padding_to_attention_mask(~context_valid, query.dtype)
+            for layer in model.cross_attention:
+                query, _ = layer(query, context, mask)
+            return model.norm(query)
+
+        separate = torch.cat([one_side(tokens_a, tokens_b, valid_b), one_side(tokens_b, tokens_a, valid_a)], dim=1)
+    # fp32, the same products summed over keys of other matmul shapes (masked keys add exact zeros): rounding,
+    # relative to the LayerNorm outputs' magnitude (a few units)
+    torch.testing.assert_close(joint, separate, rtol=1e-5, atol=1e-5 * float(separate.abs().max()))

@@ -17,6 +17,11 @@ objects are written first, then its ref moves (compare-and-swap) under a per-rep
 at any moment leaves the old or the new ref, never a commit missing data. Inline file contents stay in
 ``tmp/`` until their commit is accepted; what a crash leaves (temporary files, git objects no ref reaches) is
 removed when the server starts. Stores of the older JSON layout are converted at start (see migrate.py).
+
+The module runs past 700 lines because ``HubStorage`` is one invariant: the lock, the compare-and-swap of
+refs, the LFS links and the garbage collection all reason about the same on-disk layout, and reading them side
+by side is how that layout is checked. The git-file helpers (gitfiles.py) and the conversion of old stores
+(migrate.py) live apart.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ aliases for transformers' tools.
 
 import math
 
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 
 from .validation import TRANSFORMERS_SIZE_NAMES, check_choice, check_float, check_heads, check_int, size_names_map
 
@@ -169,6 +169,12 @@ class ProteinInteractionConfig(PreTrainedConfig):
     """
 
     model_type = "hf_mae_protein_interaction"
+    # transformers' size names for the cross-attention blocks (hidden_size is the property below)
+    attribute_map = {"num_attention_heads": "cross_attention_heads", "num_hidden_layers": "cross_attention_layers",
+                     "intermediate_size": "cross_attention_dim_feedforward"}
+    # The encoder's config is a nested config: from_pretrained(attn_implementation=...) and the output flags
+    # reach the encoder's layers through it.
+    sub_configs = {"encoder_config": AutoConfig}
 
     encoder_config: PreTrainedConfig | dict | None = None
     adapter_dim: int = 768

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 
@@ -27,6 +28,12 @@ def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.T
     probs = nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(probs, value).transpose(1, 2).contiguous()    # (B, T, h, d)
     return out, probs
+
+
+def output_flag(value: bool | None, default: bool) -> bool:
+    """An ``output_hidden_states``/``output_attentions`` argument, or the config's value when it is None (as in
+    transformers' models)."""
+    return default if value is None else bool(value)
 
 
 def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -69,19 +76,27 @@ class _MultiHeadAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """q: (B, h, T, d), k/v: (B, h, S, d) -> (B, T, D), with the kernel the config asks for (eager, sdpa ...)."""
-        attention = attention_kernel(self.config._attn_implementation, query, key)
-        out, _ = attention(self, query, key, value, attention_mask,
-                           dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
-        return self.proj(out.reshape(query.shape[0], query.shape[2], -1))   # (B, T, h, d) -> (B, T, D)
+               attention_mask: torch.Tensor | None, output_attentions: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q: (B, h, T, d), k/v: (B, h, S, d) -> (B, T, D) and, with ``output_attentions``, the attention
+        probabilities (B, h, T, S). The kernel is the one the config asks for (eager, sdpa ...); only the eager
+        kernel materialises the probabilities, so asking for them selects it."""
+        if output_attentions:
+            attention = eager_attention_forward
+        else:
+            attention = attention_kernel(self.config._attn_implementation, query, key)
+        out, weights = attention(self, query, key, value, attention_mask,
+                                 dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling)
+        out = self.proj(out.reshape(query.shape[0], query.shape[2], -1))     # (B, T, h, d) -> (B, T, D)
+        return out, weights if output_attentions else None
 
 
 class SelfAttention(_MultiHeadAttention):
     """Multi-head self-attention with one fused q/k/v projection (one large matmul instead of three).
 
     ``n_queries``: only the first ``n_queries`` tokens ask (every token still answers as key and value);
-    returns (B, n_queries, D), exactly those rows of the full output, without computing the others.
+    returns (B, n_queries, D), exactly those rows of the full output, without computing the attention and output
+    projection of the others.
     """
 
     def __init__(self, config, hidden_size: int, num_heads: int, dropout: float = 0.0):
@@ -89,18 +104,15 @@ class SelfAttention(_MultiHeadAttention):
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                n_queries: int | None = None) -> torch.Tensor:
-        batch, length, width = hidden_states.shape
-        if n_queries is None:
-            # (B, T, 3D) -> 3 x (B, heads, T, d)
-            q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        else:  # the q rows of the fused weight for the asking tokens, the k/v rows for all
-            weight, bias = self.qkv.weight, self.qkv.bias
-            q = nn.functional.linear(hidden_states[:, :n_queries], weight[:width], bias[:width])
-            q = q.view(batch, n_queries, self.num_heads, self.head_dim).transpose(1, 2)          # (B, h, Q, d)
-            kv = nn.functional.linear(hidden_states, weight[width:], bias[width:])
-            k, v = kv.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return self.attend(q, k, v, attention_mask)                  # (B, T or Q, D)
+                n_queries: int | None = None, output_attentions: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, _ = hidden_states.shape
+        # (B, T, 3D) -> 3 x (B, heads, T, d). Always through the qkv module (not its weight), so that adapters
+        # wrapping it (LoRA) apply on every path.
+        q, k, v = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if n_queries is not None:  # only the asking tokens' queries; every token answers
+            q = q[:, :, :n_queries]                                                             # (B, h, Q, d)
+        return self.attend(q, k, v, attention_mask, output_attentions)   # (B, T or Q, D), (B, h, T or Q, T)
 
 
 class CrossAttention(_MultiHeadAttention):
@@ -115,11 +127,12 @@ class CrossAttention(_MultiHeadAttention):
         self.kv = nn.Linear(hidden_size, 2 * hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, _ = hidden_states.shape
         q = self.q(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, T, d)
         k, v = self.kv(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return self.attend(q, k, v, attention_mask)                  # (B, T, D)
+        return self.attend(q, k, v, attention_mask, output_attentions)   # (B, T, D), (B, h, T, S)
 
 
 class MLP(nn.Module):
@@ -154,12 +167,15 @@ class TransformerLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                n_queries: int | None = None) -> torch.Tensor:
-        attended = self.attn(self.norm1(hidden_states), attention_mask, n_queries=n_queries)
+                n_queries: int | None = None, output_attentions: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the updated tokens and, with ``output_attentions``, the attention probabilities."""
+        attended, weights = self.attn(self.norm1(hidden_states), attention_mask, n_queries=n_queries,
+                                      output_attentions=output_attentions)
         if n_queries is not None:
             hidden_states = hidden_states[:, :n_queries]
         hidden_states = hidden_states + self.dropout(attended)
-        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
+        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states))), weights
 
 
 class CrossAttentionLayer(GradientCheckpointingLayer):
@@ -180,10 +196,13 @@ class CrossAttentionLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        attended = self.attn(self.norm_query(hidden_states), self.norm_context(context), attention_mask)
+                attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the updated tokens and, with ``output_attentions``, the attention probabilities (B, h, T, S)."""
+        attended, weights = self.attn(self.norm_query(hidden_states), self.norm_context(context), attention_mask,
+                                      output_attentions=output_attentions)
         hidden_states = hidden_states + self.dropout(attended)
-        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states)))
+        return hidden_states + self.dropout(self.mlp(self.norm2(hidden_states))), weights
 
 
 class TransformerStack(nn.Module):
@@ -202,10 +221,44 @@ class TransformerStack(nn.Module):
                 n_outputs: int | None = None) -> torch.Tensor:
         """``n_outputs``: return only the first ``n_outputs`` tokens (B, n_outputs, D), e.g. 1 for a [CLS]
         readout; the last layer then computes only those (the same values, about 1/num_layers less work)."""
+        return self.run(hidden_states, attention_mask, n_outputs=n_outputs).last_hidden_state
+
+    def run(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+            n_outputs: int | None = None, output_hidden_states: bool = False,
+            output_attentions: bool = False) -> BaseModelOutput:
+        """``forward`` with transformers' optional outputs, as a ``BaseModelOutput``.
+
+        ``hidden_states``: the input of every layer and the output of the last one (before the final
+        LayerNorm, as in ViT), num_layers + 1 tensors (B, T, D). ``attentions``: each layer's probabilities
+        (B, heads, T, T). When either is asked for, every row of the last layer is computed (``n_outputs`` still
+        cuts ``last_hidden_state``), so that the last hidden state is complete.
+
+        Example:
+            >>> from transformers import PreTrainedConfig
+            >>> stack = TransformerStack(PreTrainedConfig(), hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16)
+            >>> out = stack.run(torch.randn(1, 5, 8), n_outputs=1, output_hidden_states=True, output_attentions=True)
+            >>> out.last_hidden_state.shape, len(out.hidden_states), out.attentions[0].shape
+            (torch.Size([1, 1, 8]), 3, torch.Size([1, 2, 5, 5]))
+        """
+        every_row = output_hidden_states or output_attentions
+        all_hidden = [] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            hidden_states = layer(hidden_states, attention_mask, n_queries=n_outputs if index == last else None)
-        return self.norm(hidden_states)
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+            n_queries = n_outputs if index == last and not every_row else None
+            hidden_states, weights = layer(hidden_states, attention_mask, n_queries=n_queries,
+                                           output_attentions=output_attentions)
+            if all_attentions is not None:
+                all_attentions.append(weights)
+        if all_hidden is not None:
+            all_hidden.append(hidden_states)
+        if every_row and n_outputs is not None:
+            hidden_states = hidden_states[:, :n_outputs]
+        return BaseModelOutput(last_hidden_state=self.norm(hidden_states),
+                               hidden_states=None if all_hidden is None else tuple(all_hidden),
+                               attentions=None if all_attentions is None else tuple(all_attentions))
 
 
 def sinusoidal_positions(n_positions: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -37,8 +37,9 @@ def split_by_noise(noise: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torc
     """
     ids_shuffle = torch.argsort(noise, dim=1)                       # ascending: small noise is kept
     ids_keep = ids_shuffle[:, :n_keep].sort(dim=1).values           # (B, n_keep)
-    mask = torch.ones_like(noise, dtype=torch.bool)
-    mask.scatter_(1, ids_keep, False)                               # (B, N) True = masked
+    # A token is masked when its noise rank is n_keep or more (a comparison, not an in-place scatter: the
+    # function stays traceable by torch.jit.trace).
+    mask = torch.argsort(ids_shuffle, dim=1) >= n_keep              # (B, N) True = masked
     # Order tokens as [kept ascending, masked ascending]; ids_restore inverts that order.
     ids_order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
     ids_restore = torch.argsort(ids_order, dim=1)

@@ -14,7 +14,7 @@ from transformers import initialization as init
 
 from .configuration_protein_mae import ProteinMAEV5Config
 from .serialization import HubCheckpointMixin
-from .validation import check_tensor
+from .validation import check_tensor, value_checks_apply
 
 __all__ = ["check_residue_inputs", "ProteinMAEPreTrainedModel"]
 
@@ -37,7 +37,7 @@ def check_residue_inputs(residue_embeddings: torch.Tensor, attention_mask: torch
         return torch.ones(batch, length, dtype=torch.bool, device=residue_embeddings.device)
     check_tensor("attention_mask", attention_mask, ndim=2, shape=(batch, length), floating=False)
     valid = attention_mask.bool()
-    if valid.device.type == "cpu":  # on an accelerator these checks would sync every step; collators check first
+    if value_checks_apply(valid):  # not on an accelerator (a sync every step), nor in a compiled/exported graph
         if not bool(valid.any(dim=1).all()):
             raise ValueError("`attention_mask` has a row with no residue: empty proteins cannot be encoded.")
         if bool((valid[:, 1:] & ~valid[:, :-1]).any()):

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_protein_mae import ProteinMAEV2Config
-from .layers import TransformerStack, padding_to_attention_mask
+from .layers import TransformerStack, output_flag, padding_to_attention_mask
 from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, masked_reconstruction_loss,
                       split_valid_by_noise)
 from .modeling_protein_base import ProteinMAEPreTrainedModel, check_residue_inputs
@@ -41,6 +42,8 @@ class ProteinMAEV2ModelOutput(ModelOutput):
     compressed: torch.Tensor | None = None          # (B, input_dim) per-protein vector
     mask: torch.Tensor | None = None                # (B, L)
     attention_mask: torch.Tensor | None = None      # (B, L) bool, True = residue
+    hidden_states: tuple[torch.Tensor, ...] | None = None   # num_layers + 1 x (B, L, embed_dim), when asked for
+    attentions: tuple[torch.Tensor, ...] | None = None      # num_layers x (B, nhead, L, L), when asked for
 
 
 @dataclass
@@ -50,7 +53,8 @@ class ProteinMAEV2ForPreTrainingOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
     compressed: torch.Tensor | None = None
     mask: torch.Tensor | None = None
-
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
@@ -70,7 +74,9 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
 
     config_class = ProteinMAEV2Config
 
-    def __init__(self, config: ProteinMAEV2Config | None = None, **kwargs):
+    def __init__(self, config: ProteinMAEV2Config | None = None, add_decoder: bool = True, **kwargs):
+        """``add_decoder=False`` builds the encoder alone (``reconstruction`` and ``compressed`` are then None):
+        what the pair classifier holds, which reads the encoder's states only."""
         config = config_from_arguments(self.config_class, config, kwargs)
         super().__init__(config)
         self.embed = nn.Linear(config.input_dim, config.embed_dim)
@@ -78,17 +84,44 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
         self.pos_embed = nn.Parameter(torch.zeros(1, config.max_length, config.embed_dim))
         self.encoder = TransformerStack(config, config.embed_dim, config.num_layers, config.nhead,
                                         config.dim_feedforward, config.dropout, config.layer_norm_eps)
-        self.decoder = nn.Sequential(nn.Linear(config.embed_dim, config.decoder_hidden_dim), nn.GELU(),
-                                     nn.Linear(config.decoder_hidden_dim, config.input_dim))
+        self.decoder = None
+        if add_decoder:
+            self.decoder = nn.Sequential(nn.Linear(config.embed_dim, config.decoder_hidden_dim), nn.GELU(),
+                                         nn.Linear(config.decoder_hidden_dim, config.input_dim))
         self.post_init()
 
-    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                mask_ratio: float | None = None, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> ProteinMAEV2ModelOutput:
+    def get_input_embeddings(self) -> nn.Linear:
+        """The residue embedding (input_dim -> embed_dim): where adapters and ``enable_input_require_grads`` hook."""
+        return self.embed
+
+    @can_return_tuple
+    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None, mask_ratio: float | None = None,
+                generator: torch.Generator | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None) -> ProteinMAEV2ModelOutput:
         """Mask ``mask_ratio`` (config: 0.5) of each protein's residues, encode, reconstruct.
 
         ``noise`` (B, L) or ``generator`` fixes the mask; ``mask_ratio=0`` encodes everything (see ``encode``).
+        ``output_hidden_states``/``output_attentions`` (default: the config's) add the encoder's states and
+        attention probabilities; ``return_dict=False`` returns a tuple.
         """
+        encoded, valid, mask = self._encode(residue_embeddings, attention_mask, noise, mask_ratio, generator,
+                                            output_hidden_states, output_attentions)
+        hidden = encoded.last_hidden_state                                                  # (B, L, D)
+        reconstruction = compressed = None
+        if self.decoder is not None:
+            reconstruction = self.decoder(hidden) * valid[..., None]                        # (B, L, input_dim)
+            compressed = masked_mean(reconstruction, valid)                                 # (B, input_dim)
+        return ProteinMAEV2ModelOutput(reconstruction=reconstruction, last_hidden_state=hidden,
+                                       compressed=compressed, mask=mask,
+                                       attention_mask=valid, hidden_states=encoded.hidden_states,
+                                       attentions=encoded.attentions)
+
+    def _encode(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None,
+                noise: torch.Tensor | None, mask_ratio: float | None, generator: torch.Generator | None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None
+                ) -> tuple[BaseModelOutput, torch.Tensor, torch.Tensor]:
+        """Mask and encode: the encoder's output (last_hidden_state zero at padding), valid (B, L), mask (B, L)."""
         valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
                                      max_length=self.config.max_length)
         batch, length, _ = residue_embeddings.shape
@@ -99,22 +132,41 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
         tokens = self.embed(residue_embeddings)                                             # (B, L, D)
         tokens = torch.where(mask[..., None], self.mask_token.to(tokens.dtype), tokens)
         tokens = tokens + self.pos_embed[:, :length].to(tokens.dtype)
-        hidden = self.encoder(tokens, padding_to_attention_mask(~valid, tokens.dtype))     # (B, L, D)
-        hidden = hidden * valid[..., None]
-        reconstruction = self.decoder(hidden) * valid[..., None]                            # (B, L, input_dim)
-        return ProteinMAEV2ModelOutput(reconstruction=reconstruction, last_hidden_state=hidden,
-                                        compressed=masked_mean(reconstruction, valid), mask=mask,
-                                    attention_mask=valid)
+        encoded = self.encoder.run(
+            tokens, padding_to_attention_mask(~valid, tokens.dtype),
+            output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+            output_attentions=output_flag(output_attentions, self.config.output_attentions))
+        encoded.last_hidden_state = encoded.last_hidden_state * valid[..., None]             # (B, L, D)
+        return encoded, valid, mask
 
     def encode(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None
                ) -> ProteinMAEV2ModelOutput:
         """Everything visible: deterministic per-residue states and compressed vector (call ``eval()`` first)."""
-        return self.forward(residue_embeddings, attention_mask, mask_ratio=0.0)
+        return self.forward(residue_embeddings, attention_mask, mask_ratio=0.0, return_dict=True)
+
+    def encode_residues(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything visible, encoder only (the decoder does not run): per-residue states (B, L, embed_dim),
+        zeros at padding, and the (B, L) bool residue mask. What ``V2ToV5Adapter`` and the pair classifier read.
+
+        Example:
+            >>> import torch
+            >>> mae = ProteinMAEV2Model(input_dim=32, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32,
+            ...                         decoder_hidden_dim=32, max_length=64)
+            >>> states, valid = mae.encode_residues(torch.randn(2, 20, 32))
+            >>> states.shape, valid.shape
+            (torch.Size([2, 20, 16]), torch.Size([2, 20]))
+        """
+        encoded, valid, _ = self._encode(residue_embeddings, attention_mask, None, 0.0, None, False, False)
+        return encoded.last_hidden_state, valid
 
     def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      **unused) -> torch.Tensor:
         """The feature rule of V2: the per-protein ``compressed`` vector (B, input_dim) of ``encode`` (nothing
         masked; deterministic in eval mode). ``hf_mae.extract_features`` calls this."""
+        if self.decoder is None:
+            raise ValueError("This ProteinMAEV2Model was built without its decoder (add_decoder=False, as inside the "
+                             "pair model): its features, the compressed reconstruction, need the decoder.")
         return self.encode(residue_embeddings, attention_mask).compressed
 
 
@@ -123,7 +175,7 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What a model card's reconstruction figure draws, for unpadded proteins (N, L, C): the embeddings, their
         reconstruction (N, L, C) and the (N, L) visible residues, ``mask_ratio`` of them hidden."""
-        out = self.forward(residue_embeddings, generator=generator)
+        out = self.forward(residue_embeddings, generator=generator, return_dict=True)
         return residue_embeddings, out.reconstruction, ~out.mask
 
 
@@ -148,12 +200,15 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
         self.mae = ProteinMAEV2Model(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, mask_ratio: float | None = None,
-                return_loss: bool = True) -> ProteinMAEV2ForPreTrainingOutput:
+                return_loss: bool = True, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None) -> ProteinMAEV2ForPreTrainingOutput:
         """In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` is given."""
         out = self.mae(residue_embeddings, attention_mask, mask_ratio=mask_ratio, noise=noise,
-                       generator=eval_mask_generator(self, noise))
+                       generator=eval_mask_generator(self, noise), output_hidden_states=output_hidden_states,
+                       output_attentions=output_attentions, return_dict=True)
         loss = None
         if return_loss:
             scale = self.config.scale_factor
@@ -162,7 +217,8 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
                                               "huber", self.config.huber_delta)
         return ProteinMAEV2ForPreTrainingOutput(loss=loss, reconstruction=out.reconstruction,
                                                 last_hidden_state=out.last_hidden_state,
-                                                compressed=out.compressed, mask=out.mask)
+                                                compressed=out.compressed, mask=out.mask,
+                                                hidden_states=out.hidden_states, attentions=out.attentions)
 
 
     def masked_reconstruction(self, residue_embeddings: torch.Tensor, *, generator: torch.Generator | None = None

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_protein_mae import ProteinMAEV5Config
-from .layers import TransformerStack, padding_to_attention_mask
+from .layers import TransformerStack, output_flag, padding_to_attention_mask
 from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, gather_tokens,
                       masked_reconstruction_loss, split_valid_by_noise)
 from .modeling_protein_base import ProteinMAEPreTrainedModel, check_residue_inputs
@@ -47,6 +47,8 @@ class ProteinMAEV5ModelOutput(ModelOutput):
     mask: torch.Tensor | None = None
     ids_keep: torch.Tensor | None = None
     patch_valid: torch.Tensor | None = None         # (B, num_patches) True = the patch holds residues
+    hidden_states: tuple[torch.Tensor, ...] | None = None   # num_layers + 1 x (B, 1 + T, D), when asked for
+    attentions: tuple[torch.Tensor, ...] | None = None      # num_layers x (B, nhead, 1 + T, 1 + T), when asked for
 
 
 @dataclass
@@ -56,6 +58,8 @@ class ProteinMAEV5ForPreTrainingOutput(ModelOutput):
     target: torch.Tensor | None = None              # (B, num_patches, input_dim) actual patch means
     mask: torch.Tensor | None = None                # (B, num_patches) True = hidden patch
     last_hidden_state: torch.Tensor | None = None   # (B, 1 + K, D) encoder states of CLS + visible patches
+    hidden_states: tuple[torch.Tensor, ...] | None = None   # the encoder's, over CLS + visible patches
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 
@@ -109,11 +113,19 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
                                         config.dim_feedforward, config.dropout, config.layer_norm_eps)
         self.post_init()
 
-    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                mask_ratio: float = 0.0, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> ProteinMAEV5ModelOutput:
+    def get_input_embeddings(self) -> nn.Linear:
+        """The patch projection (input_dim -> embed_dim): where adapters and ``enable_input_require_grads`` hook."""
+        return self.patch_embed.proj
+
+    @can_return_tuple
+    def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None, mask_ratio: float = 0.0,
+                generator: torch.Generator | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None) -> ProteinMAEV5ModelOutput:
         """Encode all patches (default) or, with ``mask_ratio`` > 0, only a random subset of each protein's
-        real patches; ``noise`` (B, num_patches) or ``generator`` fixes the choice."""
+        real patches; ``noise`` (B, num_patches) or ``generator`` fixes the choice. ``output_hidden_states``/
+        ``output_attentions`` (default: the config's) add the encoder's states and attention probabilities;
+        ``return_dict=False`` returns a tuple."""
         valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
                                      max_length=self.config.max_length)
         ratio = check_mask_ratio(mask_ratio, 0.0)
@@ -127,16 +139,21 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
             tokens, token_valid = gather_tokens(tokens, ids_keep), ~keep_padding           # (B, K, D), (B, K)
         hidden = torch.cat([self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)  # (B, 1+T, D)
         token_valid = with_cls(token_valid)
-        hidden = self.encoder(hidden, padding_to_attention_mask(~token_valid, hidden.dtype))
-        return ProteinMAEV5ModelOutput(last_hidden_state=hidden * token_valid[..., None], attention_mask=token_valid,
-                                mask=mask, ids_keep=ids_keep, patch_valid=patch_valid)
+        encoded = self.encoder.run(
+            hidden, padding_to_attention_mask(~token_valid, hidden.dtype),
+            output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+            output_attentions=output_flag(output_attentions, self.config.output_attentions))
+        return ProteinMAEV5ModelOutput(last_hidden_state=encoded.last_hidden_state * token_valid[..., None],
+                                       attention_mask=token_valid, mask=mask, ids_keep=ids_keep,
+                                       patch_valid=patch_valid, hidden_states=encoded.hidden_states,
+                                       attentions=encoded.attentions)
 
     def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      **unused) -> torch.Tensor:
         """The feature rule of V5: the mean of the encoder's patch tokens over the patches that hold residues
         (B, embed_dim), nothing masked, CLS left out (deterministic in eval mode). ``hf_mae.extract_features``
         calls this."""
-        out = self.forward(residue_embeddings, attention_mask)
+        out = self.forward(residue_embeddings, attention_mask, return_dict=True)
         return masked_mean(out.last_hidden_state[:, 1:], out.patch_valid)
 
 
@@ -200,16 +217,19 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
         """The wrapped encoder's ``get_features`` (the decoder plays no part)."""
         return self.mae.get_features(residue_embeddings, attention_mask)
 
+    @can_return_tuple
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, mask_ratio: float | None = None,
-                return_loss: bool = True) -> ProteinMAEV5ForPreTrainingOutput:
+                return_loss: bool = True, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None) -> ProteinMAEV5ForPreTrainingOutput:
         """In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` is given."""
         ratio = check_mask_ratio(mask_ratio, self.config.mask_ratio)
         if ratio == 0:
             raise ValueError("`mask_ratio` must be > 0 for pretraining: with nothing hidden there is nothing to "
                              "reconstruct. Use ProteinMAEV5Model for features.")
         encoded = self.mae(residue_embeddings, attention_mask, mask_ratio=ratio, noise=noise,
-                           generator=eval_mask_generator(self, noise))
+                           generator=eval_mask_generator(self, noise), output_hidden_states=output_hidden_states,
+                           output_attentions=output_attentions, return_dict=True)
         reconstruction = self.decoder(encoded)                                               # (B, P, input_dim)
         valid = torch.ones_like(residue_embeddings[..., 0], dtype=torch.bool) if attention_mask is None \
             else attention_mask.bool()
@@ -218,7 +238,8 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
         if return_loss:
             loss = masked_reconstruction_loss(reconstruction, target, encoded.mask[..., None].expand_as(target), "mse")
         return ProteinMAEV5ForPreTrainingOutput(loss=loss, reconstruction=reconstruction, target=target,
-                                                mask=encoded.mask, last_hidden_state=encoded.last_hidden_state)
+                                                mask=encoded.mask, last_hidden_state=encoded.last_hidden_state,
+                                                hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
 
     @torch.no_grad()
@@ -227,7 +248,7 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
         """What a model card's reconstruction figure draws, for unpadded proteins (N, L, C): patch means, their
         prediction, each (N, P, C), and the (N, P) visible patches, over the P patches that hold residues."""
         noise = torch.rand(residue_embeddings.shape[0], self.config.num_patches, generator=generator)
-        out = self.forward(residue_embeddings, noise=noise, return_loss=False)
+        out = self.forward(residue_embeddings, noise=noise, return_loss=False, return_dict=True)
         patches = -(-residue_embeddings.shape[1] // self.config.patch_size)
         return out.target[:, :patches], out.reconstruction[:, :patches], ~out.mask[:, :patches]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import MaskedLMOutput
+from transformers.utils import can_return_tuple
 from transformers.models.bert.modeling_bert import BertForMaskedLM, BertModel, BertPreTrainedModel
 
 from .configuration_smiles_bert import SMILESBERTMLMConfig
@@ -133,6 +134,7 @@ class SMILESBERTForMaskedLM(SMILESBERTPreTrainedModel, BertForMaskedLM):
     # The forward takes ``num_items_in_batch`` and normalises by it: Trainer must not divide again.
     accepts_loss_kwargs = True
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -145,9 +147,10 @@ class SMILESBERTForMaskedLM(SMILESBERTPreTrainedModel, BertForMaskedLM):
         **kwargs,
     ) -> MaskedLMOutput:
         r"""``input_ids`` (B, L) -> ``logits`` (B, L, vocab_size); with ``labels`` (B, L, -100 = not predicted)
-        also ``loss`` (see ``masked_lm_loss``)."""
+        also ``loss`` (see ``masked_lm_loss``). ``return_dict=False`` (argument or config) gives a tuple."""
+        # BERT's own result as a ModelOutput whatever the config says; our decorator makes the tuple if asked.
         outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                  position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+                                  position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         loss = None
         if labels is not None:
             loss = masked_lm_loss(outputs.logits, labels, num_items_in_batch)

@@ -38,12 +38,13 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_spectral_gpt import SpectralGPTConfig
 from .layers import (
     CrossAttentionLayer,
     TransformerStack,
+    output_flag,
     padding_to_attention_mask,
     sinusoidal_positions,
     sinusoidal_positions_2d,
@@ -202,6 +203,8 @@ class SpectralGPTForPreTrainingOutput(ModelOutput):
     hsi_embedding: (B, D) average of ``last_hidden_state``, the global HSI representation.
     aux_embeddings: modality -> (B, aux_hidden_size) global vector of each auxiliary image given.
     aux_present: (B, M) bool, which of the given modalities each sample has, in ``aux_embeddings`` order.
+    hidden_states, attentions: of the main blocks over the visible tokens, when asked for: the input of every
+    block (after conditioning) and the last block's output (B, K, D); the attention probabilities (B, h, K, K).
     """
 
     loss: torch.Tensor | None = None
@@ -215,6 +218,8 @@ class SpectralGPTForPreTrainingOutput(ModelOutput):
     hsi_embedding: torch.Tensor | None = None
     aux_embeddings: dict[str, torch.Tensor] | None = None
     aux_present: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 # -- models -------------------------------------------------------------------------------------------------
@@ -290,10 +295,23 @@ class SpectralGPTModel(SpectralGPTPreTrainedModel):
                                         config.layer_norm_eps)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor) -> BaseModelOutputWithPooling:
+    def get_input_embeddings(self) -> nn.Linear:
+        """The 3D patch embedding (patch_dim -> hidden_size): where adapters and ``enable_input_require_grads``
+        hook."""
+        return self.embeddings.patch_embeddings
+
+    @can_return_tuple
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None) -> BaseModelOutputWithPooling:
+        """pixel_values (B, bands, H, W) -> every token (B, N, D) and their average (B, D); ``hidden_states``
+        and ``attentions`` of the main blocks when asked for (default: the config's)."""
         self._check_pixel_values(pixel_values)
-        hidden = self.encoder(self.embeddings(pixel_values))              # (B, N, D)
-        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=hidden.mean(dim=1))
+        out = self.encoder.run(self.embeddings(pixel_values),                   # (B, N, D)
+                               output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+                               output_attentions=output_flag(output_attentions, self.config.output_attentions))
+        hidden = out.last_hidden_state
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=hidden.mean(dim=1),
+                                          hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
@@ -331,13 +349,16 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         })
         self.aux_to_hidden = nn.ModuleDict({name: nn.Linear(config.aux_hidden_size, config.hidden_size)
                                             for name in config.aux_modalities})
+        # Without auxiliary modalities (a pure HSI MAE) nothing conditions the tokens and there is no contrastive
+        # loss: those parts are not built, so that every parameter gets a gradient.
+        has_aux = bool(config.aux_modalities)
         self.conditioning = nn.ModuleList(
             CrossAttentionLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size,
                                 config.dropout, config.layer_norm_eps)
-            for _ in range(config.num_conditioning_layers)
+            for _ in range(config.num_conditioning_layers if has_aux else 0)
         )
         # Contrastive heads into a shared space.
-        self.hsi_projection = nn.Linear(config.hidden_size, config.projection_dim)
+        self.hsi_projection = nn.Linear(config.hidden_size, config.projection_dim) if has_aux else None
         self.aux_projections = nn.ModuleDict({name: nn.Linear(config.aux_hidden_size, config.projection_dim)
                                               for name in config.aux_modalities})
         # MAE decoder.
@@ -413,7 +434,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         attention_mask = padding_to_attention_mask(key_padding, visible.dtype)      # (B, 1, 1, K+M)
         hidden = visible
         for layer in self.conditioning:
-            hidden = layer(hidden, torch.cat([hidden, context], dim=1), attention_mask)   # (B, K, D)
+            hidden, _ = layer(hidden, torch.cat([hidden, context], dim=1), attention_mask)   # (B, K, D)
         has_any = present.any(dim=1)[:, None, None]                                 # (B, 1, 1)
         return torch.where(has_any, hidden, visible)
 
@@ -442,9 +463,12 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         return masked_reconstruction_loss(reconstruction.flatten(1), target.flatten(1),
                                           mask[..., None].expand_as(target).flatten(1))
 
+    @can_return_tuple
     def forward(self, pixel_values: torch.Tensor, aux_pixel_values: dict[str, torch.Tensor] | None = None,
                 aux_present: dict[str, torch.Tensor] | None = None, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, return_loss: bool = True) -> SpectralGPTForPreTrainingOutput:
+                generator: torch.Generator | None = None, return_loss: bool = True,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None
+                ) -> SpectralGPTForPreTrainingOutput:
         """Mask, condition, encode, decode; return the losses, reconstruction, mask and embeddings.
 
         In eval mode, masks come from ``config.eval_mask_seed`` unless ``noise`` or ``generator`` is given, so
@@ -466,7 +490,11 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
         all_present = torch.ones(batch, dtype=torch.bool, device=tokens.device)
         present = torch.stack([aux_present.get(name, all_present).to(tokens.device) for name in aux_embeddings],
                               dim=1) if aux_embeddings else all_present[:, None][:, :0]   # (B, M)
-        hidden = self.spectral_gpt.encoder(self.condition(visible, aux_embeddings, present))  # (B, K, D)
+        encoded = self.spectral_gpt.encoder.run(
+            self.condition(visible, aux_embeddings, present),
+            output_hidden_states=output_flag(output_hidden_states, config.output_hidden_states),
+            output_attentions=output_flag(output_attentions, config.output_attentions))
+        hidden = encoded.last_hidden_state                                          # (B, K, D)
         hsi_embedding = hidden.mean(dim=1)                                          # (B, D)
 
         reconstruction = self.decode(hidden, ids_restore)                           # (B, N, patch_dim)
@@ -489,6 +517,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
             loss=loss, reconstruction_loss=recon_loss, contrastive_loss=contrast, contrastive_losses=per_modality,
             reconstruction=reconstruction, mask=mask, ids_restore=ids_restore, last_hidden_state=hidden,
             hsi_embedding=hsi_embedding, aux_embeddings=aux_embeddings or None, aux_present=present,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
         )
 
 
@@ -497,7 +526,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What a model card's reconstruction figure draws: the cubes, their reconstruction in the input's scale
         and the visible pixels, each (N, bands, H, W), with ``mask_ratio`` of the 3D tokens hidden."""
-        out = self.forward(pixel_values, generator=generator, return_loss=False)
+        out = self.forward(pixel_values, generator=generator, return_loss=False, return_dict=True)
         reconstruction = out.reconstruction                                         # (N, tokens, patch_dim)
         if self.config.norm_pix_loss:  # predicted in each patch's own scale: back to the input's
             target = self.patchify(pixel_values)
@@ -531,12 +560,18 @@ class SpectralGPTForImageClassification(SpectralGPTPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
-        pooled = self.spectral_gpt(pixel_values).pooler_output                      # (B, D)
+    @can_return_tuple
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None
+                ) -> ImageClassifierOutput:
+        encoded = self.spectral_gpt(pixel_values, output_hidden_states=output_hidden_states,
+                                    output_attentions=output_attentions, return_dict=True)
+        pooled = encoded.pooler_output                                              # (B, D)
         logits = self.classifier(pooled)                                            # (B, num_labels)
         loss = None
         if labels is not None:
             if labels.shape[0] != pixel_values.shape[0]:
                 raise ValueError(f"`labels` has {labels.shape[0]} rows for {pixel_values.shape[0]} cubes.")
             loss = self.loss_function(labels, logits, self.config)
-        return ImageClassifierOutput(loss=loss, logits=logits)
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states,
+                                     attentions=encoded.attentions)

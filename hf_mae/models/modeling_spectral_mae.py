@@ -18,17 +18,17 @@ token per point inside a block would add cost but no information about what is h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_spectral_mae import ChemoMAEConfig, SpectralMAEConfig, WaveMAEConfig
-from .layers import TransformerStack, padding_to_attention_mask, sinusoidal_positions
+from .layers import TransformerStack, output_flag, padding_to_attention_mask, sinusoidal_positions
 from .masking import (draw_noise, eval_mask_generator, gather_tokens, make_block_mask, masked_reconstruction_loss,
                       split_by_noise, visible_block_ids)
 from .serialization import HubCheckpointMixin
@@ -41,12 +41,35 @@ __all__ = [
 ]
 
 
-class SpectralMAEOutput(NamedTuple):
-    """What ``ChemoMAE``/``WaveMAE`` return; unpacks as ``x_recon, z, visible_mask = mae(x)``."""
+@dataclass
+class SpectralMAEOutput(ModelOutput):
+    """What ``ChemoMAE``/``WaveMAE`` return: a ``ModelOutput`` that unpacks as the seeds' triple.
 
-    x_recon: torch.Tensor       # (B, L) reconstruction of the whole spectrum
-    z: torch.Tensor             # (B, latent_dim) L2-normalised latent
-    visible_mask: torch.Tensor  # (B, L) bool, True = visible to the encoder
+    ``x_recon, z, visible = mae(x)`` works as in the seeds: iterating this output yields exactly
+    ``(x_recon, z, visible_mask)``, also when ``hidden_states``/``attentions`` were asked for. Everything else is
+    transformers' ``ModelOutput``: fields by name (``out.z``), by key (``out["z"]``), by position (``out[0]``),
+    ``keys()``/``items()``, and ``return_dict=False`` gives the plain tuple ``out.to_tuple()``. The one
+    difference from other ``ModelOutput``s is iteration, which yields these three values instead of field names
+    (use ``keys()`` for the names).
+
+    Example:
+        >>> import torch
+        >>> from hf_mae.models import ChemoMAE
+        >>> mae = ChemoMAE(seq_len=64, d_model=32, nhead=2, num_layers=2, latent_dim=8, n_blocks=8, n_mask=4)
+        >>> out = mae(torch.randn(2, 64), output_hidden_states=True)
+        >>> x_recon, z, visible = out
+        >>> x_recon.shape, len(out.hidden_states), list(out.keys())
+        (torch.Size([2, 64]), 3, ['x_recon', 'z', 'visible_mask', 'hidden_states'])
+    """
+
+    x_recon: torch.Tensor | None = None        # (B, L) reconstruction of the whole spectrum
+    z: torch.Tensor | None = None              # (B, latent_dim) L2-normalised latent
+    visible_mask: torch.Tensor | None = None   # (B, L) bool, True = visible to the encoder
+    hidden_states: tuple[torch.Tensor, ...] | None = None   # num_layers + 1 x (B, 1 + K, D): CLS + visible blocks
+    attentions: tuple[torch.Tensor, ...] | None = None      # num_layers x (B, heads, 1 + K, 1 + K)
+
+    def __iter__(self):
+        return iter((self.x_recon, self.z, self.visible_mask))
 
 
 @dataclass
@@ -57,6 +80,8 @@ class SpectralMAEForPreTrainingOutput(ModelOutput):
     reconstruction: torch.Tensor | None = None
     latent: torch.Tensor | None = None
     visible_mask: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class SpectralEncoder(nn.Module):
@@ -85,6 +110,12 @@ class SpectralEncoder(nn.Module):
     def forward(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *,
                 ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Encode. ``ids_keep`` (B, K) visible block indices is the fast path used by the MAE's own masks."""
+        return self.run(x, visible_mask, ids_keep=ids_keep)[0]
+
+    def run(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *, ids_keep: torch.Tensor | None = None,
+            output_hidden_states: bool = False, output_attentions: bool = False
+            ) -> tuple[torch.Tensor, BaseModelOutput]:
+        """``forward`` plus the transformer's output (hidden states and attentions when asked for)."""
         batch = x.shape[0]
         tokens = self.patch_embed(x.view(batch, self.n_blocks, self.block_size))     # (B, N, D)
         tokens = tokens + self.position_embeddings(tokens.dtype, tokens.device)
@@ -98,8 +129,10 @@ class SpectralEncoder(nn.Module):
         if key_padding is not None:  # only when samples see different numbers of blocks
             cls_pad = torch.zeros(batch, 1, dtype=torch.bool, device=key_padding.device)
             attention_mask = padding_to_attention_mask(torch.cat([cls_pad, key_padding], dim=1), hidden.dtype)
-        cls = self.transformer(hidden, attention_mask, n_outputs=1)[:, 0]           # (B, D): only CLS is read
-        return F.normalize(self.to_latent(cls), dim=-1)                              # (B, latent_dim)
+        out = self.transformer.run(hidden, attention_mask, n_outputs=1, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)             # only CLS is read
+        z = F.normalize(self.to_latent(out.last_hidden_state[:, 0]), dim=-1)         # (B, latent_dim)
+        return z, out
 
 
 class ChemoEncoder(SpectralEncoder):
@@ -214,12 +247,25 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
                 raise ValueError(f"`visible_mask` must be a bool tensor (True = visible), got dtype {visible_mask.dtype}.")
 
     # -- forward ---------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *, n_mask: int | None = None,
-                noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SpectralMAEOutput:
-        """Mask, encode and reconstruct: returns ``(x_recon, z, visible_mask)``.
+    def get_input_embeddings(self) -> nn.Linear:
+        """The block embedding (block_size -> d_model): where adapters and ``enable_input_require_grads`` hook."""
+        return self.encoder.patch_embed
+
+    @can_return_tuple
+    def forward(self, input_values: torch.Tensor, visible_mask: torch.Tensor | None = None, *,
+                n_mask: int | None = None, noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None
+                ) -> SpectralMAEOutput:
+        """Mask, encode and reconstruct: returns ``(x_recon, z, visible_mask)`` (a ``SpectralMAEOutput``).
+
+        ``input_values`` (B, L) are the spectra, the seeds' ``x`` (they pass it by position, ``mae(x)``): the
+        name is transformers' for spectra, so ``mae(**processor(spectra))``, pipelines and ``extract_features``
+        find it (``main_input_name``).
 
         Without ``visible_mask`` a fresh block mask with ``n_mask`` hidden blocks is drawn; ``noise``
-        (B, n_blocks) or ``generator`` makes it reproducible.
+        (B, n_blocks) or ``generator`` makes it reproducible. ``output_hidden_states``/``output_attentions``
+        (default: the config's) add the encoder's states and attention probabilities; ``return_dict=False``
+        returns a plain tuple.
 
         Example:
             >>> import torch
@@ -229,13 +275,17 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
             >>> x_recon.shape, z.shape, int(visible[0].sum())
             (torch.Size([4, 128]), torch.Size([4, 32]), 32)
         """
+        x = input_values
         self._check_inputs(x, visible_mask)
+        extras = dict(output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+                      output_attentions=output_flag(output_attentions, self.config.output_attentions))
         if visible_mask is None:
             ids_keep, visible_mask = self._draw_blocks(x.shape[0], self._n_mask(n_mask), x.device, generator, noise)
-            z = self.encoder(x, ids_keep=ids_keep)
+            z, encoded = self.encoder.run(x, ids_keep=ids_keep, **extras)
         else:
-            z = self.encoder(x, visible_mask)
-        return SpectralMAEOutput(self.decoder(z), z, visible_mask)
+            z, encoded = self.encoder.run(x, visible_mask, **extras)
+        return SpectralMAEOutput(x_recon=self.decoder(z), z=z, visible_mask=visible_mask,
+                                 hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 
     def encode(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Latent ``z`` (B, latent_dim), L2-normalised. ``visible_mask=None`` means all visible: deterministic
@@ -246,8 +296,7 @@ class _SpectralMAE(SpectralMAEPreTrainedModel):
     def reconstruct(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None, *, n_mask: int | None = None,
                     noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Only the reconstruction (B, L) of ``forward``."""
-        return self.forward(x, visible_mask, n_mask=n_mask, noise=noise, generator=generator).x_recon
-
+        return self.forward(x, visible_mask, n_mask=n_mask, noise=noise, generator=generator, return_dict=True).x_recon
 
     @torch.no_grad()
     def masked_reconstruction(self, x: torch.Tensor, *, generator: torch.Generator | None = None
@@ -287,9 +336,14 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
         self.mae = self.mae_class(config)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Linear:
+        return self.mae.get_input_embeddings()
+
+    @can_return_tuple
     def forward(self, input_values: torch.Tensor, visible_mask: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, n_mask: int | None = None,
-                return_loss: bool = True) -> SpectralMAEForPreTrainingOutput:
+                return_loss: bool = True, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None) -> SpectralMAEForPreTrainingOutput:
         """input_values (B, L) -> loss on the masked points, reconstruction, latent and visible mask.
 
         In eval mode, masks come from a fixed seed (``config.eval_mask_seed``) unless ``noise`` or
@@ -297,12 +351,15 @@ class _SpectralMAEForPreTraining(SpectralMAEPreTrainedModel):
         consume the training random stream (so a resumed run draws the same training masks).
         """
         generator = eval_mask_generator(self, noise, visible_mask)
-        x_recon, z, visible_mask = self.mae(input_values, visible_mask, n_mask=n_mask, noise=noise, generator=generator)
+        out = self.mae(input_values, visible_mask, n_mask=n_mask, noise=noise, generator=generator,
+                       output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True)
         loss = None
         if return_loss:
-            loss = masked_reconstruction_loss(x_recon, input_values, ~visible_mask,
+            loss = masked_reconstruction_loss(out.x_recon, input_values, ~out.visible_mask,
                                               self.config.loss_type, self.config.huber_delta)
-        return SpectralMAEForPreTrainingOutput(loss=loss, reconstruction=x_recon, latent=z, visible_mask=visible_mask)
+        return SpectralMAEForPreTrainingOutput(loss=loss, reconstruction=out.x_recon, latent=out.z,
+                                               visible_mask=out.visible_mask, hidden_states=out.hidden_states,
+                                               attentions=out.attentions)
 
     def encode(self, x: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The latent of the wrapped MAE (all visible by default)."""

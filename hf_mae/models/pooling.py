@@ -35,7 +35,10 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     # length that is a memory-bound read of B x 1502 x 960 values each time. The second call reuses the first
     # one's result: same tensor object, unmodified (``_version``), same validity, same grad mode. Inputs that
     # need a gradient are not memoised (the memo would hold their graph), nor inference tensors (no versions).
-    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled())
+    # Nor inside a compiled, exported or traced graph: the check reads tensor values (torch.equal), which a graph
+    # must not branch on (torch.export fails on it).
+    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled()
+                   or torch.compiler.is_compiling() or torch.jit.is_tracing())
     key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled()) \
         if memoise else None
     last = _last_pooling.get("entry")
@@ -66,7 +69,7 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
                 else torch.bmm(weight[:, None, head:], values[:, head:])                                 # (B, 1, C)
             sums.append(tail)
             counts.append(weight[:, head:].sum(dim=1, keepdim=True))
-        missing = num_patches - n_full - (head < length)                                  # past the input: empty
+        missing = num_patches - n_full - int(head < length)                               # past the input: empty
         sums.append(values.new_zeros(batch, missing, channels))
         counts.append(weight.new_zeros(batch, missing))
         sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)

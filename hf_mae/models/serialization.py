@@ -144,10 +144,13 @@ class HubCheckpointMixin:
     hub_auto_map: dict[str, str] | None = None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args,
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args,
                         use_safetensors: bool | None = None, **kwargs):
         """transformers' ``from_pretrained``, safetensors only unless ``use_safetensors=False`` is passed; a
         missing local folder fails at once (``load_safetensors_only``)."""
+        if pretrained_model_name_or_path is None:
+            # transformers' in-memory form, from_pretrained(None, config=..., state_dict=...): no file is read
+            return super().from_pretrained(None, *model_args, use_safetensors=use_safetensors, **kwargs)
         return load_safetensors_only(super().from_pretrained, pretrained_model_name_or_path, *model_args,
                                      use_safetensors=use_safetensors, what=f"{cls.__name__}.from_pretrained", **kwargs)
 

@@ -71,10 +71,8 @@ def check_tensor(name: str, tensor, *, ndim: int, shape: Sequence[int | None] | 
                  floating: bool = True, finite: bool = True) -> None:
     """Validate a model input: type, rank, fixed sizes, dtype and (on CPU) finiteness.
 
-    ``shape`` lists the expected size of each dimension, ``None`` for free ones. The finiteness check runs
-    only for CPU tensors and outside ``torch.compile``: on an accelerator it would force a host-device sync
-    every step, under compile it would split the graph in two, and data reaching either has already been
-    checked on the host by the processors and collators.
+    ``shape`` lists the expected size of each dimension, ``None`` for free ones. The finiteness check runs only where
+    ``value_checks_apply``.
     """
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}.")
@@ -88,10 +86,18 @@ def check_tensor(name: str, tensor, *, ndim: int, shape: Sequence[int | None] | 
                 )
     if floating and not tensor.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {tensor.dtype}.")
-    if (finite and floating and tensor.device.type == "cpu" and not torch.compiler.is_compiling()
-            and not _all_finite(tensor)):
+    if finite and floating and value_checks_apply(tensor) and not _all_finite(tensor):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); clean or impute them first.")
+
+
+def value_checks_apply(tensor: torch.Tensor) -> bool:
+    """Whether checks that read tensor values (NaN, padding layout) run: on CPU tensors, outside
+    ``torch.compile``/``torch.export`` and ``torch.jit.trace``. On an accelerator they would force a host-device
+    sync every step; a compiled, exported or traced graph must not branch on values (the branch would split the
+    graph or be frozen into it). Data reaching those paths has been checked on the host by the processors and
+    collators."""
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
 def _all_finite(tensor: torch.Tensor) -> bool:
