@@ -79,6 +79,18 @@ def test_spectral_gpt_frozen_encoder_keeps_the_pretrained_weights(scene_run, tmp
     assert json.loads((out / "finetune_results.json").read_text())["freeze_encoder"] is True
 
 
+def test_early_stopping_on_the_validation_loss(scene_run, tmp_path):
+    """With a learning rate of 0 the validation loss never improves: patience 1 stops after the second evaluation."""
+    folder, run, _ = scene_run
+    out = tmp_path / "stopped"
+    assert main(["finetune", "spectral-gpt", "--model", str(run), "--data", str(folder / "scene.npy"),
+                 "--band_axis", "-1", "--labels", str(folder / "labels.npy"), "--output_dir", str(out),
+                 *STEPS, "--max_steps", "40", "--learning_rate", "0", "--early_stopping_patience", "1",
+                 "--baseline", "false"]) == 0
+    results = json.loads((out / "finetune_results.json").read_text())
+    assert results["steps"] == 4 and results["baselines"] == []
+
+
 def test_spectral_gpt_errors_are_one_line(scene_run, tmp_path, capsys):
     folder, run, label_map = scene_run
     np.save(tmp_path / "one_class.npy", (label_map != 0).astype(int))
