@@ -27,6 +27,8 @@ PRETRAIN_JOBS: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "finetune-protein-interaction": ("hf_mae.training.finetune_protein_interaction:finetune_interaction",
                                      "fine-tune the protein pair classifier (V5 or V2 + adapter), report ROC-AUC"),
+    "finetune": ("hf_mae.training.finetune:main",
+                 "finetune ARCH --model RUN --data FILE --target COL: fine-tune on your labels, next to the baseline"),
     "plot": ("hf_mae.analysis.plot_cli:main", "PNGs of a run: loss curve, reconstructions, cosine UMAP of the latents"),
     "hub": ("hf_mae.hub.server:main", "hub serve --port P --root DIR: a local Hub-compatible server"),
     "push": ("hf_mae.hub.push:main", "push OUTPUT_DIR namespace/name: publish a training run with its model card"),

@@ -45,3 +45,38 @@ def test_every_hf_mae_command_shown_exists():
         assert len(words) > 1 and (words[1] in COMMANDS or words[1] == "pretrain"), words
         if words[1] == "pretrain" and len(words) > 2 and not words[2].startswith("-"):
             assert words[2] in PRETRAIN_JOBS or words[2] in ("X", "MODEL"), words
+
+
+def _job_flags(words: list[str]) -> set[str]:
+    """Every flag ``hf-mae pretrain JOB`` / ``hf-mae finetune ARCH`` accepts: the job's options (and the aliases
+    its help names) from its ``--help``, plus every TrainingArguments field."""
+    import contextlib
+    import dataclasses
+    import io
+
+    import pytest
+    from transformers import TrainingArguments
+
+    from hf_mae.cli import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        main([*words[1:3], "--help"])
+    return set(re.findall(r"--[A-Za-z_][\w-]*", printed.getvalue())) | {
+        f"--{field.name}" for field in dataclasses.fields(TrainingArguments)}
+
+
+def test_every_pretrain_and_finetune_flag_shown_exists():
+    commands = [line.split("#")[0].split() for language, body in re.findall(r"```(\w*)\n(.*?)\n```", README, flags=re.S)
+                if language == "bash" for line in body.splitlines() if "hf-mae pretrain " in line
+                or "hf-mae finetune " in line]
+    commands = [words[words.index("hf-mae"):] for words in commands]
+    assert sum(words[1] == "finetune" for words in commands) >= 6
+    flags = {}
+    for words in commands:
+        key = tuple(words[1:3])
+        flags.setdefault(key, _job_flags(words))
+        unknown = [word for word in words[3:] if word.startswith("--") and word not in flags[key]]
+        assert not unknown, (words, unknown)
+    assert {words[2] for words in commands if words[1] == "finetune"} == {
+        "chemomae", "wavemae", "smiles-bert", "protein-mae-v2", "protein-mae-v5", "spectral-gpt"}

@@ -221,11 +221,62 @@ def tokenizer_rows(tokenizer: Any) -> list[tuple[str, Any]]:
             ("special tokens (id)", specials), ("longest input (tokens)", tokenizer.model_max_length)]
 
 
+# Hub task of a fine-tuned run: (field of the architecture, task) -> pipeline_tag
+FINETUNED_PIPELINE_TAGS = {"hf_mae_smiles_bert": {"classification": "text-classification",
+                                                  "regression": "text-classification"},
+                           "hf_mae_spectral_gpt": {"classification": "image-classification",
+                                                   "regression": "image-classification"}}
+FINETUNE_METRICS = {"regression": (("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²")),
+                    "classification": (("accuracy", "accuracy"), ("f1_macro", "macro F1"), ("roc_auc", "ROC-AUC"))}
+
+
+def finetune_metadata(results: dict[str, Any], model_name: str) -> tuple[list, list[dict], str]:
+    """From an ``hf-mae finetune`` run's ``finetune_results.json``: the ``EvalResult`` entries of the card's
+    ``model-index`` (the fine-tuned model's test metrics), the baselines for the ``baselines`` metadata key, and
+    a Markdown section with both side by side.
+
+    Example:
+        >>> results = {"task": "regression", "data": "corn.csv", "target": ["moisture"], "architecture": "chemomae",
+        ...            "split_sizes": {"train": 50, "validation": 6, "test": 14},
+        ...            "test": {"rmse": 0.5, "mae": 0.4, "r2": 0.9, "loss": 0.3},
+        ...            "baselines": [{"label": "PLS on the spectra", "name": "pls", "params": {"n_components": 7},
+        ...                           "metrics": {"rmse": 0.6, "mae": 0.5, "r2": 0.85}}]}
+        >>> evals, baselines, text = finetune_metadata(results, "chemomae-corn")
+        >>> [(e.metric_type, e.metric_value) for e in evals], baselines[0]["metrics"]["rmse"]
+        ([('rmse', 0.5), ('mae', 0.4), ('r2', 0.9)], 0.6)
+        >>> print(text.splitlines()[-1])
+        | chemomae-corn (fine-tuned) | 0.5 | 0.4 | 0.9 |
+    """
+    from huggingface_hub import EvalResult
+
+    task, dataset = results["task"], Path(results["data"]).name
+    task_type = {"regression": "tabular-regression", "classification": "tabular-classification"}[task]
+    names = FINETUNE_METRICS[task]
+    evals = [EvalResult(task_type=task_type, dataset_type=dataset, dataset_name=dataset, metric_type=key,
+                        metric_name=f"test {label}", metric_value=float(results["test"][key]))
+             for key, label in names if isinstance(results["test"].get(key), (int, float))
+             and results["test"][key] == results["test"][key]]         # NaN (one test class) left out
+    baselines = [{"name": b["name"], "description": b["label"], "params": {k: _number(v) for k, v in
+                                                                              b.get("params", {}).items()},
+                  "metrics": {key: float(b["metrics"][key]) for key, _ in names if key in b["metrics"]}}
+                 for b in results.get("baselines", [])]
+    sizes = results.get("split_sizes", {})
+    rows = [(f"{b['description']} (baseline)", *(_number(b["metrics"].get(key, "")) for key, _ in names))
+            for b in baselines]
+    rows.append((f"{model_name} (fine-tuned)", *(_number(results["test"].get(key, "")) for key, _ in names)))
+    text = (f"\n## Fine-tuning results\n\nFine-tuned with `hf-mae finetune {results.get('architecture', '')}` to "
+            f"predict {', '.join(results.get('target', []))} ({task}) from {dataset}: "
+            f"{sizes.get('train', '?')} training, {sizes.get('validation', '?')} validation (early stopping) and "
+            f"{sizes.get('test', '?')} test rows. Test-split metrics, the field's classic baseline on the same split:\n\n"
+            + _table(("", *(label for _, label in names)), rows) + "\n")
+    return evals, baselines, text
+
+
 def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: dict[str, Any] | None = None,
                       training_args: dict[str, Any] | None = None, license: str = "apache-2.0",
                       datasets: Sequence[str] = (), data_description: str | None = None,
                       figures: dict[str, str] | None = None, results: dict[str, Any] | None = None,
-                      tokenizer: Any = None) -> ModelCard:
+                      tokenizer: Any = None, finetune_results: dict[str, Any] | None = None) -> ModelCard:
     """The model card of ``model`` as it will be pushed to ``repo_id``.
 
     Args:
@@ -237,6 +288,8 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
             relative to the repository root, for the figures pushed with the model.
         results: the run's ``all_results.json``; its metrics join those read from ``trainer_state``.
         tokenizer: the tokenizer pushed with the model, described in the card.
+        finetune_results: an ``hf-mae finetune`` run's ``finetune_results.json``: its test metrics go into the
+            ``model-index`` metadata, its baselines into ``baselines``, both into a "Fine-tuning results" section.
     """
     config = model.config
     spec = card_spec(config.model_type)
@@ -260,9 +313,17 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
                   "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay", "bf16", "seed")
         settings += [(key, training_args[key]) for key in wanted if key in training_args]
     figures = figures or {}
+    model_name = repo_id.split("/")[-1]
+    evals, baselines, finetune_text, pipeline_tag = None, None, "", spec.pipeline_tag
+    if finetune_results is not None:
+        evals, baselines, finetune_text = finetune_metadata(finetune_results, model_name)
+        task = finetune_results["task"]
+        pipeline_tag = FINETUNED_PIPELINE_TAGS.get(config.model_type, {}).get(
+            task, "tabular-regression" if task == "regression" else "tabular-classification")
     card_data = ModelCardData(
         library_name="transformers", license=license, tags=["hf-mae", *spec.tags],
-        datasets=list(datasets) or None, pipeline_tag=spec.pipeline_tag, model_name=repo_id.split("/")[-1],
+        datasets=list(datasets) or None, pipeline_tag=pipeline_tag, model_name=model_name,
+        eval_results=evals or None, **({"baselines": baselines} if baselines else {}),
     )
     card = ModelCard.from_template(
         card_data, template_path=str(template_path(spec)),
@@ -276,6 +337,8 @@ def render_model_card(model: torch.nn.Module, repo_id: str, *, trainer_state: di
         reconstruction_figure=figures.get("reconstructions"), loss_figure=figures.get("loss_curve"),
         tokenizer_table=_table(("tokenizer", ""), tokenizer_rows(tokenizer)) if tokenizer is not None else "",
     )
+    if finetune_text:
+        card.text += finetune_text
     errors, _ = validate_card(str(card))
     if errors:  # the template itself is wrong: say so before anything is pushed
         raise ValueError(f"Model card for {repo_id} has invalid metadata: {errors}")

@@ -31,6 +31,7 @@ import torch
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 _REWRITTEN = ("README.md", "config.json", "model.safetensors", "model.safetensors.index.json")
 EXAMPLES_FILE = "examples.safetensors"
+FINETUNE_RESULTS = "finetune_results.json"   # written by `hf-mae finetune`
 
 
 def _checkpoints(output_dir: Path) -> list[Path]:
@@ -118,6 +119,11 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
         if (candidate / "all_results.json").is_file():
             results = json.loads((candidate / "all_results.json").read_text())
             break
+    finetune_results = None  # an `hf-mae finetune` run: test metrics and baselines go into the card's metadata
+    for candidate in (model_dir, output_dir):
+        if (candidate / FINETUNE_RESULTS).is_file():
+            finetune_results = json.loads((candidate / FINETUNE_RESULTS).read_text())
+            break
     tokenizer = None
     if (stage / "tokenizer_config.json").is_file():
         from transformers import AutoTokenizer
@@ -137,7 +143,7 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
             figures["loss_curve"] = "loss_curve.png"
         if examples is None and (output_dir / EXAMPLES_FILE).is_file():
             examples = load_examples(output_dir / EXAMPLES_FILE)
-        if spec.reconstruct is not None:
+        if spec.reconstruct is not None and finetune_results is None:   # a fine-tuned head reconstructs nothing
             if examples is None:
                 warnings.warn(f"No example inputs (--examples or {EXAMPLES_FILE} in OUTPUT_DIR): the card of "
                               f"{repo_id} will have no reconstruction figure.", stacklevel=2)
@@ -155,7 +161,7 @@ def stage_run(output_dir: str | Path, repo_id: str, stage_dir: str | Path, *, ex
 
     card = render_model_card(model, repo_id, trainer_state=trainer_state, training_args=training_args,
                              license=license, datasets=datasets, data_description=data_description, figures=figures,
-                             results=results, tokenizer=tokenizer)
+                             results=results, tokenizer=tokenizer, finetune_results=finetune_results)
     card.save(stage / "README.md")
     return stage
 

@@ -170,12 +170,17 @@ def train_model(model, training_args: TrainingArguments, train_dataset, eval_dat
     return trainer, train_and_save(trainer, training_args)
 
 
-def train_and_save(trainer: Trainer, training_args: TrainingArguments) -> dict[str, float]:
-    """Train (resuming when asked), save the final model + processor, return the final eval metrics."""
+def train_and_save(trainer: Trainer, training_args: TrainingArguments,
+                   before_save: Callable[[Trainer], None] | None = None) -> dict[str, float]:
+    """Train (resuming when asked), save the final model + processor, return the final eval metrics.
+
+    ``before_save(trainer)`` runs between training and saving (e.g. folding a target scaling into the head)."""
     resume = training_args.resume_from_checkpoint
     if resume is not None and not os.path.isdir(resume):
         raise ValueError(f"`resume_from_checkpoint`={resume!r} is not a directory (expected .../checkpoint-N).")
     trainer.train(resume_from_checkpoint=resume)
+    if before_save is not None:
+        before_save(trainer)
     trainer.save_model()            # model.safetensors + config.json (+ the processing class)
     trainer.save_state()            # trainer_state.json with the loss curve, read by model cards and plots
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}

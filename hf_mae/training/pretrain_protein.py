@@ -13,6 +13,7 @@ The model is a small configuration by default (``--embed_dim`` etc. set the refe
 
     hf-mae pretrain protein-mae-v5 --output_dir runs/protein-v5 --max_steps 100
     hf-mae pretrain protein-mae-v2 --plm_checkpoint ./esmc-300m --embeddings_dir runs/esmc-emb --max_proteins 0
+    hf-mae pretrain protein-mae-v5 --data my_proteins.fasta --plm_checkpoint ./esm2-8m   # your own FASTA
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ logger = logging.getLogger(__name__)
 class ProteinDataArguments:
     """Where the sequences come from and how they are embedded."""
 
-    fasta: str | None = field(default=None, metadata={"help": "FASTA file (default: pyhmmer's bacterial proteome)"})
+    fasta: str | None = field(default=None, metadata={
+        "aliases": ["--data"], "help": "FASTA file (default: pyhmmer's bacterial proteome); --data is the same flag"})
     max_proteins: int = field(default=512, metadata={"help": "first N proteins of the file; 0 = all"})
     eval_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of proteins"})
     plm_checkpoint: str | None = field(default=None, metadata={

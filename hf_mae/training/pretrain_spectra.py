@@ -8,6 +8,14 @@ the mean training spectrum, saves model + processor as safetensors + JSON, and r
 
     hf-mae pretrain chemomae --output_dir runs/chemomae --max_steps 200
     hf-mae pretrain wavemae --dataset corn --bf16 --resume_from_checkpoint runs/wavemae/checkpoint-100
+
+Your own spectra: ``--data FILE``, a CSV/TSV/Parquet table (one row per sample, columns headed by their
+wavelength or wavenumber; other columns are ignored here) or a ``.npy`` array (n_samples, n_points) with
+``--axis`` (a file of n_points wavelengths). ``--eval_fraction`` of the spectra (seeded) is held out; the
+processor's grid spans the file's axis.
+
+    hf-mae pretrain chemomae --data my_spectra.csv --seq_len 128 --n_blocks 16
+    hf-mae pretrain wavemae --data spectra.npy --axis wavelengths.npy
 """
 
 from __future__ import annotations
@@ -15,13 +23,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from pathlib import Path
+
+import datasets
 import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModel
 
+from ..data.files import read_spectra
 from ..data.spectra import DataCollatorForSpectra, load_spectral_dataset, spectral_metadata
+from ..data.tasks import seeded_split
 from ..models import ChemoMAEConfig, ChemoMAEForPreTraining, WaveMAEConfig, WaveMAEForPreTraining
 from ..models.masking import masked_reconstruction_loss
+from ..models.validation import check_float
 from ..processing.spectra import SpectraProcessor
 from .common import check_reload, config_arguments, parse_args, print_held_out, train_model
 
@@ -47,7 +61,11 @@ SpectralModelArguments = config_arguments(
 class SpectralDataArguments:
     """Which spectra, and how they are preprocessed."""
 
-    dataset: str = field(default="tablet", metadata={"help": "a real data set: tablet or corn"})
+    dataset: str = field(default="tablet", metadata={"help": "a real data set: tablet or corn (unless --data)"})
+    data: str | None = field(default=None, metadata={
+        "help": "your spectra: CSV/TSV/Parquet with wavelength headers, or .npy with --axis"})
+    axis: str | None = field(default=None, metadata={"help": "wavelength axis of .npy --data (.npy/.txt/.csv file)"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "share of --data spectra held out (seeded)"})
     scaling: str = field(default="autoscale", metadata={"help": "none, center or autoscale (after SNV)"})
     do_snv: bool = True
     max_train_samples: int | None = None
@@ -70,6 +88,35 @@ def masked_errors(model, x: torch.Tensor, mean_spectrum: torch.Tensor, seed: int
     return model_mse, mean_mse
 
 
+def load_pretraining_spectra(data_args: SpectralDataArguments, seed: int
+                             ) -> tuple[datasets.Dataset, datasets.Dataset, str]:
+    """``(train, held_out, name)`` spectra: the bundled set ``--dataset`` (its own split) or the user's ``--data``
+    file split by a seeded ``--eval_fraction``.
+
+    Example:
+        >>> import pandas as pd, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "mine.csv")
+        >>> pd.DataFrame([[0.1 * i, 0.2, 0.3 + i] for i in range(10)], columns=["900", "950", "1000"]).to_csv(path, index=False)
+        >>> train, held_out, name = load_pretraining_spectra(SpectralDataArguments(data=path, eval_fraction=0.2), seed=0)
+        >>> len(train), len(held_out), name
+        (8, 2, 'mine.csv')
+    """
+    if data_args.data is None:
+        if data_args.axis is not None:
+            raise ValueError("`axis` is the wavelength axis of .npy `--data` spectra; it needs --data.")
+        data = load_spectral_dataset(data_args.dataset)
+        return data["train"], data["test"], data_args.dataset
+    check_float("eval_fraction", data_args.eval_fraction, minimum=0.0, maximum=1.0, minimum_exclusive=True,
+                maximum_exclusive=True)
+    spectra = read_spectra(data_args.data, axis=data_args.axis)
+    train_rows, eval_rows = seeded_split(len(spectra), data_args.eval_fraction, seed)
+    if train_rows.size < 2 or eval_rows.size < 1:
+        raise ValueError(f"{data_args.data}: {len(spectra)} spectra give {train_rows.size} training and "
+                         f"{eval_rows.size} held-out ones at `eval_fraction`={data_args.eval_fraction}; expected at "
+                         f"least 2 and 1 (use more spectra or another --eval_fraction).")
+    return spectra.select(train_rows), spectra.select(eval_rows), Path(data_args.data).name
+
+
 def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
     """Run one spectral pretraining job; returns the exit code (see the module docstring)."""
     config_class, model_class = JOBS[model_name]
@@ -80,8 +127,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
         prog=f"hf-mae pretrain {model_name}")
 
     # data -> processing: fit SNV + scaling on the training split only
-    data = load_spectral_dataset(data_args.dataset)
-    train_raw, eval_raw = data["train"], data["test"]
+    train_raw, eval_raw, data_name = load_pretraining_spectra(data_args, training_args.seed)
     if data_args.max_train_samples is not None:
         train_raw = train_raw.select(range(min(data_args.max_train_samples, len(train_raw))))
     wavelengths = np.asarray(spectral_metadata(train_raw)["wavelengths"])
@@ -111,7 +157,7 @@ def pretrain(model_name: str, argv: Sequence[str] | None = None) -> int:
     x_eval = torch.tensor(np.asarray(eval_ds["input_values"]), dtype=torch.float32)
     mean_spectrum = torch.tensor(np.asarray(train_ds["input_values"]), dtype=torch.float32).mean(0, keepdim=True)
     model_mse, mean_mse = masked_errors(model.float().cpu(), x_eval, mean_spectrum, training_args.seed)
-    print_held_out(f"held-out masked reconstruction MSE ({len(x_eval)} {data_args.dataset} test spectra, "
+    print_held_out(f"held-out masked reconstruction MSE ({len(x_eval)} {data_name} test spectra, "
                    f"{model.config.n_mask}/{model.config.n_blocks} blocks masked):",
                    (model_name, model_mse), ("mean training spectrum", mean_mse), metrics)
 

@@ -11,6 +11,13 @@ the run with ``AutoModel`` to check the encoder's outputs are unchanged.
 
     hf-mae pretrain spectral-gpt --output_dir runs/sgpt --max_steps 200
     hf-mae pretrain spectral-gpt --data_dir my_cubes/ --num_bands 120 --band_patch_size 4 --bf16
+    hf-mae pretrain spectral-gpt --data scene.hdr --band_patch_size 4          # one ENVI scene, cut into tiles
+    hf-mae pretrain spectral-gpt --data scene.npy --band_axis -1 --tile_size 32
+
+``--data FILE`` reads one scene (``.npy``/``.mat`` with ``--band_axis``, never guessed; ENVI ``.hdr`` states it)
+and cuts it into non-overlapping ``--tile_size`` tiles (default ``--image_size``), each registered to
+``--image_size``. ``--num_bands`` is the scene's; ``--band_patch_size`` must divide it (checked against the
+data). Auxiliary-modality encoders are built only for modalities some cube has: a scene file has none.
 
 The default model is the reference design's (145.6M parameters): made for an accelerator; 200 steps take
 about 3 hours on 2 CPU cores. Without an accelerator the job says so before training and names the flags of
@@ -28,6 +35,7 @@ import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, AutoModel
 
+from ..data.cube_files import read_cube
 from ..data.hyperspectral import (
     DataCollatorForHyperspectral,
     HyperspectralDataset,
@@ -84,6 +92,11 @@ class SpectralGPTDataArguments:
     """Which cubes, and how they are read."""
 
     data_dir: str | None = field(default=None, metadata={"help": "folder of .npy/.mat cubes; default: generated"})
+    data: str | None = field(default=None, metadata={
+        "help": "one scene: .npy/.mat (with --band_axis) or ENVI .hdr, cut into --tile_size tiles"})
+    band_axis: int | None = field(default=None, metadata={
+        "help": "axis of the --data array holding the bands: 0, 1, 2 or -1 (never guessed; ENVI: from the header)"})
+    tile_size: int | None = field(default=None, metadata={"help": "side of the --data tiles (default --image_size)"})
     mat_key: str | None = field(default=None, metadata={"help": "variable name in .mat files holding more than one array"})
     layout: str = field(default="auto", metadata={"help": "auto, bands_first (bands, H, W) or bands_last (H, W, bands)"})
     num_synthetic: int = field(default=256, metadata={"help": "generated cubes when no --data_dir"})
@@ -99,6 +112,82 @@ def infer_num_bands(cube: np.ndarray, layout: str) -> int:
     if layout == "bands_last":
         return int(cube.shape[-1])
     return int(min(cube.shape[0], cube.shape[-1]))
+
+
+def scene_tiles(cube: np.ndarray, tile_size: int, name: str = "scene") -> list[dict]:
+    """Raw samples: the non-overlapping ``tile_size`` x ``tile_size`` tiles of a (bands, H, W) scene (a border
+    narrower than a tile is left out), named ``<name>@row,col``, without auxiliary images.
+
+    Example:
+        >>> tiles = scene_tiles(np.zeros((4, 10, 21), np.float32), 10)
+        >>> len(tiles), tiles[1]["name"], tiles[1]["cube"].shape
+        (2, 'scene@0,10', (4, 10, 10))
+    """
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 1:
+        raise ValueError(f"`tile_size` must be a positive integer, got {tile_size!r}.")
+    _, height, width = cube.shape
+    if tile_size > min(height, width):
+        raise ValueError(f"`tile_size`={tile_size} is larger than the {height}x{width} scene {name}; pass a "
+                         f"smaller --tile_size.")
+    return [{"name": f"{name}@{row},{col}", "cube": cube[:, row:row + tile_size, col:col + tile_size], "aux": {}}
+            for row in range(0, height - tile_size + 1, tile_size) for col in range(0, width - tile_size + 1, tile_size)]
+
+
+def check_bands(num_bands: int, band_patch_size: int, source: str) -> None:
+    """Refuse a band grouping that does not divide the data's bands, naming the flag and the divisors.
+
+    Example:
+        >>> check_bands(12, 5, "scene.npy")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: scene.npy has 12 bands: `--band_patch_size` 5 does not divide them; divisors of 12: [1, 2, 3, 4, 6, 12].
+    """
+    if num_bands % band_patch_size:
+        divisors = [d for d in range(1, num_bands + 1) if num_bands % d == 0]
+        raise ValueError(f"{source} has {num_bands} bands: `--band_patch_size` {band_patch_size} does not divide "
+                         f"them; divisors of {num_bands}: {divisors}.")
+
+
+def load_own_cubes(model_args, data_args) -> tuple[list[dict], str]:
+    """Raw samples from ``--data`` (a scene cut into tiles) or ``--data_dir`` (a folder of cubes), with
+    ``model_args.num_bands`` set from the data (or checked against it) and ``model_args.aux_modalities`` cut to
+    the modalities some sample has; returns the samples and the processor's layout."""
+    if data_args.data is not None:
+        if data_args.data_dir is not None:
+            raise ValueError("Pass either `--data` (one scene) or `--data_dir` (a folder of cubes), not both.")
+        cube, meta = read_cube(data_args.data, data_args.band_axis, mat_key=data_args.mat_key)
+        check_bands(cube.shape[0], model_args.band_patch_size, data_args.data)
+        if model_args.num_bands not in (None, cube.shape[0]):
+            raise ValueError(f"`--num_bands` {model_args.num_bands} does not match {data_args.data}, which has "
+                             f"{cube.shape[0]} bands.")
+        tile = data_args.tile_size or min(model_args.image_size, *cube.shape[1:])
+        samples = scene_tiles(cube, tile, Path(data_args.data).name)
+        print(f"{data_args.data}: {cube.shape[0]} bands x {cube.shape[1]} x {cube.shape[2]} pixels (bands on axis "
+              f"{meta['band_axis']}) -> {len(samples)} tiles of {tile} x {tile}")
+        if len(samples) < 2:
+            raise ValueError(f"{data_args.data}: {cube.shape[1]}x{cube.shape[2]} pixels give {len(samples)} tile of "
+                             f"{tile}x{tile}; pass a smaller --tile_size (at least 2 tiles: one to train, one to "
+                             f"evaluate).")
+        source, layout, bands = data_args.data, "bands_first", cube.shape[0]
+    else:
+        if data_args.band_axis is not None or data_args.tile_size is not None:
+            raise ValueError("`--band_axis` and `--tile_size` are for a `--data` scene.")
+        samples = load_cube_folder(data_args.data_dir, model_args.aux_modalities, data_args.mat_key)
+        source, layout = data_args.data_dir, data_args.layout
+        bands = infer_num_bands(samples[0]["cube"], layout)
+    if model_args.num_bands is None:
+        model_args.num_bands = bands
+        print(f"num_bands={bands} (read from {source})")
+    elif model_args.num_bands != bands:
+        raise ValueError(f"`--num_bands` {model_args.num_bands} does not match {source}, which has {bands} bands.")
+    check_bands(bands, model_args.band_patch_size, source)
+    present = [m for m in model_args.aux_modalities if any(m in s["aux"] for s in samples)]
+    if present != list(model_args.aux_modalities):
+        print(f"auxiliary modalities without any image in {source}: "
+              f"{[m for m in model_args.aux_modalities if m not in present]}; their encoders are not built")
+        model_args.aux_modalities = present
+        model_args.aux_num_channels = None
+    return samples, layout
 
 
 def held_out_report(model: SpectralGPTForPreTraining, dataset: HyperspectralDataset, batch_size: int, seed: int,
@@ -140,13 +229,13 @@ def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
     if not 0.0 < data_args.eval_fraction < 1.0:
         raise ValueError(f"`eval_fraction` must be in (0, 1), got {data_args.eval_fraction}.")
 
-    # data: a folder of cubes, or generated cubes
-    if data_args.data_dir is not None:
-        samples = load_cube_folder(data_args.data_dir, model_args.aux_modalities, data_args.mat_key)
-        if model_args.num_bands is None:
-            model_args.num_bands = infer_num_bands(samples[0]["cube"], data_args.layout)
-            print(f"num_bands={model_args.num_bands} (read from {samples[0]['name']}, shape {samples[0]['cube'].shape})")
+    # data: a scene, a folder of cubes, or generated cubes
+    layout = data_args.layout
+    if data_args.data is not None or data_args.data_dir is not None:
+        samples, layout = load_own_cubes(model_args, data_args)
     else:
+        if data_args.band_axis is not None or data_args.tile_size is not None:
+            raise ValueError("`--band_axis` and `--tile_size` are for a `--data` scene.")
         model_args.num_bands = model_args.num_bands or 12
         size = data_args.synthetic_size or max(model_args.patch_size, model_args.image_size * 3 // 4)
         samples = synthetic_cubes(data_args.num_synthetic, num_bands=model_args.num_bands, size=size,
@@ -162,7 +251,7 @@ def pretrain_spectral_gpt(argv: Sequence[str] | None = None) -> int:
     # model and processor
     config = SpectralGPTConfig(**asdict(model_args))
     model = SpectralGPTForPreTraining(config)
-    processor = HyperspectralProcessor.from_model_config(config, layout=data_args.layout)
+    processor = HyperspectralProcessor.from_model_config(config, layout=layout)
     processor.fit([s["cube"] for s in train_samples])
     train_ds, eval_ds = HyperspectralDataset(train_samples, processor), HyperspectralDataset(eval_samples, processor)
     print(f"{len(train_ds)} training and {len(eval_ds)} held-out cubes; {config.num_patches} tokens per cube; "
