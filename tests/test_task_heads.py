@@ -109,6 +109,23 @@ def test_shapes_and_output_type(name):
         assert AutoModelForSequenceClassification.from_config(model.config).__class__ is type(model)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_hidden_states_attentions_and_tuple_output(name):
+    for pooling in ARCHITECTURES[name].poolings:
+        model = _classifier(name, num_labels=2, classifier_pooling=pooling).eval()
+        model.set_attn_implementation("eager")   # SDPA returns no attention probabilities (BERT)
+        inputs = ARCHITECTURES[name].inputs(2, 0)
+        out = model(**inputs, output_hidden_states=True, output_attentions=True)
+        layers = model.config.num_hidden_layers
+        assert len(out.hidden_states) == layers + 1 and len(out.attentions) == layers
+        assert out.attentions[0].shape[:2] == (2, model.config.num_attention_heads)
+        plain = model(**inputs)
+        assert plain.hidden_states is None and plain.attentions is None
+        as_tuple = model(**inputs, labels=torch.tensor([0, 1]), return_dict=False)
+        assert isinstance(as_tuple, tuple) and as_tuple[0].ndim == 0
+        torch.testing.assert_close(as_tuple[1], plain.logits)
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if len(ARCHITECTURES[n].poolings) == 2])
 def test_cls_and_mean_pooling_read_different_features(name):
     cls = _classifier(name, num_labels=1, classifier_pooling="cls").eval()

@@ -247,13 +247,16 @@ class _ProteinMAEV2Encoder(nn.Module):
         self.encoder = TransformerStack(config, config.embed_dim, config.num_layers, config.nhead,
                                         config.dim_feedforward, config.dropout, config.layer_norm_eps)
 
-    def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(B, L, input_dim), valid (B, L) bool -> per-residue states (B, L, embed_dim), as ``ProteinMAEV2Model``
-        computes them with nothing masked (zeros at padding)."""
+    def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor, *, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> BaseModelOutput:
+        """(B, L, input_dim), valid (B, L) bool -> per-residue states ``last_hidden_state`` (B, L, embed_dim), as
+        ``ProteinMAEV2Model`` computes them with nothing masked (zeros at padding), + hidden states/attentions."""
         tokens = self.embed(residue_embeddings) + self.pos_embed[:, :residue_embeddings.shape[1]].to(
             residue_embeddings.dtype)
-        hidden = self.encoder(tokens, padding_to_attention_mask(~valid, tokens.dtype))
-        return hidden * valid[..., None]
+        encoded = self.encoder.run(tokens, padding_to_attention_mask(~valid, tokens.dtype),
+                                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        encoded.last_hidden_state = encoded.last_hidden_state * valid[..., None]
+        return encoded
 
 
 class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEPreTrainedModel):
@@ -285,11 +288,18 @@ class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEP
         self.build_head(config.embed_dim)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None):
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None):
         """residue_embeddings (B, L, input_dim), right-padded, attention_mask (B, L) 1 = residue ->
-        ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``."""
+        ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``;
+        the encoder's hidden states/attentions when asked for (default: the config's); ``return_dict=False``
+        returns a tuple."""
         valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
                                      max_length=self.config.max_length)
-        hidden = self.mae(residue_embeddings, valid)                                        # (B, L, D)
-        return classification_output(self.classifier(hidden, valid), labels, self.config)
+        encoded = self.mae(residue_embeddings, valid,
+                           output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+                           output_attentions=output_flag(output_attentions, self.config.output_attentions))
+        logits = self.classifier(encoded.last_hidden_state, valid)                          # (B, num_labels)
+        return classification_output(logits, labels, self.config, encoded.hidden_states, encoded.attentions)

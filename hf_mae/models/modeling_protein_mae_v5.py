@@ -285,13 +285,18 @@ class ProteinMAEV5ForSequenceClassification(SequenceClassifierMixin, ProteinMAEP
         self.build_head(config.embed_dim)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None):
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                output_attentions: bool | None = None):
         """residue_embeddings (B, L, input_dim), right-padded, attention_mask (B, L) 1 = residue ->
-        ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``."""
-        out = self.mae(residue_embeddings, attention_mask)                                 # (B, 1 + P, D)
+        ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``;
+        the encoder's hidden states/attentions when asked for (default: the config's); ``return_dict=False``
+        returns a tuple."""
+        out = self.mae(residue_embeddings, attention_mask, output_hidden_states=output_hidden_states,
+                       output_attentions=output_attentions, return_dict=True)               # (B, 1 + P, D)
         if self.classifier.pooling == "cls":
             logits = self.classifier(out.last_hidden_state)
         else:
             logits = self.classifier(out.last_hidden_state[:, 1:], out.patch_valid)
-        return classification_output(logits, labels, self.config)
+        return classification_output(logits, labels, self.config, out.hidden_states, out.attentions)

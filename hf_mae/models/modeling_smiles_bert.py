@@ -186,10 +186,15 @@ class SMILESBERTForSequenceClassification(SequenceClassifierMixin, SMILESBERTPre
         self.build_head(config.hidden_size)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None):
         """input_ids (B, L) [+ attention_mask (B, L), 1 = token] -> ``SequenceClassifierOutput``: ``logits``
-        (B, num_labels) and, with ``labels``, the mean ``loss`` of ``config.problem_type``."""
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids).last_hidden_state                 # (B, L, H)
-        return classification_output(self.classifier(hidden, attention_mask), labels, self.config)
+        (B, num_labels) and, with ``labels``, the mean ``loss`` of ``config.problem_type``; BERT's hidden
+        states and attentions when asked for; ``return_dict=False`` returns a tuple."""
+        encoded = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                            return_dict=True)
+        logits = self.classifier(encoded.last_hidden_state, attention_mask)                # (B, num_labels)
+        return classification_output(logits, labels, self.config, encoded.hidden_states, encoded.attentions)

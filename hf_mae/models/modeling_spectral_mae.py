@@ -136,8 +136,10 @@ class SpectralEncoder(nn.Module):
         z = F.normalize(self.to_latent(out.last_hidden_state[:, 0]), dim=-1)         # (B, latent_dim)
         return z, out
 
-    def token_states(self, x: torch.Tensor) -> torch.Tensor:
-        """Every token's final hidden state, all blocks visible: (B, L) -> (B, 1 + n_blocks, D), [CLS] first.
+    def token_states(self, x: torch.Tensor, *, output_hidden_states: bool = False,
+                     output_attentions: bool = False) -> BaseModelOutput:
+        """Every token's final state, all blocks visible: (B, L) -> ``last_hidden_state`` (B, 1 + n_blocks, D),
+        [CLS] first (+ the transformer's hidden states and attentions when asked for).
 
         ``forward`` computes only the [CLS] row in the last layer; mean pooling needs every row, so this runs
         the full last layer.
@@ -146,7 +148,8 @@ class SpectralEncoder(nn.Module):
         tokens = self.patch_embed(x.view(batch, self.n_blocks, self.block_size))     # (B, N, D)
         tokens = tokens + self.position_embeddings(tokens.dtype, tokens.device)
         hidden = torch.cat([self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)  # (B, 1+N, D)
-        return self.transformer(hidden)
+        return self.transformer.run(hidden, output_hidden_states=output_hidden_states,
+                                    output_attentions=output_attentions)
 
 
 class ChemoEncoder(SpectralEncoder):
@@ -437,16 +440,25 @@ class _SpectralMAEForSequenceClassification(SequenceClassifierMixin, SpectralMAE
         self.build_head(config.latent_dim if config.classifier_pooling == "cls" else config.d_model)
         self.post_init()
 
-    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None):
+    @can_return_tuple
+    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None):
         """input_values (B, L) -> ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``,
-        the mean ``loss`` of ``config.problem_type`` (transformers' semantics, see ``hf_mae.models.heads``)."""
+        the mean ``loss`` of ``config.problem_type`` (transformers' semantics, see ``hf_mae.models.heads``).
+        ``output_hidden_states``/``output_attentions`` (default: the config's) add the encoder's; ``return_dict=False``
+        returns a tuple."""
         check_tensor("input_values", input_values, ndim=2, shape=(None, self.config.seq_len))
+        flags = dict(output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
+                     output_attentions=output_flag(output_attentions, self.config.output_attentions))
         encoder = self.mae["encoder"]
         if self.classifier.pooling == "cls":
-            features = encoder(input_values)[:, None] * self.config.latent_dim ** 0.5  # (B, 1, latent_dim): z
+            z, encoded = encoder.run(input_values, **flags)
+            features = z[:, None] * self.config.latent_dim ** 0.5                     # (B, 1, latent_dim): z
         else:
-            features = encoder.token_states(input_values)[:, 1:]                     # (B, N, D): block tokens
-        return classification_output(self.classifier(features), labels, self.config)
+            encoded = encoder.token_states(input_values, **flags)
+            features = encoded.last_hidden_state[:, 1:]                               # (B, N, D): block tokens
+        return classification_output(self.classifier(features), labels, self.config, encoded.hidden_states,
+                                     encoded.attentions)
 
     def encode(self, x: torch.Tensor, visible_mask: None = None) -> torch.Tensor:
         """The fine-tuned encoder's latent ``z`` (B, latent_dim), all blocks visible: what ``get_features`` and
