@@ -48,15 +48,19 @@ from hf_mae.models import (  # noqa: E402
     ChemoMAE,
     ChemoMAEConfig,
     ChemoMAEForPreTraining,
+    ChemoMAEForSequenceClassification,
     MAEEncoder,
     ProteinInteractionConfig,
     ProteinInteractionForSequenceClassification,
     ProteinInteractionModel,
     ProteinMAEV2Config,
     ProteinMAEV2ForPreTraining,
+    ProteinMAEV2ForSequenceClassification,
     ProteinMAEV5Config,
     ProteinMAEV5ForPreTraining,
+    ProteinMAEV5ForSequenceClassification,
     SMILESBERTForMaskedLM,
+    SMILESBERTForSequenceClassification,
     SMILESBERTMLMConfig,
     SMILESBERTModel,
     SpectralGPTConfig,
@@ -67,6 +71,7 @@ from hf_mae.models import (  # noqa: E402
     WaveMAE,
     WaveMAEConfig,
     WaveMAEForPreTraining,
+    WaveMAEForSequenceClassification,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -132,6 +137,14 @@ _BOOL_OUTPUTS = {
     "test_model_outputs_equivalence": "the outputs include bool masks (visible/hidden tokens), which the common "
                                       "test subtracts (test_tuple_and_dict_outputs_agree checks them instead)",
 }
+_ENCODER_ONLY_BASE = {
+    # The common test saves `getattr(model, base_model_prefix)` as a base model and reloads the classifier from
+    # it. These heads hold only the MAE's encoder under that prefix (no decoder, nothing a base model can be
+    # saved from); loading them from a saved base model and from a pretraining run is tested in
+    # tests/test_task_heads.py (encoder weights bit-identical, missing keys = the head's only).
+    "test_correct_missing_keys": "the head keeps only the encoder under `base_model_prefix`, not a saveable base "
+                                 "model (tests/test_task_heads.py loads it from base and pretraining checkpoints)",
+}
 NOT_APPLICABLE: dict[str, dict[str, str]] = {
     "ChemoMAEModelTest": {**_NOT_TOKENS, **_SEED_TRIPLE, **_SEED_SIGNATURE, **_BOOL_OUTPUTS},
     "ChemoMAEForPreTrainingTest": {**_NOT_TOKENS, **_BOOL_OUTPUTS},
@@ -150,6 +163,11 @@ NOT_APPLICABLE: dict[str, dict[str, str]] = {
                                      "slice per row (SpectralGPTForPreTrainingTest covers batching without them)",
     },
     "SMILESBERTModelTest": {},
+    "ChemoMAEForSequenceClassificationTest": {**_NOT_TOKENS, **_VOCABULARY_MISMATCH, **_ENCODER_ONLY_BASE},
+    "WaveMAEForSequenceClassificationTest": {**_NOT_TOKENS, **_VOCABULARY_MISMATCH, **_ENCODER_ONLY_BASE},
+    "ProteinMAEV2ForSequenceClassificationTest": {**_NOT_TOKENS, **_LEFT_PADDING, **_VOCABULARY_MISMATCH,
+                                                  **_ENCODER_ONLY_BASE},
+    "ProteinMAEV5ForSequenceClassificationTest": {**_NOT_TOKENS, **_LEFT_PADDING, **_VOCABULARY_MISMATCH},
 }
 
 
@@ -211,6 +229,15 @@ class SpectralMAETester(_Tester):
         return {"input_values": floats_tensor([self.batch_size, 32]), "noise": torch.rand(self.batch_size, 16)}
 
 
+class SpectralMAEClassifierTester(SpectralMAETester):
+    """The task heads read every block (no mask): CLS + 16 block tokens."""
+
+    seq_length = 17
+
+    def inputs(self):
+        return {"input_values": floats_tensor([self.batch_size, 32])}
+
+
 def _residues(batch: int, length: int, dim: int, padded: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Residue embeddings and a right-padded mask: the last row has ``padded`` padding positions."""
     mask = torch.ones(batch, length, dtype=torch.long)
@@ -236,6 +263,15 @@ class ProteinMAEV2Tester(_Tester):
         embeddings, mask = _residues(self.batch_size, self.seq_length, 12, padded=3)
         return {"residue_embeddings": embeddings, "attention_mask": mask,
                 "noise": torch.rand(self.batch_size, self.seq_length)}
+
+
+class ProteinMAEV2ClassifierTester(ProteinMAEV2Tester):
+    """The V2 task head reads every residue (no mask)."""
+
+    def inputs(self):
+        inputs = super().inputs()
+        del inputs["noise"]
+        return inputs
 
 
 def _v5_config() -> ProteinMAEV5Config:
@@ -500,7 +536,15 @@ COMMON_TEST_CASES = {
     "WaveMAEModelTest": ((WaveMAE,), SpectralMAETester, (WaveMAEConfig,), {}),
     "WaveMAEForPreTrainingTest": ((WaveMAEForPreTraining,), SpectralMAETester, (WaveMAEConfig,), {}),
     "ProteinMAEV2ModelTest": ((TransformerMAE, ProteinMAEV2ForPreTraining), ProteinMAEV2Tester, (), {}),
+    "ChemoMAEForSequenceClassificationTest": ((ChemoMAEForSequenceClassification,), SpectralMAEClassifierTester,
+                                              (ChemoMAEConfig,), {}),
+    "WaveMAEForSequenceClassificationTest": ((WaveMAEForSequenceClassification,), SpectralMAEClassifierTester,
+                                             (WaveMAEConfig,), {}),
+    "ProteinMAEV2ForSequenceClassificationTest": ((ProteinMAEV2ForSequenceClassification,),
+                                                  ProteinMAEV2ClassifierTester, (), {}),
     "ProteinMAEV5ModelTest": ((MAEEncoder,), ProteinMAEV5Tester, (), {}),
+    "ProteinMAEV5ForSequenceClassificationTest": ((ProteinMAEV5ForSequenceClassification,), ProteinMAEV5Tester,
+                                                  (), {}),
     "ProteinMAEV5ForPreTrainingTest": ((ProteinMAEV5ForPreTraining,), ProteinMAEV5ForPreTrainingTester, (), {}),
     "ProteinInteractionModelTest": ((ProteinInteractionModel, ProteinInteractionForSequenceClassification),
                                     ProteinInteractionTester, (), _PAIR_INPUTS),
@@ -509,7 +553,8 @@ COMMON_TEST_CASES = {
     "SpectralGPTModelTest": ((SpectralGPTModel, SpectralGPTForImageClassification), SpectralGPTTester, (), {}),
     "SpectralGPTForPreTrainingTest": ((SpectralGPTForPreTraining,), SpectralGPTForPreTrainingTester, (), {}),
     "SpectralGPTForPreTrainingWithAuxTest": ((SpectralGPTForPreTraining,), SpectralGPTWithAuxTester, (), {}),
-    "SMILESBERTModelTest": ((SMILESBERTModel, SMILESBERTForMaskedLM), SMILESBERTTester, (),
+    "SMILESBERTModelTest": ((SMILESBERTModel, SMILESBERTForMaskedLM, SMILESBERTForSequenceClassification),
+                            SMILESBERTTester, (),
                             {"config_has_text_modality": True}),
 }
 for _name, (_models, _tester, _args, _extra) in COMMON_TEST_CASES.items():

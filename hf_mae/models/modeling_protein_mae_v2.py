@@ -288,6 +288,10 @@ class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEP
         self.build_head(config.embed_dim)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Linear:
+        """The encoder's residue embedding (input_dim -> embed_dim), as on ``ProteinMAEV2Model``."""
+        return self.mae.embed
+
     @can_return_tuple
     def forward(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,

@@ -194,7 +194,11 @@ class SMILESBERTForSequenceClassification(SequenceClassifierMixin, SMILESBERTPre
         (B, num_labels) and, with ``labels``, the mean ``loss`` of ``config.problem_type``; BERT's hidden
         states and attentions when asked for; ``return_dict=False`` returns a tuple."""
         encoded = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                            # None -> the config's value; a list of layer indices passes through to BERT
+                            output_hidden_states=self.config.output_hidden_states if output_hidden_states is None
+                            else output_hidden_states,
+                            output_attentions=self.config.output_attentions if output_attentions is None
+                            else output_attentions,
                             return_dict=True)
         logits = self.classifier(encoded.last_hidden_state, attention_mask)                # (B, num_labels)
         return classification_output(logits, labels, self.config, encoded.hidden_states, encoded.attentions)

@@ -440,6 +440,10 @@ class _SpectralMAEForSequenceClassification(SequenceClassifierMixin, SpectralMAE
         self.build_head(config.latent_dim if config.classifier_pooling == "cls" else config.d_model)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Linear:
+        """The encoder's block embedding (block_size -> d_model), as on the MAE."""
+        return self.mae["encoder"].patch_embed
+
     @can_return_tuple
     def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, output_attentions: bool | None = None):
