@@ -14,7 +14,11 @@ split) and reported as mean ± standard deviation over seeds, with its run time.
   earthlib spectra in a generated scene, 30 % of the labelled pixels for training): RBF-SVM on the pixel
   spectrum and on the mean spectrum of the 5 x 5 window around it.
 - model rows (pretrained + fine-tuned, pretrained + frozen probe, untrained + fine-tuned): registered with
-  ``register_model_row``; a task with no model row for its field shows the baselines only.
+  ``register_model_row``; a task with no model row for its field shows the baselines only. Spectra have
+  ChemoMAE rows: ``hf-mae pretrain chemomae`` on the unlabelled spectra of the task's training split (once per
+  task and seed, shared by the first two rows), then ``hf-mae finetune chemomae`` on the training split's CSV
+  with the test split as ``--test_data`` (sizes and steps: ``CHEMOMAE``, ``--pretrain_steps``,
+  ``--finetune_steps``; stated in the page header). ``--no-model_rows`` runs the baselines only.
 
 Primary metric: test RMSE for regression (lower is better), macro F1 for classification (higher is better);
 the verdict counts the tasks where the best model row beats the best baseline ("wins out of N") and says by
@@ -22,7 +26,7 @@ how much each loss is.
 
     python scripts/scoreboard.py                                 # every task, 3 seeds -> docs/scoreboard.md
     python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
-    python scripts/scoreboard.py --resume                        # reuse the raw results already in --json
+    python scripts/scoreboard.py --resume                        # reuse the rows already in --json, run the rest
 
 Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
 run resumes where it stopped.
