@@ -328,6 +328,8 @@ def markdown(results: dict, args) -> str:
              f"Produced by `{' '.join(['python scripts/scoreboard.py', *args.argv])}`" +
              (f" (rows of {', '.join(args.reused)} reused from the raw results of earlier runs with the same seeds)"
               if getattr(args, "reused", None) else "") +
+             (" (`--no-model_rows`: no model row was run; those shown were already in the raw results)"
+              if getattr(args, "model_rows", True) is False else "") +
              f" on {date.today().isoformat()} ({platform.processor() or platform.machine()}, "
              f"{args.threads} thread(s)); seeds {', '.join(map(str, args.seeds))} (mean ± std over seeds; the "
              "seed drives CV folds, forests and training, never the split). Primary metric: test RMSE (regression, "
