@@ -362,9 +362,11 @@ def markdown(results: dict, args) -> str:
             ratio = model[1] / base[1] if base[1] else float("inf")
             worse = 100 * abs(model[1] - base[1]) / abs(base[1]) if base[1] else float("inf")
             how = f"x{ratio:.2f}, {worse:.0f} % {'higher' if direction == 'lower' else 'lower'}"
+            tie = np.isclose(model[1], base[1], rtol=1e-9, atol=0.0)
             verdict = (f"model wins ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if better else
+                       f"tie, not a win ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if tie else
                        f"model loses: {metric} {_fmt(model[1])} vs {_fmt(base[1])} ({how})")
-            if not better:
+            if not better and not tie:
                 verdicts.append(f"- {name}: {model[0]} loses to {base[0]}, {metric} {_fmt(model[1])} vs "
                                 f"{_fmt(base[1])} ({how}).")
         overview.append(f"| {name} | {result['n'][0]}/{result['n'][1]} | {meta['target']} | {base[0]} "
