@@ -14,7 +14,11 @@ split) and reported as mean ± standard deviation over seeds, with its run time.
   earthlib spectra in a generated scene, 30 % of the labelled pixels for training): RBF-SVM on the pixel
   spectrum and on the mean spectrum of the 5 x 5 window around it.
 - model rows (pretrained + fine-tuned, pretrained + frozen probe, untrained + fine-tuned): registered with
-  ``register_model_row``; a task with no model row for its field shows the baselines only.
+  ``register_model_row``; a task with no model row for its field shows the baselines only. Spectra have
+  ChemoMAE rows: ``hf-mae pretrain chemomae`` on the unlabelled spectra of the task's training split (once per
+  task and seed, shared by the first two rows), then ``hf-mae finetune chemomae`` on the training split's CSV
+  with the test split as ``--test_data`` (sizes and steps: ``CHEMOMAE``, ``--pretrain_steps``,
+  ``--finetune_steps``; stated in the page header). ``--no-model_rows`` runs the baselines only.
 
 Primary metric: test RMSE for regression (lower is better), macro F1 for classification (higher is better);
 the verdict counts the tasks where the best model row beats the best baseline ("wins out of N") and says by
@@ -22,7 +26,7 @@ how much each loss is.
 
     python scripts/scoreboard.py                                 # every task, 3 seeds -> docs/scoreboard.md
     python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
-    python scripts/scoreboard.py --resume                        # reuse the raw results already in --json
+    python scripts/scoreboard.py --resume                        # reuse the rows already in --json, run the rest
 
 Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
 run resumes where it stopped.
@@ -109,6 +113,119 @@ def register_model_row(name: str, fields: tuple[str, ...], run: Callable[[dict, 
     ``task``, ``train``/``test`` splits, ``y_train``/``y_test``, ``features``, ``processor``) and returns
     ``(test metrics, seconds)``, or None where the row does not apply."""
     MODEL_ROWS.append(Row(name, "model", tuple(fields), tuple(tasks), run))
+
+
+# -- model rows: ChemoMAE pretrained on the task's training spectra, fine-tuned with `hf-mae finetune` ---------
+# Sizes (stated on the page): a small ChemoMAE, pretrained briefly on the unlabelled training spectra of the task
+# (never the test split) and fine-tuned by hf_mae.training.finetune (the one fine-tuning loop, early stopping on
+# a validation split carved from the training split with split seed 0).
+CHEMOMAE = {"seq_len": SPECTRA_POINTS, "d_model": 128, "nhead": 4, "num_layers": 3, "dim_feedforward": 256}
+PRETRAIN_STEPS, FINETUNE_STEPS, BATCH = 500, 400, 32
+MODEL_SETTINGS = {}   # filled by configure_model_rows (the page header states them)
+_RUNS: dict[tuple[str, int], Path] = {}   # pretrained run per (task, seed), shared by rows (a) and (b)
+
+
+def configure_model_rows(workdir: str | Path, pretrain_steps: int = PRETRAIN_STEPS,
+                         finetune_steps: int = FINETUNE_STEPS, model: dict | None = None, batch: int = BATCH) -> None:
+    MODEL_SETTINGS.update(workdir=Path(workdir), pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
+                          model={**CHEMOMAE, **(model or {})}, batch=batch)
+    _RUNS.clear()
+
+
+def _spectra_table(split, path: Path, labels=None) -> Path:
+    """A task split as the CSV a user would bring: wavelength headers (+ a ``y`` label column)."""
+    import pandas as pd
+
+    from hf_mae.data.spectra import spectral_metadata
+
+    axis = np.asarray(spectral_metadata(split)["wavelengths"], dtype=float)
+    frame = pd.DataFrame(np.asarray(split["spectrum"][:], dtype=np.float64), columns=[repr(float(w)) for w in axis])
+    if labels is not None:
+        frame["y"] = labels
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _common(seed: int, steps: int, out: Path) -> list[str]:
+    s = MODEL_SETTINGS
+    return ["--max_steps", str(steps), "--per_device_train_batch_size", str(s["batch"]), "--seed", str(seed),
+            "--output_dir", str(out), "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
+            "--save_strategy", "no" if "pretrain" in out.name else "steps", "--logging_steps", str(max(steps, 1))]
+
+
+def _pretrained(data: dict, seed: int) -> tuple[Path, float]:
+    """Pretrain (once per task and seed) ChemoMAE on the task's training spectra; ``(run dir, seconds)``."""
+    from hf_mae.training.pretrain_spectra import pretrain
+
+    key = (data["name"], seed)
+    out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-pretrain"
+    if key not in _RUNS:
+        out.mkdir(parents=True, exist_ok=True)
+        table = _spectra_table(data["train"], out.parent / f"{data['name']}-unlabelled.csv")
+        start = time.perf_counter()
+        pretrain("chemomae", ["--data", str(table), *sum(([f"--{k}", str(v)] for k, v in
+                                                          MODEL_SETTINGS["model"].items()), []),
+                              "--eval_steps", str(MODEL_SETTINGS["pretrain_steps"]),
+                              *_common(seed, MODEL_SETTINGS["pretrain_steps"], out)])
+        _RUNS[key] = out
+        (out / "seconds.txt").write_text(f"{time.perf_counter() - start}")
+    return out, float((out / "seconds.txt").read_text())
+
+
+def _untrained(data: dict, seed: int) -> Path:
+    """The same architecture and processor as the pretrained run, with a random (seeded) encoder."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForPreTraining
+
+    run, _ = _pretrained(data, seed)
+    out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-untrained"
+    torch.manual_seed(seed)
+    AutoModelForPreTraining.from_config(AutoConfig.from_pretrained(run)).save_pretrained(out)
+    shutil.copy(run / "preprocessor_config.json", out / "preprocessor_config.json")
+    return out
+
+
+def _finetuned(data: dict, seed: int, model: Path, name: str, extra: list[str]) -> tuple[dict, float]:
+    from hf_mae.training.finetune import finetune
+
+    work = MODEL_SETTINGS["workdir"]
+    files = [work / f"{data['name']}-{split}.csv" for split in ("train", "test")]
+    for path, split, labels in zip(files, ("train", "test"), (data["y_train"], data["y_test"])):
+        if not path.is_file():
+            _spectra_table(data[split], path, labels)
+    out = work / f"{data['name']}-seed{seed}-{name}"
+    steps = MODEL_SETTINGS["finetune_steps"]
+    start = time.perf_counter()
+    finetune("chemomae", ["--model", str(model), "--data", str(files[0]), "--test_data", str(files[1]),
+                          "--target", "y", "--task", data["task"], "--baseline", "false",
+                          "--eval_steps", str(max(steps // 10, 1)), "--save_steps", str(max(steps // 10, 1)),
+                          *extra, *_common(seed, steps, out)])
+    seconds = time.perf_counter() - start
+    test = json.loads((out / "finetune_results.json").read_text())["test"]
+    return {k: v for k, v in test.items() if k in SECONDARY[data["task"]] or k == PRIMARY[data["task"]][0]}, seconds
+
+
+def _pretrained_finetuned(data: dict, seed: int) -> tuple[dict, float]:
+    run, pretrain_seconds = _pretrained(data, seed)
+    metrics, seconds = _finetuned(data, seed, run, "finetuned", [])
+    return metrics, seconds + pretrain_seconds
+
+
+def _pretrained_probe(data: dict, seed: int) -> tuple[dict, float]:
+    run, pretrain_seconds = _pretrained(data, seed)
+    metrics, seconds = _finetuned(data, seed, run, "probe", ["--freeze_encoder", "true", "--learning_rate", "1e-3"])
+    return metrics, seconds + pretrain_seconds
+
+
+def _untrained_finetuned(data: dict, seed: int) -> tuple[dict, float]:
+    return _finetuned(data, seed, _untrained(data, seed), "untrained", [])
+
+
+register_model_row("ChemoMAE pretrained + fine-tuned", ("spectra",), _pretrained_finetuned)
+register_model_row("ChemoMAE pretrained + frozen probe", ("spectra",), _pretrained_probe)
+register_model_row("ChemoMAE untrained + fine-tuned", ("spectra",), _untrained_finetuned)
 
 
 def prepare_scene(name: str) -> dict:
@@ -211,11 +328,25 @@ def markdown(results: dict, args) -> str:
              f"Produced by `{' '.join(['python scripts/scoreboard.py', *args.argv])}`" +
              (f" (rows of {', '.join(args.reused)} reused from the raw results of earlier runs with the same seeds)"
               if getattr(args, "reused", None) else "") +
+             (" (`--no-model_rows`: no model row was run; those shown were already in the raw results)"
+              if getattr(args, "model_rows", True) is False else "") +
              f" on {date.today().isoformat()} ({platform.processor() or platform.machine()}, "
              f"{args.threads} thread(s)); seeds {', '.join(map(str, args.seeds))} (mean ± std over seeds; the "
              "seed drives CV folds, forests and training, never the split). Primary metric: test RMSE (regression, "
              "lower is better) or macro F1 (classification, higher is better). Seconds: features + fit + predict "
              "per seed, measured on a 2-core machine shared with other jobs (times are indicative).", ""]
+    settings = getattr(args, "model_settings", None)
+    if settings:
+        size = ", ".join(f"{k} {v}" for k, v in settings["model"].items())
+        lines += [f"Model rows (spectra): ChemoMAE ({size}) pretrained with `hf-mae pretrain chemomae` for "
+                  f"{settings['pretrain_steps']} steps (batch {settings['batch']}, masked reconstruction) on the "
+                  "unlabelled spectra of the task's training split only (10 % of them held out for its check; the "
+                  "test split is never seen), once per task and seed, then fine-tuned by `hf-mae finetune chemomae` "
+                  f"(the same loop users run: at most {settings['finetune_steps']} steps, batch {settings['batch']}, "
+                  "early stopping on a validation tenth of the training split, standardised targets): "
+                  "*pretrained + fine-tuned* (all weights), *pretrained + frozen probe* (`--freeze_encoder`, head "
+                  "only, learning rate 1e-3) and *untrained + fine-tuned* (the same head on a randomly initialised "
+                  "encoder). Seconds of the pretrained rows include the pretraining.", ""]
     wins, compared, verdicts = 0, 0, []
     overview = ["| task | n train/test | target | best baseline | best model row | verdict |", "|---|---|---|---|---|---|"]
     for name, result in results.items():
@@ -229,11 +360,15 @@ def markdown(results: dict, args) -> str:
             better = model[1] < base[1] if direction == "lower" else model[1] > base[1]
             wins += better
             ratio = model[1] / base[1] if base[1] else float("inf")
+            worse = 100 * abs(model[1] - base[1]) / abs(base[1]) if base[1] else float("inf")
+            how = f"x{ratio:.2f}, {worse:.0f} % {'higher' if direction == 'lower' else 'lower'}"
+            tie = np.isclose(model[1], base[1], rtol=1e-9, atol=0.0)
             verdict = (f"model wins ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if better else
-                       f"model loses: {metric} {_fmt(model[1])} vs {_fmt(base[1])} (x{ratio:.2f})")
-            if not better:
+                       f"tie, not a win ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if tie else
+                       f"model loses: {metric} {_fmt(model[1])} vs {_fmt(base[1])} ({how})")
+            if not better and not tie:
                 verdicts.append(f"- {name}: {model[0]} loses to {base[0]}, {metric} {_fmt(model[1])} vs "
-                                f"{_fmt(base[1])} (x{ratio:.2f}).")
+                                f"{_fmt(base[1])} ({how}).")
         overview.append(f"| {name} | {result['n'][0]}/{result['n'][1]} | {meta['target']} | {base[0]} "
                         f"({metric} {_fmt(base[1])}) | {'—' if model is None else f'{model[0]} ({_fmt(model[1])})'} "
                         f"| {verdict} |")
@@ -271,23 +406,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(ROOT / "scripts" / "results" / "scoreboard.json"))
     parser.add_argument("--resume", action="store_true", help="keep the tasks already in --json")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model_rows", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the model rows (--no-model_rows: baselines only)")
+    parser.add_argument("--pretrain_steps", type=int, default=PRETRAIN_STEPS)
+    parser.add_argument("--finetune_steps", type=int, default=FINETUNE_STEPS)
+    parser.add_argument("--workdir", default=None, help="model runs (default: a temporary folder)")
     args = parser.parse_args(argv)
     args.argv, args.reused = argv, []
     if len(args.seeds) < 1:
         parser.error("--seeds needs at least one seed")
     import torch
 
+    import tempfile
+
     torch.set_num_threads(args.threads)
+    configure_model_rows(args.workdir or tempfile.mkdtemp(prefix="scoreboard-"), args.pretrain_steps,
+                         args.finetune_steps)
+    args.model_settings = MODEL_SETTINGS
+    rows = BASELINE_ROWS + (MODEL_ROWS if args.model_rows else [])
     json_path = Path(args.json)
     saved = json.loads(json_path.read_text()) if args.resume and json_path.is_file() else {}
     results = {}
     for name in args.tasks:
-        if name in saved and saved[name].get("seeds") == args.seeds:
-            results[name] = saved[name]
-            args.reused.append(name)
-            continue
+        done = saved[name] if name in saved and saved[name].get("seeds") == args.seeds else None
+        # --resume: rows already run with these seeds are kept, only the missing ones run
+        missing = [row for row in rows if done is None or row.name not in done["rows"]]
+        if done is not None and not any(row.kind == "baseline" for row in missing):
+            meta = done["meta"]
+            missing = [row for row in missing if row.applies({"name": name, "field": meta["field"],
+                                                               "task": meta["task"]})]
+            if not missing:
+                results[name] = done
+                args.reused.append(name)
+                continue
         start = time.perf_counter()
-        results[name] = {**run_task(name, args.seeds, BASELINE_ROWS + MODEL_ROWS), "seeds": args.seeds}
+        result = run_task(name, args.seeds, missing)
+        if done is not None:
+            args.reused.append(name)
+            result["rows"] = {**done["rows"], **result["rows"]}
+        results[name] = {**result, "seeds": args.seeds}
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**saved, **results}, indent=1))

