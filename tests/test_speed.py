@@ -141,25 +141,21 @@ def test_finiteness_check_is_exact_also_when_the_sum_overflows():
             check_tensor("x", x, ndim=1)
 
 
-def test_pooling_the_same_input_twice_reuses_the_result_only_while_it_is_the_same_unmodified_tensor():
-    from hf_mae.models import pooling
-    from hf_mae.models.pooling import pool_patches
+def test_v5_pools_its_input_once_and_uses_the_pooled_patches_as_its_target(monkeypatch):
+    """V5 pretraining reads the pooled residue embeddings of its patch embedding as the loss target instead of
+    pooling the (B, 1502, 960) input a second time: the target equals an independent pooling of the input."""
+    from hf_mae.models import ProteinMAEV5Config, ProteinMAEV5ForPreTraining, modeling_protein_mae_v5
 
-    values = torch.randn(2, 37, 5)
-    valid = torch.ones(2, 37, dtype=torch.bool)
-    first = pool_patches(values, valid, 4, 10)
-    assert pool_patches(values, valid.clone(), 4, 10)[0] is first[0]       # same input, equal validity: reused
-    first[0].zero_()                                                        # a caller wrote into the result
-    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
-    valid[1, 30:] = False
-    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
-    values.mul_(2)                                                          # modified in place: recomputed
-    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
-    assert torch.allclose(pool_patches(values.clone(), valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0],
-                          atol=1e-6)
-    del values                                                              # the memo does not outlive its input
-    assert not pooling._last_pooling
-    with torch.inference_mode():                                            # inference tensors have no versions
-        values = torch.randn(2, 37, 5)
-        assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
-    assert torch.allclose(pool_patches(values, valid, 4, 10)[0], _pool_reference(values, valid, 4, 10)[0], atol=1e-6)
+    config = ProteinMAEV5Config(input_dim=12, max_length=37, num_patches=10, embed_dim=16, num_layers=1, nhead=2,
+                                dim_feedforward=32, decoder_embed_dim=16, decoder_num_layers=1, decoder_nhead=2,
+                                decoder_dim_feedforward=32)
+    model = ProteinMAEV5ForPreTraining(config).eval()
+    values, mask = torch.randn(2, 37, 12), torch.ones(2, 37, dtype=torch.long)
+    mask[1, 30:] = 0
+    calls = []
+    pool = modeling_protein_mae_v5.pool_patches
+    monkeypatch.setattr(modeling_protein_mae_v5, "pool_patches", lambda v, *a: calls.append(v) or pool(v, *a))
+    out = model(values, mask)
+    assert sum(v is values for v in calls) == 1
+    expected = _pool_reference(values, mask.bool(), config.patch_size, config.num_patches)[0]
+    assert torch.allclose(out.target, expected, atol=1e-6)

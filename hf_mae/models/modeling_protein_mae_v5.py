@@ -50,6 +50,7 @@ class ProteinMAEV5ModelOutput(ModelOutput):
     patch_valid: torch.Tensor | None = None         # (B, num_patches) True = the patch holds residues
     hidden_states: tuple[torch.Tensor, ...] | None = None   # num_layers + 1 x (B, 1 + T, D), when asked for
     attentions: tuple[torch.Tensor, ...] | None = None      # num_layers x (B, nhead, 1 + T, 1 + T), when asked for
+    patch_inputs: torch.Tensor | None = None        # (B, num_patches, input_dim) residue embeddings pooled per patch
 
 
 @dataclass
@@ -79,12 +80,15 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Linear(input_dim, embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, max_length, embed_dim))
 
-    def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> patch tokens (B, P, D), patch validity (B, P), and the pooled residue embeddings (B, P, C) the
+        tokens were projected from (V5's reconstruction target: pooled once, used twice)."""
         length = residue_embeddings.shape[1]
         patches, patch_valid = pool_patches(residue_embeddings, valid, self.patch_size, self.num_patches)  # (B, P, C)
         positions = self.pos_embed[:, :length].to(patches.dtype)                     # (1, L, D): one shared table
         patch_positions, _ = pool_patches(positions, valid, self.patch_size, self.num_patches)          # (B, P, D)
-        return self.proj(patches) + patch_positions, patch_valid
+        return self.proj(patches) + patch_positions, patch_valid, patches
 
 
 class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
@@ -130,7 +134,7 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
         valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
                                      max_length=self.config.max_length)
         ratio = check_mask_ratio(mask_ratio, 0.0)
-        tokens, patch_valid = self.patch_embed(residue_embeddings, valid)                  # (B, P, D), (B, P)
+        tokens, patch_valid, patch_inputs = self.patch_embed(residue_embeddings, valid)   # (B, P, D), (B, P), (B, P, C)
         batch = tokens.shape[0]
         mask = ids_keep = None
         token_valid = patch_valid
@@ -147,7 +151,7 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
         return ProteinMAEV5ModelOutput(last_hidden_state=encoded.last_hidden_state * token_valid[..., None],
                                        attention_mask=token_valid, mask=mask, ids_keep=ids_keep,
                                        patch_valid=patch_valid, hidden_states=encoded.hidden_states,
-                                       attentions=encoded.attentions)
+                                       attentions=encoded.attentions, patch_inputs=patch_inputs)
 
     def get_features(self, residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                      **unused) -> torch.Tensor:
@@ -232,9 +236,7 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
                            generator=eval_mask_generator(self, noise), output_hidden_states=output_hidden_states,
                            output_attentions=output_attentions, return_dict=True)
         reconstruction = self.decoder(encoded)                                               # (B, P, input_dim)
-        valid = torch.ones_like(residue_embeddings[..., 0], dtype=torch.bool) if attention_mask is None \
-            else attention_mask.bool()
-        target, _ = pool_patches(residue_embeddings, valid, self.config.patch_size, self.config.num_patches)
+        target = encoded.patch_inputs                       # (B, P, input_dim): what the patch tokens were made of
         loss = None
         if return_loss:
             loss = masked_reconstruction_loss(reconstruction, target, encoded.mask[..., None].expand_as(target), "mse")

@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 __all__ = ["pool_patches", "masked_mean", "with_cls"]
@@ -31,20 +29,6 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     channels = values.shape[-1]
     if length > patch_size * num_patches:  # they would be silently dropped
         raise ValueError(f"{length} residue positions do not fit {num_patches} patches of {patch_size} residues.")
-    # V5 pools the same residue embeddings twice per step (patch tokens, then the loss target): at full
-    # length that is a memory-bound read of B x 1502 x 960 values each time. The second call reuses the first
-    # one's result: same tensor object, unmodified (``_version``), same validity, same grad mode. Inputs that
-    # need a gradient are not memoised (the memo would hold their graph), nor inference tensors (no versions).
-    # Nor inside a compiled, exported or traced graph: the check reads tensor values (torch.equal), which a graph
-    # must not branch on (torch.export fails on it).
-    memoise = not (values.requires_grad or values.is_inference() or torch.is_inference_mode_enabled()
-                   or torch.compiler.is_compiling() or torch.jit.is_tracing())
-    key = (values._version, values.dtype, values.shape, patch_size, num_patches, torch.is_grad_enabled()) \
-        if memoise else None
-    last = _last_pooling.get("entry")
-    if (memoise and last is not None and last[0]() is values and last[1] == key and torch.equal(last[2], valid)
-            and last[3][0]._version == last[4]):          # nobody wrote into the pooled result since
-        return last[3]
     shared = values.shape[0] == 1 and batch > 1
     weight = valid.to(values.dtype)                                                   # (B, L)
     # Weighted sums as batched products: a single read of ``values``, no (B, L, C) temporaries (inputs are
@@ -73,14 +57,8 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
         sums.append(values.new_zeros(batch, missing, channels))
         counts.append(weight.new_zeros(batch, missing))
         sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)
-    pooled = sums / counts.clamp_min(1.0)[..., None], counts > 0
-    if memoise:   # a weak reference: the memo never keeps the input alive, and is dropped when the input is
-        _last_pooling["entry"] = (weakref.ref(values, lambda _: _last_pooling.clear()), key, valid.clone(), pooled,
-                                  pooled[0]._version)
-    return pooled
+    return sums / counts.clamp_min(1.0)[..., None], counts > 0
 
-
-_last_pooling: dict[str, tuple] = {}   # pool_patches' one-entry memo (see there)
 
 
 def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
