@@ -417,3 +417,24 @@ def test_spectral_gpt_gradient_accumulation_two_equals_one_batch(tmp_path):
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     for (key, p1), (_, p2) in zip(models[0].named_parameters(), models[1].named_parameters()):
         torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_v2_classifier_encoder_is_the_v2_model_without_masking_parts():
+    """The V2 head holds ProteinMAEV2Model itself (no decoder, no mask token): its residue states equal the
+    pretraining model's all-visible ones, and asking it to mask is an error naming mask_ratio."""
+    settings = dict(input_dim=12, embed_dim=16, num_layers=1, nhead=2, dim_feedforward=32, decoder_hidden_dim=16,
+                    max_length=32)
+    torch.manual_seed(0)
+    pretraining = hf_mae.ProteinMAEV2Model(**settings).eval()
+    head = hf_mae.ProteinMAEV2ForSequenceClassification(**settings, num_labels=2).eval()
+    missing, unexpected = head.mae.load_state_dict(pretraining.state_dict(), strict=False)
+    assert missing == [] and sorted(unexpected) == sorted(
+        k for k in pretraining.state_dict() if k.startswith("decoder.") or k == "mask_token")
+    assert head.mae.mask_token is None and head.mae.decoder is None
+    x, attention = torch.randn(2, 9, 12), torch.tensor([[1] * 9, [1] * 6 + [0] * 3])
+    with torch.no_grad():
+        expected, _ = pretraining.encode_residues(x, attention)
+        states, valid, _ = head.mae._encode(x, attention, None, 0.0, None)
+    torch.testing.assert_close(states.last_hidden_state, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        head.mae(x, attention, mask_ratio=0.5)

@@ -75,13 +75,16 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
 
     config_class = ProteinMAEV2Config
 
-    def __init__(self, config: ProteinMAEV2Config | None = None, add_decoder: bool = True, **kwargs):
+    def __init__(self, config: ProteinMAEV2Config | None = None, add_decoder: bool = True,
+                 add_mask_token: bool = True, **kwargs):
         """``add_decoder=False`` builds the encoder alone (``reconstruction`` and ``compressed`` are then None):
-        what the pair classifier holds, which reads the encoder's states only."""
+        what the pair classifier holds, which reads the encoder's states only. ``add_mask_token=False`` also
+        leaves out the mask token, for a model that never masks (the sequence classifier); it then refuses a
+        ``mask_ratio`` above 0."""
         config = config_from_arguments(self.config_class, config, kwargs)
         super().__init__(config)
         self.embed = nn.Linear(config.input_dim, config.embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if add_mask_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, config.max_length, config.embed_dim))
         self.encoder = TransformerStack(config, config.embed_dim, config.num_layers, config.nhead,
                                         config.dim_feedforward, config.dropout, config.layer_norm_eps)
@@ -127,11 +130,15 @@ class ProteinMAEV2Model(ProteinMAEPreTrainedModel):
                                      max_length=self.config.max_length)
         batch, length, _ = residue_embeddings.shape
         ratio = check_mask_ratio(mask_ratio, self.config.mask_ratio)
+        if ratio > 0 and self.mask_token is None:
+            raise ValueError(f"`mask_ratio` is {ratio}, but this ProteinMAEV2Model was built without a mask token "
+                             "(add_mask_token=False) and encodes every residue; expected mask_ratio=0.")
         noise = draw_noise(batch, length, device=residue_embeddings.device, generator=generator, noise=noise)
         mask = split_valid_by_noise(noise, valid, ratio)[2] if ratio > 0 else torch.zeros_like(valid)  # (B, L)
 
         tokens = self.embed(residue_embeddings)                                             # (B, L, D)
-        tokens = torch.where(mask[..., None], self.mask_token.to(tokens.dtype), tokens)
+        if ratio > 0:
+            tokens = torch.where(mask[..., None], self.mask_token.to(tokens.dtype), tokens)
         tokens = tokens + self.pos_embed[:, :length].to(tokens.dtype)
         encoded = self.encoder.run(
             tokens, padding_to_attention_mask(~valid, tokens.dtype),
@@ -236,29 +243,6 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
 TransformerMAE = ProteinMAEV2Model   # the reference package's name
 
 
-class _ProteinMAEV2Encoder(nn.Module):
-    """V2's encoder without masking or decoder: what a task head needs of ``ProteinMAEV2Model``, under the same
-    parameter names (``embed``, ``pos_embed``, ``encoder``), so its weights load from a V2 checkpoint."""
-
-    def __init__(self, config: ProteinMAEV2Config):
-        super().__init__()
-        self.embed = nn.Linear(config.input_dim, config.embed_dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, config.max_length, config.embed_dim))
-        self.encoder = TransformerStack(config, config.embed_dim, config.num_layers, config.nhead,
-                                        config.dim_feedforward, config.dropout, config.layer_norm_eps)
-
-    def forward(self, residue_embeddings: torch.Tensor, valid: torch.Tensor, *, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> BaseModelOutput:
-        """(B, L, input_dim), valid (B, L) bool -> per-residue states ``last_hidden_state`` (B, L, embed_dim), as
-        ``ProteinMAEV2Model`` computes them with nothing masked (zeros at padding), + hidden states/attentions."""
-        tokens = self.embed(residue_embeddings) + self.pos_embed[:, :residue_embeddings.shape[1]].to(
-            residue_embeddings.dtype)
-        encoded = self.encoder.run(tokens, padding_to_attention_mask(~valid, tokens.dtype),
-                                   output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        encoded.last_hidden_state = encoded.last_hidden_state * valid[..., None]
-        return encoded
-
-
 class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEPreTrainedModel):
     """V2's encoder (nothing masked) with a per-protein regression/classification head on the mean of its
     residue states (``classifier_pooling="mean"``; V2 has no [CLS] token), ``hf_mae.models.heads``.
@@ -284,7 +268,7 @@ class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEP
     def __init__(self, config: ProteinMAEV2Config | None = None, **kwargs):
         config = config_from_arguments(self.config_class, config, kwargs)
         super().__init__(config)
-        self.mae = _ProteinMAEV2Encoder(config)
+        self.mae = ProteinMAEV2Model(config, add_decoder=False, add_mask_token=False)   # nothing is masked
         self.build_head(config.embed_dim)
         self.post_init()
 
@@ -300,10 +284,7 @@ class ProteinMAEV2ForSequenceClassification(SequenceClassifierMixin, ProteinMAEP
         ``SequenceClassifierOutput``: ``logits`` (B, num_labels) and, with ``labels``, the mean ``loss``;
         the encoder's hidden states/attentions when asked for (default: the config's); ``return_dict=False``
         returns a tuple."""
-        valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
-                                     max_length=self.config.max_length)
-        encoded = self.mae(residue_embeddings, valid,
-                           output_hidden_states=output_flag(output_hidden_states, self.config.output_hidden_states),
-                           output_attentions=output_flag(output_attentions, self.config.output_attentions))
+        encoded, valid, _ = self.mae._encode(residue_embeddings, attention_mask, None, 0.0, None,
+                                             output_hidden_states, output_attentions)
         logits = self.classifier(encoded.last_hidden_state, valid)                          # (B, num_labels)
         return classification_output(logits, labels, self.config, encoded.hidden_states, encoded.attentions)
