@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -701,3 +702,26 @@ def test_start_up_removes_what_deleted_repositories_and_cut_off_commits_left(tmp
     assert not restarted.has_lfs(hashlib.sha256(orphan).hexdigest())
     assert loose.id not in Repo(str(restarted.repo_dir("model", "lab/kept"))).object_store
     assert not list(restarted.tmp.iterdir()) and restarted.verify() == []
+
+
+def test_a_repository_deleted_while_a_read_runs_answers_404(hub, watched, monkeypatch):
+    """The race of the test above, made deterministic: the repository is deleted after a reader opened it and
+    before it reads the commit's tree (git objects vanish under the reader); every read route answers 404."""
+    storage = hub.server.app.storage
+    original, armed = type(storage)._files, []
+
+    def delete_then_read(self, repo, oid, tree):
+        if armed:
+            armed.clear()
+            self.delete_repo("model", "lab/gone")
+        return original(self, repo, oid, tree)
+
+    monkeypatch.setattr(type(storage), "_files", delete_then_read)
+    for path in ("/api/models/lab/gone/tree/main", "/api/models/lab/gone", "/api/models/lab/gone/commits/main",
+                 "/lab/gone/resolve/main/a.txt"):
+        assert hub.create("lab/gone") == 200
+        assert hub.commit("lab/gone", [_file_op("a.txt", b"hello")])[0] == 200
+        armed.append(True)
+        status, headers, data = hub.call("GET", path)
+        assert not armed, f"{path} did not read a commit's files"
+        assert status == 404 and headers.get("x-error-code") == "RepoNotFound", (path, status, data[:200])

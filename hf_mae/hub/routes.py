@@ -20,6 +20,8 @@ from starlette.responses import FileResponse, Response
 from . import git_http
 from . import validation as validate
 from .auth import Identity
+from dulwich.errors import NotGitRepository
+
 from .errors import HubError, entry_not_found, repo_not_found
 from .metadata import split_front_matter, validate_card
 from .storage import DEFAULT_BRANCH, tree_oid
@@ -55,6 +57,7 @@ class Call(UploadRoutes):
         self.method = request.method
         self.who = Identity(None, None)
         self.body: BodyReader | None = None
+        self.target: tuple[str, str] | None = None   # (repo_type, repo_id) the request names, once routed
 
     # -- plumbing ----------------------------------------------------------------------------------
     @property
@@ -88,12 +91,21 @@ class Call(UploadRoutes):
             return self._error(error)
         except ClientGone:
             return Response(b"", 400, headers={"Connection": "close"})
-        except Exception as error:  # an unexpected bug must still answer, and say what happened
-            if self.app.verbose:
-                import traceback
+        except (KeyError, OSError, NotGitRepository) as error:
+            if self.target is not None and not self.app.storage.repo_exists(*self.target):
+                # the repository was deleted while this request read it: objects, trees or refs vanished midway
+                return self._error(repo_not_found(self.target[1]))
+            return self._internal(error)
+        except Exception as error:
+            return self._internal(error)
 
-                traceback.print_exc()
-            return self._error(HubError(500, f"Internal error: {type(error).__name__}: {error}"))
+    def _internal(self, error: Exception) -> Response:
+        """An unexpected bug must still answer, and say what happened."""
+        if self.app.verbose:
+            import traceback
+
+            traceback.print_exception(error)
+        return self._error(HubError(500, f"Internal error: {type(error).__name__}: {error}"))
 
     def _error(self, error: HubError) -> Response:
         headers = {key: validate.header_value(value) for key, value in error.headers.items()}
@@ -184,17 +196,18 @@ class Call(UploadRoutes):
                 return self._list_repos(_PLURAL[rest[0]], query)
             if len(rest) >= 3 and rest[0] in _PLURAL:
                 repo_type, repo_id, action = _PLURAL[rest[0]], f"{rest[1]}/{rest[2]}", rest[3:]
-                validate.repo_id(repo_id)
+                self.target = (repo_type, validate.repo_id(repo_id))
                 return self._repo_api(repo_type, repo_id, action, query)
             raise HubError(404, "Unknown API route")
         repo_type, repo_id, rest = _split_repo(segments)
         if rest in (["info", "refs"], ["git-upload-pack"], ["git-receive-pack"]):
-            return self._git(repo_type, validate.repo_id(repo_id.removesuffix(".git")), rest[-1], query)
+            self.target = (repo_type, validate.repo_id(repo_id.removesuffix(".git")))
+            return self._git(*self.target, rest[-1], query)
         if repo_id.endswith(".git") and rest[:3] == ["info", "lfs", "objects"]:
-            repo_id = validate.repo_id(repo_id[: -len(".git")])
-            return self._lfs(repo_type, repo_id, rest[3:], query)
+            self.target = (repo_type, validate.repo_id(repo_id[: -len(".git")]))
+            return self._lfs(*self.target, rest[3:], query)
         if rest[:1] == ["resolve"] and len(rest) >= 3 and method in ("GET", "HEAD"):
-            validate.repo_id(repo_id)
+            self.target = (repo_type, validate.repo_id(repo_id))
             return self._resolve(repo_type, repo_id, validate.revision(rest[1]), validate.file_path("/".join(rest[2:])))
         raise HubError(404, "Not found")
 

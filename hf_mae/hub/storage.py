@@ -370,6 +370,9 @@ class HubStorage:
         validate.repo_id(repo_id)
         return self.root / "repos" / f"{repo_type}s" / f"{repo_id}.git"
 
+    def repo_exists(self, repo_type: str, repo_id: str) -> bool:
+        return (self.repo_dir(repo_type, repo_id) / META_FILE).is_file()
+
     def _existing(self, repo_type: str, repo_id: str) -> Path:
         path = self.repo_dir(repo_type, repo_id)
         if not (path / META_FILE).is_file():
@@ -467,14 +470,8 @@ class HubStorage:
             raise revision_not_found(repo_id, oid)
         title, _, message = git_commit.message.decode("utf-8", "replace").partition("\n\n")
         author = git_commit.author.decode("utf-8", "replace").split(" <")[0]
-        try:
-            files = self._files(repo, oid, git_commit.tree)
-        except KeyError:   # a tree object vanished: the repository was deleted while it was read
-            if not (self.repo_dir(repo_type, repo_id) / META_FILE).is_file():
-                raise repo_not_found(repo_id) from None
-            raise
         return Commit(oid, [p.decode() for p in git_commit.parents], title.strip(), message, _hub_date(git_commit.commit_time),
-                      author, files)
+                      author, self._files(repo, oid, git_commit.tree))
 
     def _files(self, repo: Repo, oid: str, tree: bytes) -> dict[str, FileEntry]:
         """The file map of a commit: git blob oid and size per path, LFS pointers read (cached per commit)."""
