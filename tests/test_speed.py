@@ -204,3 +204,33 @@ def test_v5_pretraining_embeds_only_the_visible_patches_with_the_values_of_embed
     expected = model.encoder(hidden, padding_to_attention_mask(~valid, hidden.dtype)) * valid[..., None]
     scale = expected.abs().max().item()
     assert torch.allclose(out.last_hidden_state, expected, rtol=0, atol=64 * torch.finfo(torch.float32).eps * scale)
+
+
+@pytest.mark.parametrize("max_length, num_patches", [(37, 10), (10, 10)])   # 4 residues per patch; one
+def test_v5_finds_nan_and_inf_through_its_pooled_patches_and_names_them_as_before(monkeypatch, max_length, num_patches):
+    """V5 checks finiteness on the pooled patches instead of reading its full input once more; a NaN or inf
+    anywhere, padding included, still raises the input check's error."""
+    from hf_mae.models import ProteinMAEV5Config, ProteinMAEV5ForPreTraining, validation
+
+    config = ProteinMAEV5Config(input_dim=12, max_length=max_length, num_patches=num_patches, embed_dim=16,
+                                num_layers=1, nhead=2, dim_feedforward=32, decoder_embed_dim=16,
+                                decoder_num_layers=1, decoder_nhead=2, decoder_dim_feedforward=32)
+    model = ProteinMAEV5ForPreTraining(config)
+    mask = torch.ones(2, max_length, dtype=torch.long)
+    mask[1, max_length // 2:] = 0
+    for position in (0, max_length - 1):                 # a residue of sample 1; a padding position of it
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            values = torch.randn(2, max_length, 12)
+            values[1, position, 3] = bad
+            with pytest.raises(ValueError, match=r"`residue_embeddings` contains 1 NaN or infinite"):
+                model(values, mask)
+    read = []
+    checker = validation._all_finite
+    monkeypatch.setattr(validation, "_all_finite", lambda t: read.append(t) or checker(t))
+    finite = torch.randn(2, max_length, 12)
+    assert model(finite, mask).loss.isfinite()
+    assert read and not any(t is finite for t in read)    # finite input: only the pooled patches are read
+    if config.patch_size > 1:
+        huge = torch.full((2, max_length, 12), 3e38)      # finite; patch sums overflow: the input is then read
+        model(huge, mask)
+        assert any(t is huge for t in read)

@@ -28,7 +28,7 @@ from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, gather_
                       masked_reconstruction_loss, split_valid_by_noise)
 from .modeling_protein_base import ProteinMAEPreTrainedModel, check_residue_inputs
 from .pooling import masked_mean, pool_patches, with_cls
-from .validation import config_from_arguments
+from .validation import check_finite_through, config_from_arguments
 
 __all__ = ["PatchEmbedding", "ProteinMAEV5Model", "MAEEncoder", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
            "ProteinMAEV5ModelOutput", "ProteinMAEV5ForPreTrainingOutput", "ProteinMAEV5ForSequenceClassification"]
@@ -142,10 +142,13 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
         real patches; ``noise`` (B, num_patches) or ``generator`` fixes the choice. ``output_hidden_states``/
         ``output_attentions`` (default: the config's) add the encoder's states and attention probabilities;
         ``return_dict=False`` returns a tuple."""
+        # NaN/inf are looked for in the pooled patches, in which every input value takes part: one pass fewer
+        # over the (B, L, C) input, the largest tensor of a step at full length
         valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
-                                     max_length=self.config.max_length)
+                                     max_length=self.config.max_length, finite=False)
         ratio = check_mask_ratio(mask_ratio, 0.0)
         patch_inputs, positions, patch_valid = self.patch_embed.pool(residue_embeddings, valid)  # (B, P, C|D), (B, P)
+        check_finite_through("residue_embeddings", residue_embeddings, patch_inputs)
         batch = patch_inputs.shape[0]
         mask = ids_keep = None
         token_valid, kept_inputs = patch_valid, patch_inputs
