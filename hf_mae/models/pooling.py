@@ -48,8 +48,13 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
             table = values[0, :head].reshape(n_full, patch_size, channels)                    # (F, S, C)
             sums = [torch.bmm(per_patch, table).transpose(0, 1)]                             # (B, F, C)
         else:
-            sums = [torch.matmul(weight[:, None, :head].reshape(batch, n_full, 1, patch_size),
-                                 values[:, :head].reshape(batch, n_full, patch_size, channels)).squeeze(2)]
+            per_patch = weight[:, :head].reshape(batch, n_full, 1, patch_size)                   # (B, F, 1, S)
+            blocks = values[:, :head].reshape(batch, n_full, patch_size, channels)             # (B, F, S, C) view
+            if head == length:   # B x F products of (1, S) @ (S, C) in one batched call
+                sums = [torch.matmul(per_patch, blocks).squeeze(2)]
+            else:   # a partial last patch: (B, F) no longer fold into one batch axis and matmul would copy the
+                # whole input to make them; one batched product per sample reads it in place
+                sums = [torch.stack([torch.bmm(w, v) for w, v in zip(per_patch, blocks)]).squeeze(2)]
         counts = [weight[:, :head].reshape(batch, n_full, patch_size).sum(dim=2)]                       # (B, F)
         if head < length:       # the last positions start one more, shorter patch
             tail = torch.mm(weight[:, head:], values[0, head:])[:, None] if shared \
