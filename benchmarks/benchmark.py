@@ -178,52 +178,72 @@ def _chemo_peer(spec: dict) -> Case:
     return _train_case(peer, loss, spec, optimizer=build_optimizer(peer))
 
 
-class _StepTimer:
-    """Trainer callback: wall time between consecutive optimizer steps (data loading included)."""
+class _SteppedTrainer:
+    """A ``Trainer`` run in a background thread, one optimizer step per ``step()`` call: a callback parks the
+    thread at the end of every step until the next call. A step is then all the Trainer does for it (data
+    loading, collation, clipping, scheduler, callbacks), and it can be timed, and interleaved with other cases,
+    like any hand-written step. The waiting thread uses no CPU, so process CPU time is the Trainer's."""
 
-    def __init__(self):
+    def __init__(self, run: "Callable[[TrainerCallback], None]"):  # noqa: F821
+        import threading
+
         from transformers import TrainerCallback
 
-        timer = self
+        self.go, self.done = threading.Semaphore(0), threading.Semaphore(0)
+        gate = self
 
-        class Callback(TrainerCallback):
+        class Gate(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                timer.stamps.append(time.perf_counter())
-                timer.cpu_stamps.append(time.process_time())
+                gate.done.release()
+                gate.go.acquire()
 
-        self.stamps: list[float] = []
-        self.cpu_stamps: list[float] = []
-        self.callback = Callback()
+        self.error: BaseException | None = None
 
-    def step_times(self, warmup: int, cpu: bool = False) -> list[float]:
-        stamps = self.cpu_stamps if cpu else self.stamps
-        return [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:])]
+        def target():
+            try:
+                run(Gate())
+            except BaseException as error:  # noqa: BLE001  (reported by the next step())
+                self.error = error
+                self.done.release()
+
+        threading.Thread(target=target, daemon=True).start()
+        self.done.acquire()                  # the first step (it builds the optimizer) happens here
+
+    def step(self) -> None:
+        self.go.release()
+        self.done.acquire()
+        if self.error is not None:
+            raise RuntimeError("the Trainer stopped") from self.error
 
 
-def _chemo_trainer(spec: dict) -> dict:
-    """ChemoMAE through ``Trainer`` (``spec["job"]``: through the ``hf-mae pretrain chemomae`` command)."""
+def _chemo_trainer(spec: dict) -> Case:
+    """ChemoMAE through ``Trainer`` (``spec["job"]``: through the ``hf-mae pretrain chemomae`` command), one
+    Trainer step per ``step()``; ``spec["training_args"]``: more ``TrainingArguments`` (not with ``job``)."""
     import numpy as np
     import torch
     from transformers import Trainer, TrainingArguments
 
-    timer = _StepTimer()
-    steps = spec["warmup"] + spec["steps"] + 1
-    out_dir = Path(spec["tmp"]) / f"trainer-{spec['precision']}-{os.getpid()}"
+    out_dir = Path(spec.get("tmp", "/tmp")) / f"trainer-{spec['precision']}-{os.getpid()}"
+    max_steps = 10**9   # never reached: the thread stays parked when the process ends
+
     if spec.get("job"):
-        from hf_mae.training import pretrain_spectra
+        from hf_mae.training import common, pretrain_spectra
 
-        class TimedTrainer(Trainer):  # the job's own Trainer, with the timing callback added
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.add_callback(timer.callback)
+        def run(gate):
+            class GatedTrainer(Trainer):  # the jobs' own Trainer (hf_mae.training.common), with the gate added
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **kwargs)
+                    self.add_callback(gate)
 
-        pretrain_spectra.Trainer = TimedTrainer
-        argv = ["--output_dir", str(out_dir), "--per_device_train_batch_size", str(spec["batch"]), "--max_steps",
-                str(steps), "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1000",
-                "--disable_tqdm", "true", "--dropout", "0", "--dec_dropout", "0", "--report_to", "none"]
-        if spec["precision"] == "bf16":
-            argv.append("--bf16")
-        with contextlib.redirect_stdout(sys.stderr):
+            common.Trainer = GatedTrainer
+            argv = ["--output_dir", str(out_dir), "--per_device_train_batch_size", str(spec["batch"]),
+                    "--max_steps", str(max_steps), "--eval_strategy", "no", "--save_strategy", "no",
+                    "--logging_steps", str(max_steps), "--disable_tqdm", "true", "--dropout", "0",
+                    "--dec_dropout", "0", "--report_to", "none",
+                    "--dataloader_drop_last", "true"]   # every step a full batch (424 training spectra)
+            if spec["precision"] == "bf16":
+                argv.append("--bf16")
+            # (no redirect_stdout: it is process-wide, and this thread never leaves it)
             pretrain_spectra.pretrain_chemomae(argv)
     else:
         import datasets
@@ -231,18 +251,20 @@ def _chemo_trainer(spec: dict) -> dict:
         from hf_mae import ChemoMAEConfig, ChemoMAEForPreTraining
         from hf_mae.data.spectra import DataCollatorForSpectra
 
-        torch.manual_seed(0)
-        model = ChemoMAEForPreTraining(ChemoMAEConfig(**CHEMO, dec_dropout=0.0))
-        rows = np.random.default_rng(0).standard_normal((spec["batch"] * 8, CHEMO["seq_len"]), dtype=np.float32)
-        data = datasets.Dataset.from_dict({"input_values": rows}).with_format("numpy")
-        args = TrainingArguments(str(out_dir), per_device_train_batch_size=spec["batch"], max_steps=steps,
-                                 bf16=spec["precision"] == "bf16", use_cpu=spec["device"] == "cpu",
-                                 report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1000,
-                                 dataloader_pin_memory=spec["device"] == "cuda")
-        Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSpectra(),
-                callbacks=[timer.callback]).train()
-    return {"step_s": timer.step_times(spec["warmup"]), "cpu_s": timer.step_times(spec["warmup"], cpu=True),
-            "samples": spec["batch"]}
+        def run(gate):
+            torch.manual_seed(0)
+            model = ChemoMAEForPreTraining(ChemoMAEConfig(**CHEMO, dec_dropout=0.0))
+            rows = np.random.default_rng(0).standard_normal((spec["batch"] * 8, CHEMO["seq_len"]), dtype=np.float32)
+            data = datasets.Dataset.from_dict({"input_values": rows}).with_format("numpy")
+            args = TrainingArguments(str(out_dir), per_device_train_batch_size=spec["batch"], max_steps=max_steps,
+                                     bf16=spec["precision"] == "bf16", use_cpu=spec["device"] == "cpu",
+                                     report_to="none", save_strategy="no", disable_tqdm=True,
+                                     logging_steps=max_steps, dataloader_pin_memory=spec["device"] == "cuda",
+                                     **spec.get("training_args", {}))
+            Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSpectra(),
+                    callbacks=[gate]).train()
+
+    return Case(_SteppedTrainer(run).step, spec["batch"])
 
 
 def _vitmae(spec: dict, *, tokens_side: int, patch: int, channels: int):
@@ -371,6 +393,7 @@ def _matmul_case(spec: dict) -> Case:
 BUILDERS: dict[str, Callable[[dict], Case]] = {
     "chemomae": _chemo_ours,
     "chemomae-peer": _chemo_peer,
+    "chemomae-trainer": _chemo_trainer,
     "spectral-gpt": _spectral_gpt_case,
     "vitmae-196": lambda s: _vitmae_case(s, tokens_side=14, patch=16, channels=3),
     "protein-v5": _protein_v5_case,
@@ -424,24 +447,21 @@ def run_worker(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
     result = {"load_before": os.getloadavg()[0]}
-    if spec["case"] == "chemomae-trainer":
-        result.update(_chemo_trainer(spec))
-    else:
-        case = BUILDERS[spec["case"]](spec)
-        sync = torch.cuda.synchronize if on_cuda else (lambda: None)
-        for _ in range(spec["warmup"]):
-            case.step()
-        if on_cuda and spec["mode"] == "train":
-            result["syncs_per_step"] = _count_syncs(case.step)
-        times, cpu_times = [], []
-        for _ in range(spec["steps"]):
-            sync()
-            start, cpu_start = time.perf_counter(), time.process_time()
-            case.step()
-            sync()
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)   # all threads; with 1 thread, robust to load
-        result.update(step_s=times, cpu_s=cpu_times, samples=case.samples, flops=case.flops, **case.info)
+    case = BUILDERS[spec["case"]](spec)
+    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+    for _ in range(spec["warmup"]):
+        case.step()
+    if on_cuda and spec["mode"] == "train":
+        result["syncs_per_step"] = _count_syncs(case.step)
+    times, cpu_times = [], []
+    for _ in range(spec["steps"]):
+        sync()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        case.step()
+        sync()
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)   # all threads; with 1 thread, robust to load
+    result.update(step_s=times, cpu_s=cpu_times, samples=case.samples, flops=case.flops, **case.info)
     result["load_after"] = os.getloadavg()[0]
     result["rss_before_mib"] = rss_before
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -159,3 +159,78 @@ def test_v5_pools_its_input_once_and_uses_the_pooled_patches_as_its_target(monke
     assert sum(v is values for v in calls) == 1
     expected = _pool_reference(values, mask.bool(), config.patch_size, config.num_patches)[0]
     assert torch.allclose(out.target, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_type", ["mse", "sse", "huber"])
+def test_a_per_token_mask_gives_the_loss_and_gradient_of_the_mask_expanded_to_every_value(loss_type):
+    """``masked[..., None]`` (broadcast over each token's values) is summed per token instead of expanded."""
+    from hf_mae.models.masking import masked_reconstruction_loss
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 5)                         # the loss is computed in float32
+    recon = torch.randn(3, 7, 5, requires_grad=True)
+    masked = torch.rand(3, 7) < 0.6
+    per_token = masked_reconstruction_loss(recon, x, masked[..., None], loss_type, 0.5)
+    (grad_token,) = torch.autograd.grad(per_token, recon)
+    expanded = masked_reconstruction_loss(recon, x, masked[..., None].expand_as(x), loss_type, 0.5)
+    (grad_expanded,) = torch.autograd.grad(expanded, recon)
+    # the reference: the definition, with boolean indexing
+    err = (torch.nn.functional.huber_loss(recon, x, reduction="none", delta=0.5) if loss_type == "huber"
+           else (recon - x).square())[masked]
+    reference = err.sum() / 3 if loss_type == "sse" else err.mean()
+    eps = torch.finfo(torch.float32).eps
+    assert abs(per_token.item() - reference.item()) <= 64 * eps * abs(reference.item())
+    assert abs(expanded.item() - reference.item()) <= 64 * eps * abs(reference.item())
+    assert torch.allclose(grad_token, grad_expanded, rtol=64 * eps, atol=0)
+
+
+def test_v5_pretraining_embeds_only_the_visible_patches_with_the_values_of_embedding_all_then_gathering():
+    """The projection runs on the visible patches only; gathering after embedding every patch gives the same
+    tokens, so the encoder states agree to fp32 rounding."""
+    from hf_mae.models import ProteinMAEV5Config, ProteinMAEV5Model
+    from hf_mae.models.layers import padding_to_attention_mask
+    from hf_mae.models.masking import gather_tokens
+
+    torch.manual_seed(0)
+    config = ProteinMAEV5Config(input_dim=12, max_length=37, num_patches=10, embed_dim=16, num_layers=1, nhead=2,
+                                dim_feedforward=32, dropout=0.0)
+    model = ProteinMAEV5Model(config).eval()
+    values, mask = torch.randn(2, 37, 12), torch.ones(2, 37, dtype=torch.long)
+    mask[1, 20:] = 0
+    out = model(values, mask, mask_ratio=0.5, noise=torch.rand(2, 10))
+    tokens, _, _ = model.patch_embed(values, mask.bool())                              # every patch embedded
+    hidden = torch.cat([model.cls_token.expand(2, -1, -1), gather_tokens(tokens, out.ids_keep)], dim=1)
+    valid = out.attention_mask
+    expected = model.encoder(hidden, padding_to_attention_mask(~valid, hidden.dtype)) * valid[..., None]
+    scale = expected.abs().max().item()
+    assert torch.allclose(out.last_hidden_state, expected, rtol=0, atol=64 * torch.finfo(torch.float32).eps * scale)
+
+
+@pytest.mark.parametrize("max_length, num_patches", [(37, 10), (10, 10)])   # 4 residues per patch; one
+def test_v5_finds_nan_and_inf_through_its_pooled_patches_and_names_them_as_before(monkeypatch, max_length, num_patches):
+    """V5 checks finiteness on the pooled patches instead of reading its full input once more; a NaN or inf
+    anywhere, padding included, still raises the input check's error."""
+    from hf_mae.models import ProteinMAEV5Config, ProteinMAEV5ForPreTraining, validation
+
+    config = ProteinMAEV5Config(input_dim=12, max_length=max_length, num_patches=num_patches, embed_dim=16,
+                                num_layers=1, nhead=2, dim_feedforward=32, decoder_embed_dim=16,
+                                decoder_num_layers=1, decoder_nhead=2, decoder_dim_feedforward=32)
+    model = ProteinMAEV5ForPreTraining(config)
+    mask = torch.ones(2, max_length, dtype=torch.long)
+    mask[1, max_length // 2:] = 0
+    for position in (0, max_length - 1):                 # a residue of sample 1; a padding position of it
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            values = torch.randn(2, max_length, 12)
+            values[1, position, 3] = bad
+            with pytest.raises(ValueError, match=r"`residue_embeddings` contains 1 NaN or infinite"):
+                model(values, mask)
+    read = []
+    checker = validation._all_finite
+    monkeypatch.setattr(validation, "_all_finite", lambda t: read.append(t) or checker(t))
+    finite = torch.randn(2, max_length, 12)
+    assert model(finite, mask).loss.isfinite()
+    assert read and not any(t is finite for t in read)    # finite input: only the pooled patches are read
+    if config.patch_size > 1:
+        huge = torch.full((2, max_length, 12), 3e38)      # finite; patch sums overflow: the input is then read
+        model(huge, mask)
+        assert any(t is huge for t in read)

@@ -8,6 +8,8 @@ the mask reproducible; the same noise always gives the same mask.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -156,8 +158,8 @@ def split_valid_by_noise(noise: torch.Tensor, valid: torch.Tensor, mask_ratio: f
 
 def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: torch.Tensor,
                                loss_type: str = "mse", huber_delta: float = 1.0) -> torch.Tensor:
-    """Reconstruction error on masked points only. x_recon, x: (B, L, ...); masked: bool of the same shape,
-    True = hidden (expand a per-token mask over the feature axis: ``masked[..., None].expand_as(x)``).
+    """Reconstruction error on masked points only. x_recon, x: (B, L, ...); masked: bool, True = hidden, of
+    the same shape or broadcastable to it (a per-token mask ``masked[..., None]`` covers each token's values).
 
     ``mse``/``huber``: mean over masked points; ``sse``: sum over masked points, mean over samples.
     Computed in float32 (also under bf16 autocast), with a multiply instead of boolean indexing so that
@@ -167,11 +169,20 @@ def masked_reconstruction_loss(x_recon: torch.Tensor, x: torch.Tensor, masked: t
     if loss_type == "huber":
         err = F.huber_loss(x_recon, x, reduction="none", delta=huber_delta)
     else:
-        err = (x_recon - x).square()
+        err = F.mse_loss(x_recon, x, reduction="none")     # one fused kernel forward and backward
     weight = masked.to(err.dtype)
+    weight = weight.reshape((1,) * (err.ndim - weight.ndim) + weight.shape)
+    # A mask broadcast over some axes (per token): sum the errors over those axes first, then weigh the sums,
+    # rather than expanding the mask to every value (each full-size pass costs as much as a small matmul).
+    shared = tuple(d for d in range(err.ndim) if weight.shape[d] == 1 and err.shape[d] != 1)
+    per_weight = 1
+    if shared:
+        err = err.sum(dim=shared, keepdim=True)
+        per_weight = math.prod(x.shape[d] for d in shared)
+    total = (err * weight).sum()
     if loss_type == "sse":
-        return (err * weight).sum() / x.shape[0]
-    return (err * weight).sum() / weight.sum().clamp_min(1.0)
+        return total / x.shape[0]
+    return total / (weight.sum() * per_weight).clamp_min(1.0)
 
 
 def eval_mask_generator(model: torch.nn.Module, *given) -> torch.Generator | None:

@@ -20,13 +20,14 @@ __all__ = ["check_residue_inputs", "ProteinMAEPreTrainedModel"]
 
 
 def check_residue_inputs(residue_embeddings: torch.Tensor, attention_mask: torch.Tensor | None, *,
-                         input_dim: int, max_length: int) -> torch.Tensor:
+                         input_dim: int, max_length: int, finite: bool = True) -> torch.Tensor:
     """Validate the inputs of every protein model and return the attention mask as bool (B, L).
 
-    Refuses: a wrong embedding width, more than ``max_length`` positions, NaN/inf values (CPU tensors), a mask
-    of another shape, a protein with no residue, and left padding (residue positions must start at 0).
+    Refuses: a wrong embedding width, more than ``max_length`` positions, NaN/inf values (CPU tensors; with
+    ``finite=False`` the caller checks them, e.g. through ``check_finite_through``), a mask of another shape, a
+    protein with no residue, and left padding (residue positions must start at 0).
     """
-    check_tensor("residue_embeddings", residue_embeddings, ndim=3, shape=(None, None, input_dim))
+    check_tensor("residue_embeddings", residue_embeddings, ndim=3, shape=(None, None, input_dim), finite=finite)
     batch, length, _ = residue_embeddings.shape
     if length > max_length:
         raise ValueError(

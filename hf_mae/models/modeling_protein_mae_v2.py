@@ -221,7 +221,7 @@ class ProteinMAEV2ForPreTraining(ProteinMAEPreTrainedModel):
         if return_loss:
             scale = self.config.scale_factor
             loss = masked_reconstruction_loss(out.reconstruction * scale, residue_embeddings * scale,
-                                              out.mask[..., None].expand_as(residue_embeddings),
+                                              out.mask[..., None],
                                               "huber", self.config.huber_delta)
         return ProteinMAEV2ForPreTrainingOutput(loss=loss, reconstruction=out.reconstruction,
                                                 last_hidden_state=out.last_hidden_state,

@@ -28,7 +28,7 @@ from .masking import (check_mask_ratio, draw_noise, eval_mask_generator, gather_
                       masked_reconstruction_loss, split_valid_by_noise)
 from .modeling_protein_base import ProteinMAEPreTrainedModel, check_residue_inputs
 from .pooling import masked_mean, pool_patches, with_cls
-from .validation import config_from_arguments
+from .validation import check_finite_through, config_from_arguments
 
 __all__ = ["PatchEmbedding", "ProteinMAEV5Model", "MAEEncoder", "ProteinMAEV5Decoder", "ProteinMAEV5ForPreTraining",
            "ProteinMAEV5ModelOutput", "ProteinMAEV5ForPreTrainingOutput", "ProteinMAEV5ForSequenceClassification"]
@@ -84,11 +84,22 @@ class PatchEmbedding(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> patch tokens (B, P, D), patch validity (B, P), and the pooled residue embeddings (B, P, C) the
         tokens were projected from (V5's reconstruction target: pooled once, used twice)."""
+        patches, positions, patch_valid = self.pool(residue_embeddings, valid)
+        return self.embed(patches, positions), patch_valid, patches
+
+    def pool(self, residue_embeddings: torch.Tensor, valid: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> pooled residue embeddings (B, P, C), pooled position embeddings (B, P, D), patch validity (B, P)."""
         length = residue_embeddings.shape[1]
         patches, patch_valid = pool_patches(residue_embeddings, valid, self.patch_size, self.num_patches)  # (B, P, C)
         positions = self.pos_embed[:, :length].to(patches.dtype)                     # (1, L, D): one shared table
         patch_positions, _ = pool_patches(positions, valid, self.patch_size, self.num_patches)          # (B, P, D)
-        return self.proj(patches) + patch_positions, patch_valid, patches
+        return patches, patch_positions, patch_valid
+
+    def embed(self, patches: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Pooled patches (B, T, C) and their pooled positions (B, T, D) -> tokens (B, T, D), any subset T of
+        the patches (MAE pretraining embeds only the visible ones)."""
+        return self.proj(patches) + positions
 
 
 class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
@@ -131,17 +142,23 @@ class ProteinMAEV5Model(ProteinMAEPreTrainedModel):
         real patches; ``noise`` (B, num_patches) or ``generator`` fixes the choice. ``output_hidden_states``/
         ``output_attentions`` (default: the config's) add the encoder's states and attention probabilities;
         ``return_dict=False`` returns a tuple."""
+        # NaN/inf are looked for in the pooled patches, in which every input value takes part: one pass fewer
+        # over the (B, L, C) input, the largest tensor of a step at full length
         valid = check_residue_inputs(residue_embeddings, attention_mask, input_dim=self.config.input_dim,
-                                     max_length=self.config.max_length)
+                                     max_length=self.config.max_length, finite=False)
         ratio = check_mask_ratio(mask_ratio, 0.0)
-        tokens, patch_valid, patch_inputs = self.patch_embed(residue_embeddings, valid)   # (B, P, D), (B, P), (B, P, C)
-        batch = tokens.shape[0]
+        patch_inputs, positions, patch_valid = self.patch_embed.pool(residue_embeddings, valid)  # (B, P, C|D), (B, P)
+        check_finite_through("residue_embeddings", residue_embeddings, patch_inputs)
+        batch = patch_inputs.shape[0]
         mask = ids_keep = None
-        token_valid = patch_valid
-        if ratio > 0:
-            noise = draw_noise(batch, self.config.num_patches, device=tokens.device, generator=generator, noise=noise)
+        token_valid, kept_inputs = patch_valid, patch_inputs
+        if ratio > 0:   # hidden patches are dropped before the projection: it runs on the visible ones only
+            noise = draw_noise(batch, self.config.num_patches, device=patch_inputs.device, generator=generator,
+                               noise=noise)
             ids_keep, keep_padding, mask = split_valid_by_noise(noise, patch_valid, ratio)
-            tokens, token_valid = gather_tokens(tokens, ids_keep), ~keep_padding           # (B, K, D), (B, K)
+            kept_inputs, positions = gather_tokens(patch_inputs, ids_keep), gather_tokens(positions, ids_keep)
+            token_valid = ~keep_padding                                                        # (B, K)
+        tokens = self.patch_embed.embed(kept_inputs, positions)                                # (B, K or P, D)
         hidden = torch.cat([self.cls_token.expand(batch, -1, -1).to(tokens.dtype), tokens], dim=1)  # (B, 1+T, D)
         token_valid = with_cls(token_valid)
         encoded = self.encoder.run(
@@ -239,7 +256,7 @@ class ProteinMAEV5ForPreTraining(ProteinMAEPreTrainedModel):
         target = encoded.patch_inputs                       # (B, P, input_dim): what the patch tokens were made of
         loss = None
         if return_loss:
-            loss = masked_reconstruction_loss(reconstruction, target, encoded.mask[..., None].expand_as(target), "mse")
+            loss = masked_reconstruction_loss(reconstruction, target, encoded.mask[..., None], "mse")
         return ProteinMAEV5ForPreTrainingOutput(loss=loss, reconstruction=reconstruction, target=target,
                                                 mask=encoded.mask, last_hidden_state=encoded.last_hidden_state,
                                                 hidden_states=encoded.hidden_states, attentions=encoded.attentions)

@@ -461,8 +461,7 @@ class SpectralGPTForPreTraining(SpectralGPTPreTrainedModel):
                             mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error over the values of hidden patches only."""
         target = self.reconstruction_target(pixel_values)
-        return masked_reconstruction_loss(reconstruction.flatten(1), target.flatten(1),
-                                          mask[..., None].expand_as(target).flatten(1))
+        return masked_reconstruction_loss(reconstruction, target, mask[..., None])      # (B, N, patch_dim)
 
     @can_return_tuple
     def forward(self, pixel_values: torch.Tensor, aux_pixel_values: dict[str, torch.Tensor] | None = None,

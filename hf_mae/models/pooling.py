@@ -38,15 +38,23 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
     n_full = length // patch_size                                                     # patches with S positions
     head = n_full * patch_size
     with torch.autocast(values.device.type, enabled=False):
-        if patch_size == 1:   # one residue per patch: a product, not B x P one-element matmuls (10x faster)
-            sums = [(values[0] if shared else values) * weight[..., None]]                        # (B, L, C)
-        elif shared:
+        if patch_size == 1:   # one residue per patch: its value is the mean (a product: no sums, no division)
+            pooled = (values[0] if shared else values) * weight[..., None]                      # (B, L, C)
+            padding = num_patches - length
+            return (torch.nn.functional.pad(pooled, (0, 0, 0, padding)) if padding else pooled,
+                    torch.nn.functional.pad(valid, (0, padding)) if padding else valid)
+        if shared:
             per_patch = weight[:, :head].reshape(batch, n_full, patch_size).transpose(0, 1)   # (F, B, S)
             table = values[0, :head].reshape(n_full, patch_size, channels)                    # (F, S, C)
             sums = [torch.bmm(per_patch, table).transpose(0, 1)]                             # (B, F, C)
         else:
-            sums = [torch.matmul(weight[:, None, :head].reshape(batch, n_full, 1, patch_size),
-                                 values[:, :head].reshape(batch, n_full, patch_size, channels)).squeeze(2)]
+            per_patch = weight[:, :head].reshape(batch, n_full, 1, patch_size)                   # (B, F, 1, S)
+            blocks = values[:, :head].reshape(batch, n_full, patch_size, channels)             # (B, F, S, C) view
+            if head == length:   # B x F products of (1, S) @ (S, C) in one batched call
+                sums = [torch.matmul(per_patch, blocks).squeeze(2)]
+            else:   # a partial last patch: (B, F) no longer fold into one batch axis and matmul would copy the
+                # whole input to make them; one batched product per sample reads it in place
+                sums = [torch.stack([torch.bmm(w, v) for w, v in zip(per_patch, blocks)]).squeeze(2)]
         counts = [weight[:, :head].reshape(batch, n_full, patch_size).sum(dim=2)]                       # (B, F)
         if head < length:       # the last positions start one more, shorter patch
             tail = torch.mm(weight[:, head:], values[0, head:])[:, None] if shared \
@@ -54,11 +62,11 @@ def pool_patches(values: torch.Tensor, valid: torch.Tensor, patch_size: int, num
             sums.append(tail)
             counts.append(weight[:, head:].sum(dim=1, keepdim=True))
         missing = num_patches - n_full - int(head < length)                               # past the input: empty
-        sums.append(values.new_zeros(batch, missing, channels))
-        counts.append(weight.new_zeros(batch, missing))
+        if missing:
+            sums.append(values.new_zeros(batch, missing, channels))
+            counts.append(weight.new_zeros(batch, missing))
         sums, counts = torch.cat(sums, dim=1), torch.cat(counts, dim=1)                 # (B, P, C), (B, P)
     return sums / counts.clamp_min(1.0)[..., None], counts > 0
-
 
 
 def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

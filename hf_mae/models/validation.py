@@ -91,6 +91,15 @@ def check_tensor(name: str, tensor, *, ndim: int, shape: Sequence[int | None] | 
         raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s); clean or impute them first.")
 
 
+def check_finite_through(name: str, tensor: torch.Tensor, reduced: torch.Tensor) -> None:
+    """``check_tensor``'s finiteness check of ``tensor``, read from ``reduced``: a sum or mean of it in which
+    every value takes part with a finite weight (a NaN or inf anywhere makes ``reduced`` non-finite; a zero weight
+    too, 0 * inf being NaN). A model that reduces its input anyway (V5's patch pooling) so saves a pass over it;
+    only a non-finite ``reduced``, which overflow can also cause, makes ``tensor`` itself checked and named."""
+    if value_checks_apply(tensor) and not _all_finite(reduced):
+        check_tensor(name, tensor, ndim=tensor.ndim)
+
+
 def value_checks_apply(tensor: torch.Tensor) -> bool:
     """Whether checks that read tensor values (NaN, padding layout) run: on CPU tensors, outside
     ``torch.compile``/``torch.export`` and ``torch.jit.trace``. On an accelerator they would force a host-device
