@@ -18,7 +18,14 @@ split) and reported as mean ± standard deviation over seeds, with its run time.
   ChemoMAE rows: ``hf-mae pretrain chemomae`` on the unlabelled spectra of the task's training split (once per
   task and seed, shared by the first two rows), then ``hf-mae finetune chemomae`` on the training split's CSV
   with the test split as ``--test_data`` (sizes and steps: ``CHEMOMAE``, ``--pretrain_steps``,
-  ``--finetune_steps``; stated in the page header). ``--no-model_rows`` runs the baselines only.
+  ``--finetune_steps``; stated in the page header). SMILES tasks have SMILES BERT rows: ``hf-mae pretrain
+  smiles-bert --data`` on unlabelled SMILES (a seeded MOSES subset plus the SMILES tasks' training SMILES, no
+  test SMILES of any of them; once per seed, shared by the four tasks), then ``hf-mae finetune smiles-bert``
+  with the test split as ``--test_data`` (``SMILES_BERT``, ``SMILES_SETTINGS``). ``earthlib_scene`` has
+  SpectralGPT rows: ``hf-mae pretrain spectral-gpt --data`` on the unlabelled cube, then ``hf-mae finetune
+  spectral-gpt --labels`` on the training pixels with the baselines' test pixels as ``--test_labels``
+  (``SCENE_GPT``, ``SCENE_SETTINGS``). ``tem1_fitness`` ships mean-pooled embeddings only, so no protein MAE
+  can have a row (``NO_MODEL_ROW``). ``--no-model_rows`` runs the baselines only.
 
 Primary metric: test RMSE for regression (lower is better), macro F1 for classification (higher is better);
 the verdict counts the tasks where the best model row beats the best baseline ("wins out of N") and says by
@@ -27,6 +34,7 @@ how much each loss is.
     python scripts/scoreboard.py                                 # every task, 3 seeds -> docs/scoreboard.md
     python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
     python scripts/scoreboard.py --resume                        # reuse the rows already in --json, run the rest
+    python scripts/scoreboard.py --resume --tasks freesolv       # run freesolv's missing rows; the page keeps all
 
 Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
 run resumes where it stopped.
