@@ -503,6 +503,16 @@ def model_row_notes(results: dict, seeds: list[int]) -> list[str]:
     return lines
 
 
+def _baselines_only(results: dict, compared: int) -> str:
+    """The end of the wins sentence: how many tasks have baselines only, and which of them cannot have a model row."""
+    impossible = [name for name, result in results.items() if name in NO_MODEL_ROW and
+                  not any(row["kind"] == "model" for row in result["rows"].values())]
+    pending = len(results) - compared - len(impossible)
+    parts = ([f"{pending} tasks have baselines only so far"] if pending else []) + \
+        ([f"{', '.join(impossible)}: no model row possible, see its verdict"] if impossible else [])
+    return f" ({'; '.join(parts)})." if parts else "."
+
+
 def with_saved_tasks(results: dict, saved: dict, seeds: list[int], order: list[str]) -> tuple[dict, list[str]]:
     """``--resume --tasks ...``: the page still lists every task of the raw results run with the same seeds
     (in ``order``); returns them and the names taken from ``saved``."""
@@ -656,8 +666,7 @@ def markdown(results: dict, args) -> str:
         overview.append(f"| {name} | {result['n'][0]}/{result['n'][1]} | {meta['target']} | {base[0]} "
                         f"({metric} {_fmt(base[1])}) | {'—' if model is None else f'{model[0]} ({_fmt(model[1])})'} "
                         f"| {verdict} |")
-    lines.append(f"**Wins out of N: {wins} of {compared}** tasks with a model row" +
-                 (f" ({len(results) - compared} tasks have baselines only so far)." if compared < len(results) else "."))
+    lines.append(f"**Wins out of N: {wins} of {compared}** tasks with a model row" + _baselines_only(results, compared))
     lines += ["", *overview, ""]
     if verdicts:
         lines += ["Where the model loses:", "", *verdicts, ""]

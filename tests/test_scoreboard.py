@@ -105,3 +105,4 @@ def test_resume_keeps_the_other_tasks_and_tem1_says_why_it_has_no_model_row(scor
     page = scoreboard.markdown(merged, SimpleNamespace(argv=[], threads=1, seeds=[0, 1, 2]))
     assert "| no model row possible: the task ships one mean-pooled embedding per variant" in page
     assert "## tem1_fitness" in page and "No model row possible:" in page
+    assert "tasks with a model row (2 tasks have baselines only so far; tem1_fitness: no model row possible" in page
