@@ -18,7 +18,14 @@ split) and reported as mean ± standard deviation over seeds, with its run time.
   ChemoMAE rows: ``hf-mae pretrain chemomae`` on the unlabelled spectra of the task's training split (once per
   task and seed, shared by the first two rows), then ``hf-mae finetune chemomae`` on the training split's CSV
   with the test split as ``--test_data`` (sizes and steps: ``CHEMOMAE``, ``--pretrain_steps``,
-  ``--finetune_steps``; stated in the page header). ``--no-model_rows`` runs the baselines only.
+  ``--finetune_steps``; stated in the page header). SMILES tasks have SMILES BERT rows: ``hf-mae pretrain
+  smiles-bert --data`` on unlabelled SMILES (a seeded MOSES subset plus the SMILES tasks' training SMILES, no
+  test SMILES of any of them; once per seed, shared by the four tasks), then ``hf-mae finetune smiles-bert``
+  with the test split as ``--test_data`` (``SMILES_BERT``, ``SMILES_SETTINGS``). ``earthlib_scene`` has
+  SpectralGPT rows: ``hf-mae pretrain spectral-gpt --data`` on the unlabelled cube, then ``hf-mae finetune
+  spectral-gpt --labels`` on the training pixels with the baselines' test pixels as ``--test_labels``
+  (``SCENE_GPT``, ``SCENE_SETTINGS``). ``tem1_fitness`` ships mean-pooled embeddings only, so no protein MAE
+  can have a row (``NO_MODEL_ROW``). ``--no-model_rows`` runs the baselines only.
 
 Primary metric: test RMSE for regression (lower is better), macro F1 for classification (higher is better);
 the verdict counts the tasks where the best model row beats the best baseline ("wins out of N") and says by
@@ -27,6 +34,7 @@ how much each loss is.
     python scripts/scoreboard.py                                 # every task, 3 seeds -> docs/scoreboard.md
     python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
     python scripts/scoreboard.py --resume                        # reuse the rows already in --json, run the rest
+    python scripts/scoreboard.py --resume --tasks freesolv       # run freesolv's missing rows; the page keeps all
 
 Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
 run resumes where it stopped.
@@ -228,6 +236,291 @@ register_model_row("ChemoMAE pretrained + frozen probe", ("spectra",), _pretrain
 register_model_row("ChemoMAE untrained + fine-tuned", ("spectra",), _untrained_finetuned)
 
 
+# -- model rows: SMILES BERT pretrained on unlabelled SMILES, fine-tuned with `hf-mae finetune smiles-bert` -----
+# One pretraining per seed, shared by the four SMILES tasks and by rows (a) and (b): a seeded MOSES subset plus
+# the tasks' training SMILES, minus every SMILES of any task's test split (those are never seen, even unlabelled).
+SMILES_TASKS = ("solubility_logs", "solubility_class", "freesolv", "qm9_gap")
+SMILES_BERT = {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512,
+               "max_length": 96}
+SMILES_SETTINGS = {"moses": 50_000, "pretrain_steps": 800, "pretrain_batch": 64, "finetune_steps": 300,
+                   "finetune_batch": 32, "probe_learning_rate": 1e-3}
+
+
+def _cli_common(seed: int, steps: int, batch: int, out: Path, save: bool) -> list[str]:
+    """Trainer flags shared by the SMILES and scene rows' CLI calls."""
+    return ["--max_steps", str(steps), "--per_device_train_batch_size", str(batch), "--seed", str(seed),
+            "--output_dir", str(out), "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
+            "--save_strategy", "steps" if save else "no", "--logging_steps", str(max(steps, 1))]
+
+
+def smiles_corpus(path: Path, seed: int, n_moses: int) -> Path:
+    """The unlabelled pretraining SMILES (.smi): ``n_moses`` MOSES training SMILES drawn with ``seed``, plus the
+    SMILES tasks' training SMILES, minus every test SMILES of those tasks (RDKit canonical forms compared)."""
+    from rdkit import Chem, RDLogger
+
+    from hf_mae.data.smiles import load_smiles
+
+    RDLogger.DisableLog("rdApp.*")
+    moses = load_smiles("moses_train")
+    picked = np.random.default_rng(seed).choice(len(moses), size=min(n_moses, len(moses)), replace=False)
+    canonical = [Chem.MolToSmiles(m) for m in map(Chem.MolFromSmiles, (moses[i] for i in picked)) if m is not None]
+    train, test = [], set()
+    for name in SMILES_TASKS:   # task SMILES are RDKit canonical already
+        splits = load_task(name)
+        train += splits["train"]["smiles"][:]
+        test.update(splits["test"]["smiles"][:])
+    kept = [s for s in dict.fromkeys(canonical + train) if s not in test]
+    path.write_text("\n".join(kept) + "\n")
+    return path
+
+
+def _smiles_pretrained(seed: int) -> tuple[Path, float]:
+    """Pretrain SMILES BERT once per seed (kept on disk in the workdir and reused); ``(run dir, seconds)``. The
+    seconds include building the corpus."""
+    from hf_mae.training.pretrain_smiles import pretrain_smiles_bert
+
+    s = SMILES_SETTINGS
+    out = MODEL_SETTINGS["workdir"] / f"smiles-bert-seed{seed}-pretrain"
+    stamp = json.dumps({**SMILES_BERT, **s}, sort_keys=True)   # a reused run must have today's sizes
+    done = out / "seconds.txt"
+    if not done.is_file() or (out / "settings.json").read_text() != stamp:
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        corpus = smiles_corpus(out.parent / f"smiles-seed{seed}-unlabelled.smi", seed, s["moses"])
+        pretrain_smiles_bert(["--data", str(corpus), *sum(([f"--{k}", str(v)] for k, v in SMILES_BERT.items()), []),
+                              "--eval_steps", str(s["pretrain_steps"]), "--max_eval_samples", "1000",
+                              *_cli_common(seed, s["pretrain_steps"], s["pretrain_batch"], out, save=False)])
+        (out / "settings.json").write_text(stamp)
+        done.write_text(f"{time.perf_counter() - start}")
+    return out, float(done.read_text())
+
+
+def _smiles_untrained(seed: int) -> Path:
+    """The pretrained run's config and tokenizer with a random (seeded) encoder."""
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    run, _ = _smiles_pretrained(seed)
+    out = MODEL_SETTINGS["workdir"] / f"smiles-bert-seed{seed}-untrained"
+    torch.manual_seed(seed)
+    AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(run)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(run).save_pretrained(out)
+    return out
+
+
+def _smiles_table(data: dict, split: str) -> Path:
+    """A task split as the CSV a user would bring: ``smiles`` and ``y`` columns."""
+    import pandas as pd
+
+    path = MODEL_SETTINGS["workdir"] / f"{data['name']}-{split}.csv"
+    if not path.is_file():
+        pd.DataFrame({"smiles": data[split]["smiles"][:], "y": data[f"y_{split}"]}).to_csv(path, index=False)
+    return path
+
+
+def _smiles_finetuned(data: dict, seed: int, model: Path, name: str, extra: list[str]) -> tuple[dict, float]:
+    from hf_mae.training.finetune import finetune
+
+    s = SMILES_SETTINGS
+    out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-smiles-{name}"
+    every = str(max(s["finetune_steps"] // 10, 1))
+    start = time.perf_counter()
+    finetune("smiles-bert", ["--model", str(model), "--data", str(_smiles_table(data, "train")),
+                             "--test_data", str(_smiles_table(data, "test")), "--target", "y", "--task", data["task"],
+                             "--baseline", "false", "--eval_steps", every, "--save_steps", every, *extra,
+                             *_cli_common(seed, s["finetune_steps"], s["finetune_batch"], out, save=True)])
+    seconds = time.perf_counter() - start
+    test = json.loads((out / "finetune_results.json").read_text())["test"]
+    return {k: v for k, v in test.items() if k in SECONDARY[data["task"]] or k == PRIMARY[data["task"]][0]}, seconds
+
+
+def _smiles_pretrained_finetuned(data: dict, seed: int) -> tuple[dict, float]:
+    run, pretrain_seconds = _smiles_pretrained(seed)
+    metrics, seconds = _smiles_finetuned(data, seed, run, "finetuned", [])
+    return metrics, seconds + pretrain_seconds
+
+
+def _smiles_pretrained_probe(data: dict, seed: int) -> tuple[dict, float]:
+    run, pretrain_seconds = _smiles_pretrained(seed)
+    metrics, seconds = _smiles_finetuned(data, seed, run, "probe", [
+        "--freeze_encoder", "true", "--learning_rate", str(SMILES_SETTINGS["probe_learning_rate"])])
+    return metrics, seconds + pretrain_seconds
+
+
+def _smiles_untrained_finetuned(data: dict, seed: int) -> tuple[dict, float]:
+    return _smiles_finetuned(data, seed, _smiles_untrained(seed), "untrained", [])
+
+
+register_model_row("SMILES BERT pretrained + fine-tuned", ("smiles",), _smiles_pretrained_finetuned)
+register_model_row("SMILES BERT pretrained + frozen probe", ("smiles",), _smiles_pretrained_probe)
+register_model_row("SMILES BERT untrained + fine-tuned", ("smiles",), _smiles_untrained_finetuned)
+
+
+# -- model rows: SpectralGPT pretrained on the scene cube, fine-tuned per pixel with `hf-mae finetune spectral-gpt`
+# The pretraining sees the whole cube without labels (no auxiliary modality), cut into tiles; fine-tuning reads
+# the training pixels' label map and, through --test_labels, exactly the baselines' test pixels.
+SCENE_GPT = {"image_size": 8, "patch_size": 4, "band_patch_size": 12, "hidden_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "intermediate_size": 256, "decoder_hidden_size": 64,
+             "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 128}
+SCENE_SETTINGS = {"tile_size": 8, "pretrain_steps": 600, "pretrain_batch": 16, "finetune_steps": 300,
+                  "finetune_batch": 32, "probe_learning_rate": 1e-3}
+
+
+def _scene_files(data: dict) -> dict[str, Path]:
+    """The scene as a user brings it: the cube (.npy, bands first) and the training and test label maps."""
+    pixels, work = data["pixels"], MODEL_SETTINGS["workdir"]
+    paths = {name: work / f"{data['name']}-{name}.npy" for name in ("cube", "train", "test")}
+    np.save(paths["cube"], pixels.cube)
+    for name in ("train", "test"):
+        rows = data["splits"][name]
+        label_map = np.full(pixels.label_map.shape, pixels.ignore_value, dtype=pixels.label_map.dtype)
+        label_map[pixels.rows[rows], pixels.cols[rows]] = pixels.label_map[pixels.rows[rows], pixels.cols[rows]]
+        np.save(paths[name], label_map)
+    return paths
+
+
+def _scene_pretrained(data: dict, seed: int) -> tuple[Path, float]:
+    """Pretrain SpectralGPT once per scene and seed on the unlabelled cube; ``(run dir, seconds)``."""
+    from hf_mae.training.pretrain_spectral_gpt import pretrain_spectral_gpt
+
+    s = SCENE_SETTINGS
+    key = (f"{data['name']}-gpt", seed)
+    out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-gpt-pretrain"
+    if key not in _RUNS:
+        out.mkdir(parents=True, exist_ok=True)
+        cube = _scene_files(data)["cube"]
+        start = time.perf_counter()
+        pretrain_spectral_gpt(["--data", str(cube), "--band_axis", "0", "--tile_size", str(s["tile_size"]),
+                               *sum(([f"--{k}", str(v)] for k, v in SCENE_GPT.items()), []),
+                               "--eval_steps", str(s["pretrain_steps"]),
+                               *_cli_common(seed, s["pretrain_steps"], s["pretrain_batch"], out, save=False)])
+        _RUNS[key] = out
+        (out / "seconds.txt").write_text(f"{time.perf_counter() - start}")
+    return out, float((out / "seconds.txt").read_text())
+
+
+def _scene_untrained(data: dict, seed: int) -> Path:
+    """The pretrained run's config with a random (seeded) SpectralGPT."""
+    import torch
+
+    from hf_mae.models import SpectralGPTConfig, SpectralGPTForPreTraining
+
+    run, _ = _scene_pretrained(data, seed)
+    out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-gpt-untrained"
+    torch.manual_seed(seed)
+    SpectralGPTForPreTraining(SpectralGPTConfig.from_pretrained(run)).save_pretrained(out)
+    return out
+
+
+def _scene_finetuned(data: dict, seed: int, model: Path, name: str, extra: list[str]) -> tuple[dict, float]:
+    from hf_mae.training.finetune import finetune
+
+    s = SCENE_SETTINGS
+    files = _scene_files(data)
+    out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-gpt-{name}"
+    every = str(max(s["finetune_steps"] // 10, 1))
+    start = time.perf_counter()
+    finetune("spectral-gpt", ["--model", str(model), "--data", str(files["cube"]), "--band_axis", "0",
+                              "--labels", str(files["train"]), "--test_labels", str(files["test"]),
+                              "--ignore_value", str(data["pixels"].ignore_value), "--baseline", "false",
+                              "--eval_steps", every, "--save_steps", every, *extra,
+                              *_cli_common(seed, s["finetune_steps"], s["finetune_batch"], out, save=True)])
+    seconds = time.perf_counter() - start
+    results = json.loads((out / "finetune_results.json").read_text())
+    if results["split_sizes"]["test"] != len(data["y_test"]):   # the rows must share the baselines' test pixels
+        raise RuntimeError(f"{out}: {results['split_sizes']['test']} test pixels, expected {len(data['y_test'])}")
+    test = results["test"]
+    return {k: v for k, v in test.items() if k in SECONDARY[data["task"]] or k == PRIMARY[data["task"]][0]}, seconds
+
+
+def _scene_pretrained_finetuned(data: dict, seed: int) -> tuple[dict, float]:
+    run, pretrain_seconds = _scene_pretrained(data, seed)
+    metrics, seconds = _scene_finetuned(data, seed, run, "finetuned", [])
+    return metrics, seconds + pretrain_seconds
+
+
+def _scene_pretrained_probe(data: dict, seed: int) -> tuple[dict, float]:
+    run, pretrain_seconds = _scene_pretrained(data, seed)
+    metrics, seconds = _scene_finetuned(data, seed, run, "probe", [
+        "--freeze_encoder", "true", "--learning_rate", str(SCENE_SETTINGS["probe_learning_rate"])])
+    return metrics, seconds + pretrain_seconds
+
+
+def _scene_untrained_finetuned(data: dict, seed: int) -> tuple[dict, float]:
+    return _scene_finetuned(data, seed, _scene_untrained(data, seed), "untrained", [])
+
+
+register_model_row("SpectralGPT pretrained + fine-tuned", ("hyperspectral",), _scene_pretrained_finetuned)
+register_model_row("SpectralGPT pretrained + frozen probe", ("hyperspectral",), _scene_pretrained_probe)
+register_model_row("SpectralGPT untrained + fine-tuned", ("hyperspectral",), _scene_untrained_finetuned)
+
+
+# -- what the page says about these rows, and about tasks that cannot have one ------------------------------
+NO_MODEL_ROW = {   # task -> why no model of the package can have a row (the verdict column and its section)
+    "tem1_fitness": "no model row possible: the task ships one mean-pooled embedding per variant (no sequences, "
+                    "no per-residue vectors), and the protein MAEs read per-residue embeddings",
+}
+
+
+def _has_rows(results: dict, prefix: str) -> bool:
+    return any(row.startswith(prefix) for result in results.values() for row in result["rows"])
+
+
+def model_row_notes(results: dict, seeds: list[int]) -> list[str]:
+    """Header paragraphs for the SMILES and scene model rows present in ``results``, and a line naming every row
+    run with fewer seeds than the page's."""
+    lines = []
+    if _has_rows(results, "SMILES BERT"):
+        s, size = SMILES_SETTINGS, ", ".join(f"{k} {v}" for k, v in SMILES_BERT.items())
+        lines += [f"Model rows (SMILES): SMILES BERT ({size}; the bundled tokenizer) pretrained with `hf-mae pretrain "
+                  f"smiles-bert --data` for {s['pretrain_steps']} steps (batch {s['pretrain_batch']}, masked "
+                  f"language model) on unlabelled SMILES: {s['moses']:,} MOSES training SMILES drawn with the seed "
+                  f"plus the training SMILES of {', '.join(SMILES_TASKS)}, minus every test SMILES of those tasks "
+                  "(10 % held out for its check), once per seed and shared by the four tasks; then `hf-mae finetune "
+                  f"smiles-bert` with the task's test split as `--test_data` (at most {s['finetune_steps']} steps, "
+                  f"batch {s['finetune_batch']}, early stopping on a validation tenth of the training split): "
+                  "*pretrained + fine-tuned*, *pretrained + frozen probe* (`--freeze_encoder`, learning rate "
+                  f"{s['probe_learning_rate']:g}) and *untrained + fine-tuned* (the same config, random seeded "
+                  "weights). Seconds of the pretrained rows include the whole pretraining (corpus included) in "
+                  "every task.", ""]
+    if _has_rows(results, "SpectralGPT"):
+        s, size = SCENE_SETTINGS, ", ".join(f"{k} {v}" for k, v in SCENE_GPT.items())
+        lines += [f"Model rows (hyperspectral scene): SpectralGPT ({size}; no auxiliary modality) pretrained with "
+                  f"`hf-mae pretrain spectral-gpt --data` for {s['pretrain_steps']} steps (batch "
+                  f"{s['pretrain_batch']}, masked reconstruction) on the scene cube without labels (all pixels, cut "
+                  f"into {s['tile_size']} x {s['tile_size']} tiles), once per seed; then `hf-mae finetune "
+                  "spectral-gpt` on a window of image_size pixels around each pixel of the training label map, "
+                  "scored on exactly the baselines' test pixels (`--test_labels`; at most "
+                  f"{s['finetune_steps']} steps, batch {s['finetune_batch']}, early stopping on a validation tenth "
+                  "of the training pixels): the same three rows. Seconds of the pretrained rows include the "
+                  "pretraining.", ""]
+    partial = [f"{row} on {name} (seeds {', '.join(str(r['seed']) for r in data['runs'])})"
+               for name, result in results.items() for row, data in result["rows"].items()
+               if len(data["runs"]) < len(seeds)]
+    if partial:
+        lines += [f"**Partial rows** (fewer seeds than the page's; their mean ± std is over those seeds only): "
+                  f"{'; '.join(partial)}.", ""]
+    return lines
+
+
+def _baselines_only(results: dict, compared: int) -> str:
+    """The end of the wins sentence: how many tasks have baselines only, and which of them cannot have a model row."""
+    impossible = [name for name, result in results.items() if name in NO_MODEL_ROW and
+                  not any(row["kind"] == "model" for row in result["rows"].values())]
+    pending = len(results) - compared - len(impossible)
+    parts = ([f"{pending} tasks have baselines only so far"] if pending else []) + \
+        ([f"{', '.join(impossible)}: no model row possible, see its verdict"] if impossible else [])
+    return f" ({'; '.join(parts)})." if parts else "."
+
+
+def with_saved_tasks(results: dict, saved: dict, seeds: list[int], order: list[str]) -> tuple[dict, list[str]]:
+    """``--resume --tasks ...``: the page still lists every task of the raw results run with the same seeds
+    (in ``order``); returns them and the names taken from ``saved``."""
+    kept = [name for name in order if name not in results and saved.get(name, {}).get("seeds") == seeds]
+    merged = {name: results.get(name) or saved[name] for name in order if name in results or name in kept}
+    return merged, kept
+
+
 def prepare_scene(name: str) -> dict:
     """A per-pixel scene: labelled pixels split by class, pixel spectra and window means as baseline features."""
     cube, label_map, scene = SCENES[name]()
@@ -347,6 +640,7 @@ def markdown(results: dict, args) -> str:
                   "*pretrained + fine-tuned* (all weights), *pretrained + frozen probe* (`--freeze_encoder`, head "
                   "only, learning rate 1e-3) and *untrained + fine-tuned* (the same head on a randomly initialised "
                   "encoder). Seconds of the pretrained rows include the pretraining.", ""]
+    lines += model_row_notes(results, list(args.seeds))
     wins, compared, verdicts = 0, 0, []
     overview = ["| task | n train/test | target | best baseline | best model row | verdict |", "|---|---|---|---|---|---|"]
     for name, result in results.items():
@@ -354,7 +648,7 @@ def markdown(results: dict, args) -> str:
         metric, direction = PRIMARY[meta["task"]]
         base, model = best(rows, "baseline", metric, direction), best(rows, "model", metric, direction)
         if model is None:
-            verdict = "no model row yet"
+            verdict = NO_MODEL_ROW.get(name, "no model row yet")
         else:
             compared += 1
             better = model[1] < base[1] if direction == "lower" else model[1] > base[1]
@@ -372,8 +666,7 @@ def markdown(results: dict, args) -> str:
         overview.append(f"| {name} | {result['n'][0]}/{result['n'][1]} | {meta['target']} | {base[0]} "
                         f"({metric} {_fmt(base[1])}) | {'—' if model is None else f'{model[0]} ({_fmt(model[1])})'} "
                         f"| {verdict} |")
-    lines.append(f"**Wins out of N: {wins} of {compared}** tasks with a model row" +
-                 (f" ({len(results) - compared} tasks have baselines only so far)." if compared < len(results) else "."))
+    lines.append(f"**Wins out of N: {wins} of {compared}** tasks with a model row" + _baselines_only(results, compared))
     lines += ["", *overview, ""]
     if verdicts:
         lines += ["Where the model loses:", "", *verdicts, ""]
@@ -383,6 +676,7 @@ def markdown(results: dict, args) -> str:
         others = SECONDARY[meta["task"]]
         lines += [f"## {name}", "", f"{meta['target']}; {meta['source']} ({meta['licence']}); train/test "
                   f"{result['n'][0]}/{result['n'][1]}.", "",
+                  *([f"{NO_MODEL_ROW[name][0].upper()}{NO_MODEL_ROW[name][1:]}.", ""] if name in NO_MODEL_ROW else []),
                   f"| row | kind | {metric} | {' | '.join(others)} | seconds |", "|---|---|---|---|---|---|"]
         best_row = best(rows, "baseline" if best(rows, "model", metric, direction) is None else "model", metric,
                         direction)
@@ -448,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**saved, **results}, indent=1))
+    if args.resume:
+        order = [*TASKS, *SCENES]
+        results, kept = with_saved_tasks(results, saved, args.seeds, order + [n for n in saved if n not in order])
+        args.reused += kept
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(markdown(results, args) + "\n")
     print(f"wrote {args.out}")

@@ -91,6 +91,71 @@ def test_early_stopping_on_the_validation_loss(scene_run, tmp_path):
     assert results["steps"] == 4 and results["baselines"] == []
 
 
+def _train_test_maps(label_map: np.ndarray, folder) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled pixels cut into a training map (every third pixel left out) and a test map (those pixels)."""
+    labelled = np.flatnonzero(label_map.ravel() != 0)
+    test = np.zeros(label_map.size, bool)
+    test[labelled[::3]] = True
+    test = test.reshape(label_map.shape)
+    train_map, test_map = np.where(test, 0, label_map), np.where(test, label_map, 0)
+    np.save(folder / "train_labels.npy", train_map)
+    np.save(folder / "test_labels.npy", test_map)
+    return train_map, test_map
+
+
+def test_spectral_gpt_scores_exactly_the_given_test_pixels(scene_run, tmp_path):
+    """``--test_labels``: the model and the baseline are scored on the pixels of that map, and only on them."""
+    from sklearn.svm import SVC  # noqa: F401  (the baseline's dependency)
+
+    folder, run, label_map = scene_run
+    train_map, test_map = _train_test_maps(label_map, tmp_path)
+    out = tmp_path / "given"
+    assert main(["finetune", "spectral-gpt", "--model", str(run), "--data", str(folder / "scene.npy"),
+                 "--band_axis", "-1", "--labels", str(tmp_path / "train_labels.npy"), "--test_labels",
+                 str(tmp_path / "test_labels.npy"), "--output_dir", str(out), *STEPS]) == 0
+    results = json.loads((out / "finetune_results.json").read_text())
+    sizes = results["split_sizes"]
+    assert sizes["test"] == int((test_map != 0).sum())
+    assert sizes["train"] + sizes["validation"] == int((train_map != 0).sum()) and sizes["validation"] > 0
+    assert results["test_labels"] == str(tmp_path / "test_labels.npy")
+    assert results["baselines"][0]["metrics"]["accuracy"] > 0.5
+
+    # the same pixels as the script's own split: the prepared test windows are those of the test map
+    args = finetune_module.FinetuneArguments(model=str(run), data=str(folder / "scene.npy"), band_axis=-1,
+                                             labels=str(tmp_path / "train_labels.npy"),
+                                             test_labels=str(tmp_path / "test_labels.npy"))
+    prepared = finetune_module.prepare_pixels(args, seed=0)
+    pixels, parts = prepared.extra["pixels"], prepared.extra["parts"]
+    rows, cols = pixels.rows[parts["test"]], pixels.cols[parts["test"]]
+    assert sorted(zip(rows.tolist(), cols.tolist())) == sorted(map(tuple, np.argwhere(test_map != 0).tolist()))
+    assert (pixels.classes[pixels.targets[parts["test"]]] == test_map[rows, cols]).all()
+    for name in ("train", "validation"):
+        assert (train_map[pixels.rows[parts[name]], pixels.cols[parts[name]]] != 0).all()
+    assert not set(parts["train"]) & set(parts["validation"])
+
+
+def test_test_labels_errors_are_one_line(scene_run, tmp_path, capsys):
+    folder, run, label_map = scene_run
+    train_map, test_map = _train_test_maps(label_map, tmp_path)
+    np.save(tmp_path / "small.npy", test_map[:10])
+    np.save(tmp_path / "overlap.npy", label_map)
+    np.save(tmp_path / "empty.npy", np.zeros_like(test_map))
+    np.save(tmp_path / "new_class.npy", np.where(test_map != 0, 9, 0))
+    base = ["finetune", "spectral-gpt", "--model", str(run), "--output_dir", str(tmp_path / "o"), "--data",
+            str(folder / "scene.npy"), "--band_axis", "-1", "--labels", str(tmp_path / "train_labels.npy")]
+    for name, message in [("small.npy", "has shape (10, 24); expected the shape of `--labels`"),
+                          ("overlap.npy", "that `--labels` " + str(tmp_path / "train_labels.npy") + " labels too"),
+                          ("empty.npy", "has no labelled pixel"),
+                          ("new_class.npy", "has classes [9] that `--labels`")]:
+        assert main([*base, "--test_labels", str(tmp_path / name)]) == 1, name
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (name, err)
+    assert main(["finetune", "smiles-bert", "--model", str(run), "--data", "x.csv", "--target", "y",
+                 "--test_labels", str(tmp_path / "test_labels.npy")]) == 1
+    err = capsys.readouterr().err
+    assert "is a label map for spectral-gpt; smiles-bert takes its test rows from `--test_data`" in err
+
+
 def test_spectral_gpt_errors_are_one_line(scene_run, tmp_path, capsys):
     folder, run, label_map = scene_run
     np.save(tmp_path / "one_class.npy", (label_map != 0).astype(int))

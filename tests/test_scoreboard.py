@@ -1,6 +1,7 @@
 """scripts/scoreboard.py: rows run on a real task, and the verdict counts wins and says by how much a loss is."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,3 +74,35 @@ def test_verdict_counts_wins_and_reports_losses(scoreboard):
     assert "| fine-tuned | model | **1.01 ± 0.008165** |" in page
     mean, std = scoreboard.summary(results["reg_win"]["rows"]["PLS"]["runs"], "rmse")
     assert mean == pytest.approx(2.01) and std == pytest.approx(np.std([2.0, 2.01, 2.02]))
+
+
+def test_scene_rows_score_the_baselines_test_pixels(scoreboard, tmp_path):
+    """The three SpectralGPT rows run through hf-mae pretrain/finetune on the scene (tiny model, 2 steps), scored on
+    the baselines' test pixels (--test_labels)."""
+    scoreboard.configure_model_rows(tmp_path)
+    scoreboard.SCENE_SETTINGS.update(pretrain_steps=2, finetune_steps=2)
+    rows = [row for row in scoreboard.MODEL_ROWS if row.name.startswith("SpectralGPT")]
+    result = scoreboard.run_task("earthlib_scene", [0], rows)
+    assert len(result["rows"]) == 3 and result["n"][1] > 0
+    for name in ("finetuned", "probe", "untrained"):
+        saved = json.loads((tmp_path / f"earthlib_scene-seed0-gpt-{name}" / "finetune_results.json").read_text())
+        assert saved["split_sizes"]["test"] == result["n"][1] and saved["test_labels"].endswith("-test.npy")
+    test_map = np.load(tmp_path / "earthlib_scene-test.npy")
+    assert int((test_map != 0).sum()) == result["n"][1]
+
+
+def test_resume_keeps_the_other_tasks_and_tem1_says_why_it_has_no_model_row(scoreboard):
+    saved = {"corn": {**_result("regression", [("PLS", "baseline", {"rmse": 1.0, "r2": 0.5, "mae": 1.0})]),
+                      "seeds": [0, 1, 2]},
+             "freesolv": {**_result("regression", [("RF", "baseline", {"rmse": 1.0, "r2": 0.5, "mae": 1.0})]),
+                          "seeds": [0]},
+             "tem1_fitness": {**_result("regression", [("ridge", "baseline", {"rmse": 1.0, "r2": 0.5, "mae": 1.0})]),
+                              "seeds": [0, 1, 2]}}
+    new = {"qm9_gap": {**_result("regression", [("RF", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0})]),
+                       "seeds": [0, 1, 2]}}
+    merged, kept = scoreboard.with_saved_tasks(new, saved, [0, 1, 2], ["corn", "freesolv", "qm9_gap", "tem1_fitness"])
+    assert list(merged) == ["corn", "qm9_gap", "tem1_fitness"] and kept == ["corn", "tem1_fitness"]
+    page = scoreboard.markdown(merged, SimpleNamespace(argv=[], threads=1, seeds=[0, 1, 2]))
+    assert "| no model row possible: the task ships one mean-pooled embedding per variant" in page
+    assert "## tem1_fitness" in page and "No model row possible:" in page
+    assert "tasks with a model row (2 tasks have baselines only so far; tem1_fitness: no model row possible" in page

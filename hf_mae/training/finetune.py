@@ -6,6 +6,8 @@ One implementation for all six architectures::
     hf-mae finetune smiles-bert --model runs/smiles-bert --data solubility.csv --target logS --task regression
     hf-mae finetune protein-mae-v5 --model runs/protein-mae-v5 --data proteins.fasta --label_table y.csv --target y
     hf-mae finetune spectral-gpt --model runs/spectral-gpt --data scene.npy --band_axis -1 --labels classes.npy
+    hf-mae finetune spectral-gpt --model runs/spectral-gpt --data scene.npy --band_axis -1 --labels train.npy \\
+        --test_labels test.npy
 
 What it does, in order:
 
@@ -13,8 +15,9 @@ What it does, in order:
    every bad input (a missing target column, NaN labels, one class, text as a regression target, spectra that
    do not cover the model's grid, no usable row) is a one-line error naming the file/column and what was
    expected; skipped rows (unparsable SMILES) are counted and printed;
-2. splits: test = ``--test_data`` or a seeded ``--test_fraction``; validation (early stopping) = a seeded
-   ``--validation_fraction`` of the rest; stratified for classification;
+2. splits: test = ``--test_data`` (spectral-gpt: ``--test_labels``, a second label map of the same shape whose
+   labelled pixels, disjoint from ``--labels``', are the test set) or a seeded ``--test_fraction``; validation
+   (early stopping) = a seeded ``--validation_fraction`` of the rest; stratified for classification;
 3. loads the pretrained run with ``AutoModelForSequenceClassification`` (``SpectralGPTForImageClassification``
    for per-pixel SpectralGPT) with ``num_labels``/``problem_type`` from the labels and the head options
    (``--classifier_pooling``, ``--classifier_dropout``, ``--freeze_encoder``, ``--layerwise_lr_decay``);
@@ -101,6 +104,9 @@ class FinetuneArguments:
     esm_num_heads: int = 15
     # spectral-gpt
     labels: str | None = field(default=None, metadata={"help": "label map (H, W) .npy/.mat for --data's cube"})
+    test_labels: str | None = field(default=None, metadata={
+        "help": "a second label map (same shape) whose labelled pixels are the test set, disjoint from --labels' "
+                "(instead of a seeded --test_fraction)"})
     band_axis: int | None = field(default=None, metadata={"help": "axis of the cube holding the bands (never guessed)"})
     ignore_value: int = field(default=0, metadata={"help": "label value of unlabelled pixels"})
     # baselines
@@ -278,6 +284,44 @@ def prepare_proteins(args: FinetuneArguments, seed: int) -> Prepared:
 
 
 # -- hyperspectral pixels -------------------------------------------------------------------------------------
+def _given_test_pixels(cube: np.ndarray, label_map: np.ndarray, test_map: np.ndarray, args: FinetuneArguments,
+                       seed: int) -> tuple[Any, dict[str, np.ndarray]]:
+    """``--test_labels``: the pixels labelled there are the test set; the validation split is a seeded, stratified
+    ``--validation_fraction`` of ``--labels``' pixels. Returns the pixels of both maps together (class indices
+    shared) and the ``train``/``validation``/``test`` indices into them."""
+    from ..data.pixels import LabelledPixels, split_pixels
+
+    ignore = args.ignore_value
+    if test_map.shape != label_map.shape:
+        raise ValueError(f"`--test_labels` {args.test_labels} has shape {test_map.shape}; expected the shape of "
+                         f"`--labels` {args.labels}, {label_map.shape}.")
+    both = (label_map != ignore) & (test_map != ignore)
+    if both.any():
+        row, col = np.argwhere(both)[0]
+        raise ValueError(f"`--test_labels` {args.test_labels} labels {int(both.sum())} pixels that `--labels` "
+                         f"{args.labels} labels too (e.g. row {row}, column {col}); expected disjoint label maps.")
+    train_pixels = LabelledPixels(cube, label_map, band_axis=0, ignore_value=ignore)
+    test_values = np.unique(test_map[test_map != ignore])
+    if test_values.size == 0:
+        raise ValueError(f"`--test_labels` {args.test_labels} has no labelled pixel (every value is the ignore "
+                         f"value {ignore}); expected the test pixels.")
+    unseen = np.setdiff1d(test_values, train_pixels.classes)
+    if unseen.size:
+        raise ValueError(f"`--test_labels` {args.test_labels} has classes {unseen.tolist()} that `--labels` "
+                         f"{args.labels} never labels; expected test classes among {train_pixels.classes.tolist()}.")
+    pixels = LabelledPixels(cube, np.where(label_map != ignore, label_map, test_map), band_axis=0,
+                            ignore_value=ignore)
+    # both enumerate labelled pixels in row-major order: flat positions map one onto the other
+    width = label_map.shape[1]
+    flat = pixels.rows * width + pixels.cols
+    inner = split_pixels(train_pixels, (1 - args.validation_fraction, args.validation_fraction), seed,
+                         names=("train", "validation"))
+    parts = {name: np.searchsorted(flat, train_pixels.rows[rows] * width + train_pixels.cols[rows])
+             for name, rows in inner.items()}
+    parts["test"] = np.flatnonzero(test_map[pixels.rows, pixels.cols] != ignore)
+    return pixels, parts
+
+
 def prepare_pixels(args: FinetuneArguments, seed: int) -> Prepared:
     """Windows of ``image_size`` pixels around each labelled pixel of ``--data``'s cube (``--labels``)."""
     from ..data.cube_files import read_cube
@@ -289,18 +333,21 @@ def prepare_pixels(args: FinetuneArguments, seed: int) -> Prepared:
         raise ValueError("spectral-gpt fine-tunes per pixel: pass `--labels` (a (H, W) label map .npy/.mat, "
                          f"{args.ignore_value} = unlabelled).")
     if args.test_data is not None or args.target is not None:
-        raise ValueError("spectral-gpt takes `--labels` (a label map) and splits its pixels; `--target` and "
-                         "`--test_data` are for the other architectures.")
+        raise ValueError("spectral-gpt takes `--labels` (a label map) and splits its pixels, or `--test_labels` for "
+                         "the test pixels; `--target` and `--test_data` are for the other architectures.")
     config = run_config(args.model)
     cube, meta = read_cube(args.data, args.band_axis)
     label_map = load_array(args.labels, ndims=(2,))
-    pixels = LabelledPixels(cube, label_map, band_axis=0, ignore_value=args.ignore_value)
+    if args.test_labels is None:
+        pixels = LabelledPixels(cube, label_map, band_axis=0, ignore_value=args.ignore_value)
+        test = args.test_fraction
+        validation = (1 - test) * args.validation_fraction
+        parts = split_pixels(pixels, (1 - test - validation, validation, test), seed)
+    else:
+        pixels, parts = _given_test_pixels(cube, label_map, load_array(args.test_labels, ndims=(2,)), args, seed)
     if pixels.num_bands != config.num_bands:
         raise ValueError(f"{args.data} has {pixels.num_bands} bands but {args.model} was pretrained on "
                          f"{config.num_bands}; fine-tune a run pretrained on this sensor's bands.")
-    test = args.test_fraction
-    validation = (1 - test) * args.validation_fraction
-    parts = split_pixels(pixels, (1 - test - validation, validation, test), seed)
     empty = [name for name, rows in parts.items() if rows.size == 0]
     if empty:
         raise ValueError(f"{args.labels}: {len(pixels)} labelled pixels leave the {empty} split(s) empty; label more "
@@ -481,6 +528,9 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
                 maximum_exclusive=True)
     check_float("validation_fraction", args.validation_fraction, minimum=0.0, maximum=1.0, minimum_exclusive=True,
                 maximum_exclusive=True)
+    if args.test_labels is not None and FIELDS[arch] != "pixels":
+        raise ValueError(f"`--test_labels` {args.test_labels} is a label map for spectral-gpt; {arch} takes its test "
+                         f"rows from `--test_data`.")
     if not Path(args.model).exists() and "/" not in args.model:
         raise ValueError(f"`--model` {args.model!r} is neither a folder nor a Hub id (namespace/name).")
 
@@ -491,7 +541,7 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
     print(f"{args.data}: {labels.task} of {', '.join(labels.target)} ({labels.num_labels} "
           f"{'classes' if labels.task == 'classification' else 'target(s)'}); train / validation / test = "
           f"{len(splits['train'])} / {len(splits['validation'])} / {len(splits['test'])}"
-          + (f" (test: {args.test_data})" if args.test_data else ""))
+          + (f" (test: {args.test_data or args.test_labels})" if args.test_data or args.test_labels else ""))
 
     scaling, training_splits = None, splits          # ``splits`` keep the file's units
     if labels.task == "regression" and args.scale_targets:
@@ -544,6 +594,7 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
 
     out_dir = Path(training_args.output_dir)
     results = {"architecture": arch, "model": args.model, "data": args.data, "test_data": args.test_data,
+               "test_labels": args.test_labels,
                "target": list(labels.target), "task": labels.task, "num_labels": labels.num_labels,
                "id2label": labels.id2label, "split_sizes": {k: len(v) for k, v in splits.items()},
                "test": {k: v for k, v in test_metrics.items() if k.split("_")[0] in
