@@ -62,14 +62,22 @@ def _result(task, rows):
 def test_verdict_counts_wins_and_reports_losses(scoreboard):
     results = {
         "reg_win": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
-                                          ("fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})]),
+                                          ("M pretrained + fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})]),
         "cls_loss": _result("classification", [("logistic", "baseline", {"f1_macro": 0.9, "accuracy": 0.9, "roc_auc": 0.9}),
-                                               ("fine-tuned", "model", {"f1_macro": 0.45, "accuracy": 0.5, "roc_auc": 0.6})]),
+                                               ("M pretrained + fine-tuned", "model", {"f1_macro": 0.45, "accuracy": 0.5,
+                                                                                       "roc_auc": 0.6})]),
+        # an untrained model beating the baseline is not the target's win: the pretrained + fine-tuned row is judged
+        "untrained_better": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
+                                                   ("M pretrained + fine-tuned", "model", {"rmse": 3.0, "r2": 0.1, "mae": 2.0}),
+                                                   ("M untrained + fine-tuned", "model", {"rmse": 1.5, "r2": 0.6, "mae": 1.0})]),
         "baselines_only": _result("regression", [("ridge", "baseline", {"rmse": 1.0, "r2": 0.5, "mae": 1.0})]),
     }
     page = scoreboard.markdown(results, SimpleNamespace(argv=["--seeds", "0", "1", "2"], threads=1, seeds=[0, 1, 2]))
-    assert "**Wins out of N: 1 of 2** tasks with a model row (1 tasks have baselines only so far)." in page
-    assert "- cls_loss: fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51, 49 % lower)." in page
-    assert "| fine-tuned | model | **1.01 ± 0.008165** |" in page
+    assert ("**Wins out of N: 1 of 3**: tasks where the pretrained + fine-tuned model beats the best baseline, of the "
+            "tasks with that row (1 tasks have baselines only so far).") in page
+    assert "- cls_loss: M pretrained + fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51, 49 % lower)." in page
+    assert "| M pretrained + fine-tuned | model | **1.01 ± 0.008165** |" in page
+    assert ("| untrained_better | 10/5 | t | PLS (rmse 2.01) | 3.01 | M untrained + fine-tuned (1.51) | model loses: "
+            "rmse 3.01 vs 2.01 (x1.50, 50 % higher) |") in page
     mean, std = scoreboard.summary(results["reg_win"]["rows"]["PLS"]["runs"], "rmse")
     assert mean == pytest.approx(2.01) and std == pytest.approx(np.std([2.0, 2.01, 2.02]))
