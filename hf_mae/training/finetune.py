@@ -54,10 +54,11 @@ ARCHITECTURES = ("chemomae", "wavemae", "smiles-bert", "protein-mae-v2", "protei
 FIELDS = {"chemomae": "spectra", "wavemae": "spectra", "smiles-bert": "smiles", "protein-mae-v2": "proteins",
           "protein-mae-v5": "proteins", "spectral-gpt": "pixels"}
 # Fine-tuning defaults: a lower learning rate than pretraining, evaluation and checkpoints on the same steps so
-# that early stopping can keep the best one.
+# that early stopping can keep the best one; long enough for small spectral sets, where 300 steps stopped short
+# (validation losses in the scoreboard's commit message).
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 2e-4, "weight_decay": 0.01, "warmup_steps": 0.1, "max_steps": 300, "eval_steps": 20,
-    "save_steps": 20, "logging_steps": 10, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
+    "learning_rate": 2e-4, "weight_decay": 0.01, "warmup_steps": 0.1, "max_steps": 1000, "eval_steps": 40,
+    "save_steps": 40, "logging_steps": 10, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
     "load_best_model_at_end": True, "metric_for_best_model": "loss", "greater_is_better": False,
     "save_total_limit": 2, "remove_unused_columns": False,
 }
@@ -79,7 +80,7 @@ class FinetuneArguments:
     validation_fraction: float = field(default=0.1, metadata={
         "help": "seeded share of the training rows for early stopping"})
     split_seed: int = field(default=0, metadata={"help": "seed of the test/validation splits"})
-    early_stopping_patience: int = field(default=5, metadata={"help": "evaluations without a better eval_loss"})
+    early_stopping_patience: int = field(default=10, metadata={"help": "evaluations without a better eval_loss"})
     # the head (config fields of the ...ForSequenceClassification models)
     classifier_pooling: str | None = field(default=None, metadata={"help": "cls or mean (default: the head's)"})
     classifier_dropout: float | None = None
