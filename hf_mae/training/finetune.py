@@ -42,7 +42,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback, Trainer
+from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback, Trainer, TrainerCallback
 
 from ..data.files import LabelInfo, load_labelled
 from ..data.spectra import DataCollatorForSpectra, spectral_metadata
@@ -431,6 +431,21 @@ class TargetScaling:
         y = np.asarray(y, dtype=np.float64)
         return (y.reshape(len(y), -1) * self.std + self.mean).reshape(y.shape)
 
+    def mark_checkpoints(self) -> TrainerCallback:
+        """A callback writing ``standardised_targets`` (mean, std) into each checkpoint's config.json: checkpoints
+        hold the head before folding, and ``from_pretrained`` of one then warns instead of passing standardised
+        predictions off as the file's units. The run's final model is folded and carries no such field."""
+        scaling = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+        class MarkStandardisedCheckpoints(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                config = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "config.json"
+                if state.is_world_process_zero and config.is_file():
+                    values = json.loads(config.read_text())
+                    config.write_text(json.dumps({**values, "standardised_targets": scaling}, indent=2) + "\n")
+
+        return MarkStandardisedCheckpoints()
+
     def fold_into(self, model: torch.nn.Module, num_labels: int) -> None:
         """Rescale the last ``Linear`` of ``model.classifier`` (out_features ``num_labels``): outputs in file units."""
         linears = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)
@@ -513,7 +528,8 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
                       eval_dataset=training_splits["validation"],
                       data_collator=prepared.collator, processing_class=prepared.extra.get("processor"),
                       compute_metrics=_scaled_metrics(labels.task, scaling), optimizer_cls_and_kwargs=optimizer,
-                      callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)])
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
+                                 *([scaling.mark_checkpoints()] if scaling is not None else [])])
 
     def unscale(trainer: Trainer) -> None:
         """The saved model predicts in the file's units; the final evaluation reads them."""
