@@ -27,6 +27,7 @@ how much each loss is.
     python scripts/scoreboard.py                                 # every task, 3 seeds -> docs/scoreboard.md
     python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
     python scripts/scoreboard.py --resume                        # reuse the rows already in --json, run the rest
+    python scripts/scoreboard.py --resume --readme README.md     # and copy the summary into the README
 
 Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
 run resumes where it stopped.
@@ -59,6 +60,7 @@ SPECTRA_POINTS = 256
 SCENES = {"earthlib_scene": earthlib_scene}   # per-pixel hyperspectral tasks: (cube, label map, metadata)
 SCENE_SPLIT = (0.3, 0.7)                      # labelled pixels for training / testing (seeded, stratified)
 WINDOW_MEAN = 5                               # window of the window-mean SVM baseline
+SUMMARY_START, SUMMARY_END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"   # what README.md copies
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,7 @@ def markdown(results: dict, args) -> str:
                   "*pretrained + fine-tuned* (all weights), *pretrained + frozen probe* (`--freeze_encoder`, head "
                   "only, learning rate 1e-3) and *untrained + fine-tuned* (the same head on a randomly initialised "
                   "encoder). Seconds of the pretrained rows include the pretraining.", ""]
+    lines.append(SUMMARY_START)
     wins, compared, verdicts = 0, 0, []
     overview = ["| task | n train/test | target | best baseline | pretrained + fine-tuned | best other model row | "
                 "verdict |", "|---|---|---|---|---|---|---|"]
@@ -388,6 +391,7 @@ def markdown(results: dict, args) -> str:
     lines += ["", *overview, ""]
     if verdicts:
         lines += ["Where the model loses:", "", *verdicts, ""]
+    lines.append(SUMMARY_END)
     for name, result in results.items():
         meta, rows = result["meta"], result["rows"]
         metric, direction = PRIMARY[meta["task"]]
@@ -408,6 +412,16 @@ def markdown(results: dict, args) -> str:
     return "\n".join(lines)
 
 
+def update_readme(page: str, readme: Path) -> None:
+    """Copy the page's summary (verdict, overview table, losses) between the README's scoreboard markers."""
+    text = readme.read_text()
+    if text.count(SUMMARY_START) != 1 or text.count(SUMMARY_END) != 1:
+        raise ValueError(f"{readme} needs one {SUMMARY_START!r} and one {SUMMARY_END!r} line to update.")
+    summary_block = page[page.index(SUMMARY_START):page.index(SUMMARY_END) + len(SUMMARY_END)]
+    head, tail = text.split(SUMMARY_START)[0], text.split(SUMMARY_END)[1]
+    readme.write_text(head + summary_block + tail)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain_steps", type=int, default=PRETRAIN_STEPS)
     parser.add_argument("--finetune_steps", type=int, default=FINETUNE_STEPS)
     parser.add_argument("--workdir", default=None, help="model runs (default: a temporary folder)")
+    parser.add_argument("--readme", default=None, help="also copy the summary into this README's scoreboard block")
     args = parser.parse_args(argv)
     args.argv, args.reused = argv, []
     if len(args.seeds) < 1:
@@ -460,8 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({**saved, **results}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(markdown(results, args) + "\n")
+    page = markdown(results, args)
+    Path(args.out).write_text(page + "\n")
     print(f"wrote {args.out}")
+    if args.readme:
+        update_readme(page, Path(args.readme))
+        print(f"updated the scoreboard block of {args.readme}")
     return 0
 
 

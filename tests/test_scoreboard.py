@@ -81,3 +81,20 @@ def test_verdict_counts_wins_and_reports_losses(scoreboard):
             "rmse 3.01 vs 2.01 (x1.50, 50 % higher) |") in page
     mean, std = scoreboard.summary(results["reg_win"]["rows"]["PLS"]["runs"], "rmse")
     assert mean == pytest.approx(2.01) and std == pytest.approx(np.std([2.0, 2.01, 2.02]))
+
+
+def test_readme_block_is_the_pages_summary(scoreboard, tmp_path):
+    results = {"reg": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
+                                             ("M pretrained + fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})])}
+    page = scoreboard.markdown(results, SimpleNamespace(argv=[], threads=1, seeds=[0, 1, 2]))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{scoreboard.SUMMARY_START}\nold table\n{scoreboard.SUMMARY_END}\nafter\n")
+    scoreboard.update_readme(page, readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\nbefore\n") and text.endswith("\nafter\n")
+    block = text[text.index(scoreboard.SUMMARY_START):text.index(scoreboard.SUMMARY_END)]
+    assert "**Wins out of N: 1 of 1**" in block and "| reg | 10/5 | t | PLS (rmse 2.01) | 1.01 |" in block
+    assert "## reg" not in block                              # per-task sections stay on the page
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="needs one"):
+        scoreboard.update_readme(page, readme)
