@@ -35,6 +35,7 @@ how much each loss is.
     python scripts/scoreboard.py --tasks corn coffee --seeds 0 --out /tmp/board.md
     python scripts/scoreboard.py --resume                        # reuse the rows already in --json, run the rest
     python scripts/scoreboard.py --resume --tasks freesolv       # run freesolv's missing rows; the page keeps all
+    python scripts/scoreboard.py --resume --readme README.md     # and copy the summary into the README
 
 Raw results go to ``--json`` (default scripts/results/scoreboard.json) after each task, so an interrupted
 run resumes where it stopped.
@@ -67,6 +68,7 @@ SPECTRA_POINTS = 256
 SCENES = {"earthlib_scene": earthlib_scene}   # per-pixel hyperspectral tasks: (cube, label map, metadata)
 SCENE_SPLIT = (0.3, 0.7)                      # labelled pixels for training / testing (seeded, stratified)
 WINDOW_MEAN = 5                               # window of the window-mean SVM baseline
+SUMMARY_START, SUMMARY_END = "<!-- scoreboard:start -->", "<!-- scoreboard:end -->"   # what README.md copies
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def register_model_row(name: str, fields: tuple[str, ...], run: Callable[[dict, 
 # (never the test split) and fine-tuned by hf_mae.training.finetune (the one fine-tuning loop, early stopping on
 # a validation split carved from the training split with split seed 0).
 CHEMOMAE = {"seq_len": SPECTRA_POINTS, "d_model": 128, "nhead": 4, "num_layers": 3, "dim_feedforward": 256}
-PRETRAIN_STEPS, FINETUNE_STEPS, BATCH = 500, 400, 32
+PRETRAIN_STEPS, FINETUNE_STEPS, BATCH = 1000, 1000, 32
 MODEL_SETTINGS = {}   # filled by configure_model_rows (the page header states them)
 _RUNS: dict[tuple[str, int], Path] = {}   # pretrained run per (task, seed), shared by rows (a) and (b)
 
@@ -208,8 +210,7 @@ def _finetuned(data: dict, seed: int, model: Path, name: str, extra: list[str]) 
     start = time.perf_counter()
     finetune("chemomae", ["--model", str(model), "--data", str(files[0]), "--test_data", str(files[1]),
                           "--target", "y", "--task", data["task"], "--baseline", "false",
-                          "--eval_steps", str(max(steps // 10, 1)), "--save_steps", str(max(steps // 10, 1)),
-                          *extra, *_common(seed, steps, out)])
+                          *extra, *_common(seed, steps, out)])   # evaluation, checkpoints, patience: the defaults
     seconds = time.perf_counter() - start
     test = json.loads((out / "finetune_results.json").read_text())["test"]
     return {k: v for k, v in test.items() if k in SECONDARY[data["task"]] or k == PRIMARY[data["task"]][0]}, seconds
@@ -243,7 +244,7 @@ SMILES_TASKS = ("solubility_logs", "solubility_class", "freesolv", "qm9_gap")
 SMILES_BERT = {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512,
                "max_length": 96}
 SMILES_SETTINGS = {"moses": 50_000, "pretrain_steps": 800, "pretrain_batch": 64, "finetune_steps": 300,
-                   "finetune_batch": 32, "probe_learning_rate": 1e-3}
+                   "finetune_batch": 32, "probe_learning_rate": 1e-3, "patience": 5}
 
 
 def _cli_common(seed: int, steps: int, batch: int, out: Path, save: bool) -> list[str]:
@@ -327,7 +328,8 @@ def _smiles_finetuned(data: dict, seed: int, model: Path, name: str, extra: list
     start = time.perf_counter()
     finetune("smiles-bert", ["--model", str(model), "--data", str(_smiles_table(data, "train")),
                              "--test_data", str(_smiles_table(data, "test")), "--target", "y", "--task", data["task"],
-                             "--baseline", "false", "--eval_steps", every, "--save_steps", every, *extra,
+                             "--baseline", "false", "--eval_steps", every, "--save_steps", every,
+                             "--early_stopping_patience", str(s["patience"]), *extra,
                              *_cli_common(seed, s["finetune_steps"], s["finetune_batch"], out, save=True)])
     seconds = time.perf_counter() - start
     test = json.loads((out / "finetune_results.json").read_text())["test"]
@@ -363,7 +365,7 @@ SCENE_GPT = {"image_size": 8, "patch_size": 4, "band_patch_size": 12, "hidden_si
              "num_attention_heads": 4, "intermediate_size": 256, "decoder_hidden_size": 64,
              "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 128}
 SCENE_SETTINGS = {"tile_size": 8, "pretrain_steps": 600, "pretrain_batch": 16, "finetune_steps": 300,
-                  "finetune_batch": 32, "probe_learning_rate": 1e-3}
+                  "finetune_batch": 32, "probe_learning_rate": 1e-3, "patience": 5}
 
 
 def _scene_files(data: dict) -> dict[str, Path]:
@@ -423,7 +425,8 @@ def _scene_finetuned(data: dict, seed: int, model: Path, name: str, extra: list[
     finetune("spectral-gpt", ["--model", str(model), "--data", str(files["cube"]), "--band_axis", "0",
                               "--labels", str(files["train"]), "--test_labels", str(files["test"]),
                               "--ignore_value", str(data["pixels"].ignore_value), "--baseline", "false",
-                              "--eval_steps", every, "--save_steps", every, *extra,
+                              "--eval_steps", every, "--save_steps", every,
+                              "--early_stopping_patience", str(s["patience"]), *extra,
                               *_cli_common(seed, s["finetune_steps"], s["finetune_batch"], out, save=True)])
     seconds = time.perf_counter() - start
     results = json.loads((out / "finetune_results.json").read_text())
@@ -478,7 +481,8 @@ def model_row_notes(results: dict, seeds: list[int]) -> list[str]:
                   f"plus the training SMILES of {', '.join(SMILES_TASKS)}, minus every test SMILES of those tasks "
                   "(10 % held out for its check), once per seed and shared by the four tasks; then `hf-mae finetune "
                   f"smiles-bert` with the task's test split as `--test_data` (at most {s['finetune_steps']} steps, "
-                  f"batch {s['finetune_batch']}, early stopping on a validation tenth of the training split): "
+                  f"batch {s['finetune_batch']}, early stopping on a validation tenth of the training split, evaluated "
+                  f"every {max(s['finetune_steps'] // 10, 1)} steps, patience {s['patience']}): "
                   "*pretrained + fine-tuned*, *pretrained + frozen probe* (`--freeze_encoder`, learning rate "
                   f"{s['probe_learning_rate']:g}) and *untrained + fine-tuned* (the same config, random seeded "
                   "weights). Seconds of the pretrained rows include the whole pretraining (corpus included) in "
@@ -492,7 +496,8 @@ def model_row_notes(results: dict, seeds: list[int]) -> list[str]:
                   "spectral-gpt` on a window of image_size pixels around each pixel of the training label map, "
                   "scored on exactly the baselines' test pixels (`--test_labels`; at most "
                   f"{s['finetune_steps']} steps, batch {s['finetune_batch']}, early stopping on a validation tenth "
-                  "of the training pixels): the same three rows. Seconds of the pretrained rows include the "
+                  f"of the training pixels, evaluated every {max(s['finetune_steps'] // 10, 1)} steps, patience "
+                  f"{s['patience']}): the same three rows. Seconds of the pretrained rows include the "
                   "pretraining.", ""]
     partial = [f"{row} on {name} (seeds {', '.join(str(r['seed']) for r in data['runs'])})"
                for name, result in results.items() for row, data in result["rows"].items()
@@ -612,6 +617,14 @@ def best(rows: dict, kind: str, metric: str, direction: str) -> tuple[str, float
     return (min if direction == "lower" else max)(scored, key=lambda item: item[1])
 
 
+def headline(rows: dict, metric: str) -> tuple[str, float] | None:
+    """The row the verdict judges (the issue's target): the pretrained + fine-tuned model, if the task has one."""
+    for name, row in rows.items():
+        if row["kind"] == "model" and name.endswith("pretrained + fine-tuned"):
+            return name, summary(row["runs"], metric)[0]
+    return None
+
+
 def _fmt(value: float) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:.4g}"
 
@@ -636,17 +649,21 @@ def markdown(results: dict, args) -> str:
                   "unlabelled spectra of the task's training split only (10 % of them held out for its check; the "
                   "test split is never seen), once per task and seed, then fine-tuned by `hf-mae finetune chemomae` "
                   f"(the same loop users run: at most {settings['finetune_steps']} steps, batch {settings['batch']}, "
-                  "early stopping on a validation tenth of the training split, standardised targets): "
+                  "early stopping on a validation tenth of the training split, evaluated every 40 steps with a patience of 10 "
+                  "evaluations (the CLI's defaults), standardised targets): "
                   "*pretrained + fine-tuned* (all weights), *pretrained + frozen probe* (`--freeze_encoder`, head "
                   "only, learning rate 1e-3) and *untrained + fine-tuned* (the same head on a randomly initialised "
                   "encoder). Seconds of the pretrained rows include the pretraining.", ""]
     lines += model_row_notes(results, list(args.seeds))
+    lines.append(SUMMARY_START)
     wins, compared, verdicts = 0, 0, []
-    overview = ["| task | n train/test | target | best baseline | best model row | verdict |", "|---|---|---|---|---|---|"]
+    overview = ["| task | n train/test | target | best baseline | pretrained + fine-tuned | best other model row | "
+                "verdict |", "|---|---|---|---|---|---|---|"]
     for name, result in results.items():
         meta, rows = result["meta"], result["rows"]
         metric, direction = PRIMARY[meta["task"]]
-        base, model = best(rows, "baseline", metric, direction), best(rows, "model", metric, direction)
+        base, model = best(rows, "baseline", metric, direction), headline(rows, metric)
+        other = best({k: v for k, v in rows.items() if model is None or k != model[0]}, "model", metric, direction)
         if model is None:
             verdict = NO_MODEL_ROW.get(name, "no model row yet")
         else:
@@ -664,12 +681,14 @@ def markdown(results: dict, args) -> str:
                 verdicts.append(f"- {name}: {model[0]} loses to {base[0]}, {metric} {_fmt(model[1])} vs "
                                 f"{_fmt(base[1])} ({how}).")
         overview.append(f"| {name} | {result['n'][0]}/{result['n'][1]} | {meta['target']} | {base[0]} "
-                        f"({metric} {_fmt(base[1])}) | {'—' if model is None else f'{model[0]} ({_fmt(model[1])})'} "
-                        f"| {verdict} |")
-    lines.append(f"**Wins out of N: {wins} of {compared}** tasks with a model row" + _baselines_only(results, compared))
+                        f"({metric} {_fmt(base[1])}) | {'—' if model is None else _fmt(model[1])} "
+                        f"| {'—' if other is None else f'{other[0]} ({_fmt(other[1])})'} | {verdict} |")
+    lines.append(f"**Wins out of N: {wins} of {compared}**: tasks where the pretrained + fine-tuned model beats the "
+                 "best baseline, of the tasks with that row" + _baselines_only(results, compared))
     lines += ["", *overview, ""]
     if verdicts:
         lines += ["Where the model loses:", "", *verdicts, ""]
+    lines.append(SUMMARY_END)
     for name, result in results.items():
         meta, rows = result["meta"], result["rows"]
         metric, direction = PRIMARY[meta["task"]]
@@ -691,6 +710,16 @@ def markdown(results: dict, args) -> str:
     return "\n".join(lines)
 
 
+def update_readme(page: str, readme: Path) -> None:
+    """Copy the page's summary (verdict, overview table, losses) between the README's scoreboard markers."""
+    text = readme.read_text()
+    if text.count(SUMMARY_START) != 1 or text.count(SUMMARY_END) != 1:
+        raise ValueError(f"{readme} needs one {SUMMARY_START!r} and one {SUMMARY_END!r} line to update.")
+    summary_block = page[page.index(SUMMARY_START):page.index(SUMMARY_END) + len(SUMMARY_END)]
+    head, tail = text.split(SUMMARY_START)[0], text.split(SUMMARY_END)[1]
+    readme.write_text(head + summary_block + tail)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -705,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain_steps", type=int, default=PRETRAIN_STEPS)
     parser.add_argument("--finetune_steps", type=int, default=FINETUNE_STEPS)
     parser.add_argument("--workdir", default=None, help="model runs (default: a temporary folder)")
+    parser.add_argument("--readme", default=None, help="also copy the summary into this README's scoreboard block")
     args = parser.parse_args(argv)
     args.argv, args.reused = argv, []
     if len(args.seeds) < 1:
@@ -747,8 +777,12 @@ def main(argv: list[str] | None = None) -> int:
         results, kept = with_saved_tasks(results, saved, args.seeds, order + [n for n in saved if n not in order])
         args.reused += kept
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(markdown(results, args) + "\n")
+    page = markdown(results, args)
+    Path(args.out).write_text(page + "\n")
     print(f"wrote {args.out}")
+    if args.readme:
+        update_readme(page, Path(args.readme))
+        print(f"updated the scoreboard block of {args.readme}")
     return 0
 
 

@@ -38,6 +38,29 @@ def _results(out):
     return json.loads((out / "finetune_results.json").read_text())
 
 
+def _check_standardised_checkpoints(out, final):
+    """Checkpoints hold the head before the target scaling is folded in: their config says so (and loading one
+    warns); folding their mean/std into the best checkpoint's head gives the final model's head."""
+    from safetensors.torch import load_file
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging
+
+    assert "standardised_targets" not in final.config.to_dict()
+    best = json.loads((out / "trainer_state.json").read_text())["best_model_checkpoint"]
+    scaling = json.loads((out / best.split("/")[-1] / "config.json").read_text())["standardised_targets"]
+    mean, std = torch.tensor(scaling["mean"]), torch.tensor(scaling["std"])
+    assert std.shape == (1,) and std.item() > 0
+    weights = load_file(out / best.split("/")[-1] / "model.safetensors")
+    final_weights = dict(final.named_parameters())
+    for name in ("classifier.classifier.weight", "classifier.classifier.bias"):
+        folded = weights[name] * std[:, None] if name.endswith("weight") else weights[name] * std + mean
+        torch.testing.assert_close(final_weights[name].detach(), folded, rtol=4 * torch.finfo(torch.float32).eps,
+                                   atol=0.0)
+    with CaptureLogger(logging.get_logger("hf_mae.models.heads")) as captured:
+        AutoModelForSequenceClassification.from_pretrained(out / best.split("/")[-1])
+    assert "predicts standardised targets" in captured.out and "multiply its outputs by std" in captured.out
+
+
 @pytest.mark.parametrize("arch", ["chemomae", "wavemae"])
 def test_spectral_finetune_end_to_end(tablet, tmp_path, capsys, arch):
     run = tmp_path / "pre"
@@ -56,6 +79,7 @@ def test_spectral_finetune_end_to_end(tablet, tmp_path, capsys, arch):
     assert type(model).__name__ == {"chemomae": "ChemoMAEForSequenceClassification",
                                     "wavemae": "WaveMAEForSequenceClassification"}[arch]
     assert model.config.problem_type == "regression"
+    _check_standardised_checkpoints(out, model)
 
     # classification on a held-out test file, frozen encoder (linear probe), mean pooling
     pd.read_csv(tablet).iloc[:36].to_csv(tmp_path / "train.csv", index=False)

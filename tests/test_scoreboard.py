@@ -63,15 +63,23 @@ def _result(task, rows):
 def test_verdict_counts_wins_and_reports_losses(scoreboard):
     results = {
         "reg_win": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
-                                          ("fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})]),
+                                          ("M pretrained + fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})]),
         "cls_loss": _result("classification", [("logistic", "baseline", {"f1_macro": 0.9, "accuracy": 0.9, "roc_auc": 0.9}),
-                                               ("fine-tuned", "model", {"f1_macro": 0.45, "accuracy": 0.5, "roc_auc": 0.6})]),
+                                               ("M pretrained + fine-tuned", "model", {"f1_macro": 0.45, "accuracy": 0.5,
+                                                                                       "roc_auc": 0.6})]),
+        # an untrained model beating the baseline is not the target's win: the pretrained + fine-tuned row is judged
+        "untrained_better": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
+                                                   ("M pretrained + fine-tuned", "model", {"rmse": 3.0, "r2": 0.1, "mae": 2.0}),
+                                                   ("M untrained + fine-tuned", "model", {"rmse": 1.5, "r2": 0.6, "mae": 1.0})]),
         "baselines_only": _result("regression", [("ridge", "baseline", {"rmse": 1.0, "r2": 0.5, "mae": 1.0})]),
     }
     page = scoreboard.markdown(results, SimpleNamespace(argv=["--seeds", "0", "1", "2"], threads=1, seeds=[0, 1, 2]))
-    assert "**Wins out of N: 1 of 2** tasks with a model row (1 tasks have baselines only so far)." in page
-    assert "- cls_loss: fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51, 49 % lower)." in page
-    assert "| fine-tuned | model | **1.01 ± 0.008165** |" in page
+    assert ("**Wins out of N: 1 of 3**: tasks where the pretrained + fine-tuned model beats the best baseline, of the "
+            "tasks with that row (1 tasks have baselines only so far).") in page
+    assert "- cls_loss: M pretrained + fine-tuned loses to logistic, f1_macro 0.46 vs 0.91 (x0.51, 49 % lower)." in page
+    assert "| M pretrained + fine-tuned | model | **1.01 ± 0.008165** |" in page
+    assert ("| untrained_better | 10/5 | t | PLS (rmse 2.01) | 3.01 | M untrained + fine-tuned (1.51) | model loses: "
+            "rmse 3.01 vs 2.01 (x1.50, 50 % higher) |") in page
     mean, std = scoreboard.summary(results["reg_win"]["rows"]["PLS"]["runs"], "rmse")
     assert mean == pytest.approx(2.01) and std == pytest.approx(np.std([2.0, 2.01, 2.02]))
 
@@ -105,4 +113,22 @@ def test_resume_keeps_the_other_tasks_and_tem1_says_why_it_has_no_model_row(scor
     page = scoreboard.markdown(merged, SimpleNamespace(argv=[], threads=1, seeds=[0, 1, 2]))
     assert "| no model row possible: the task ships one mean-pooled embedding per variant" in page
     assert "## tem1_fitness" in page and "No model row possible:" in page
-    assert "tasks with a model row (2 tasks have baselines only so far; tem1_fitness: no model row possible" in page
+    assert ("of the tasks with that row (2 tasks have baselines only so far; tem1_fitness: no model row possible"
+            in page)
+
+
+def test_readme_block_is_the_pages_summary(scoreboard, tmp_path):
+    results = {"reg": _result("regression", [("PLS", "baseline", {"rmse": 2.0, "r2": 0.5, "mae": 1.0}),
+                                             ("M pretrained + fine-tuned", "model", {"rmse": 1.0, "r2": 0.8, "mae": 0.5})])}
+    page = scoreboard.markdown(results, SimpleNamespace(argv=[], threads=1, seeds=[0, 1, 2]))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{scoreboard.SUMMARY_START}\nold table\n{scoreboard.SUMMARY_END}\nafter\n")
+    scoreboard.update_readme(page, readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\nbefore\n") and text.endswith("\nafter\n")
+    block = text[text.index(scoreboard.SUMMARY_START):text.index(scoreboard.SUMMARY_END)]
+    assert "**Wins out of N: 1 of 1**" in block and "| reg | 10/5 | t | PLS (rmse 2.01) | 1.01 |" in block
+    assert "## reg" not in block                              # per-task sections stay on the page
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="needs one"):
+        scoreboard.update_readme(page, readme)

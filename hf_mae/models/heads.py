@@ -57,6 +57,9 @@ import torch
 from torch import nn
 from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 from .pooling import masked_mean
 
@@ -368,6 +371,12 @@ class SequenceClassifierMixin:
         model = loaded[0] if isinstance(loaded, tuple) else loaded   # (model, loading_info) with output_loading_info
         if head_options(model.config).freeze_encoder:
             freeze_encoder(model, model.head_prefixes)
+        scaling = getattr(model.config, "standardised_targets", None)
+        if scaling:   # an intermediate checkpoint of `hf-mae finetune`, written before the scaling was folded in
+            logger.warning(f"{args[0] if args else 'this checkpoint'} predicts standardised targets, (y - mean) / std "
+                           f"with mean {scaling['mean']} and std {scaling['std']} (config `standardised_targets`): "
+                           "multiply its outputs by std and add mean; the final model of the run predicts the "
+                           "file's units.")
         return loaded
 
     def layerwise_lr_optimizer(self, lr: float, *, weight_decay: float = 0.0,

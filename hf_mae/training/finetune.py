@@ -45,7 +45,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback, Trainer
+from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback, Trainer, TrainerCallback
 
 from ..data.files import LabelInfo, load_labelled
 from ..data.spectra import DataCollatorForSpectra, spectral_metadata
@@ -57,10 +57,11 @@ ARCHITECTURES = ("chemomae", "wavemae", "smiles-bert", "protein-mae-v2", "protei
 FIELDS = {"chemomae": "spectra", "wavemae": "spectra", "smiles-bert": "smiles", "protein-mae-v2": "proteins",
           "protein-mae-v5": "proteins", "spectral-gpt": "pixels"}
 # Fine-tuning defaults: a lower learning rate than pretraining, evaluation and checkpoints on the same steps so
-# that early stopping can keep the best one.
+# that early stopping can keep the best one; long enough for small spectral sets, where 300 steps stopped short
+# (validation losses in the scoreboard's commit message).
 FINETUNE_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 2e-4, "weight_decay": 0.01, "warmup_steps": 0.1, "max_steps": 300, "eval_steps": 20,
-    "save_steps": 20, "logging_steps": 10, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
+    "learning_rate": 2e-4, "weight_decay": 0.01, "warmup_steps": 0.1, "max_steps": 1000, "eval_steps": 40,
+    "save_steps": 40, "logging_steps": 10, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
     "load_best_model_at_end": True, "metric_for_best_model": "loss", "greater_is_better": False,
     "save_total_limit": 2, "remove_unused_columns": False,
 }
@@ -82,7 +83,7 @@ class FinetuneArguments:
     validation_fraction: float = field(default=0.1, metadata={
         "help": "seeded share of the training rows for early stopping"})
     split_seed: int = field(default=0, metadata={"help": "seed of the test/validation splits"})
-    early_stopping_patience: int = field(default=5, metadata={"help": "evaluations without a better eval_loss"})
+    early_stopping_patience: int = field(default=10, metadata={"help": "evaluations without a better eval_loss"})
     # the head (config fields of the ...ForSequenceClassification models)
     classifier_pooling: str | None = field(default=None, metadata={"help": "cls or mean (default: the head's)"})
     classifier_dropout: float | None = None
@@ -477,6 +478,21 @@ class TargetScaling:
         y = np.asarray(y, dtype=np.float64)
         return (y.reshape(len(y), -1) * self.std + self.mean).reshape(y.shape)
 
+    def mark_checkpoints(self) -> TrainerCallback:
+        """A callback writing ``standardised_targets`` (mean, std) into each checkpoint's config.json: checkpoints
+        hold the head before folding, and ``from_pretrained`` of one then warns instead of passing standardised
+        predictions off as the file's units. The run's final model is folded and carries no such field."""
+        scaling = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+        class MarkStandardisedCheckpoints(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                config = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "config.json"
+                if state.is_world_process_zero and config.is_file():
+                    values = json.loads(config.read_text())
+                    config.write_text(json.dumps({**values, "standardised_targets": scaling}, indent=2) + "\n")
+
+        return MarkStandardisedCheckpoints()
+
     def fold_into(self, model: torch.nn.Module, num_labels: int) -> None:
         """Rescale the last ``Linear`` of ``model.classifier`` (out_features ``num_labels``): outputs in file units."""
         linears = [m for m in model.classifier.modules() if isinstance(m, torch.nn.Linear)
@@ -562,7 +578,8 @@ def finetune(arch: str, argv: Sequence[str] | None = None) -> int:
                       eval_dataset=training_splits["validation"],
                       data_collator=prepared.collator, processing_class=prepared.extra.get("processor"),
                       compute_metrics=_scaled_metrics(labels.task, scaling), optimizer_cls_and_kwargs=optimizer,
-                      callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)])
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
+                                 *([scaling.mark_checkpoints()] if scaling is not None else [])])
 
     def unscale(trainer: Trainer) -> None:
         """The saved model predicts in the file's units; the final evaluation reads them."""
