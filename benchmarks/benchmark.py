@@ -218,7 +218,8 @@ class _SteppedTrainer:
 
 def _chemo_trainer(spec: dict) -> Case:
     """ChemoMAE through ``Trainer`` (``spec["job"]``: through the ``hf-mae pretrain chemomae`` command), one
-    Trainer step per ``step()``; ``spec["training_args"]``: more ``TrainingArguments`` (not with ``job``)."""
+    Trainer step per ``step()``; ``spec["training_args"]``: more ``TrainingArguments`` (with ``job``:
+    ``spec["cli_args"]``, more flags of the command)."""
     import numpy as np
     import torch
     from transformers import Trainer, TrainingArguments
@@ -243,6 +244,7 @@ def _chemo_trainer(spec: dict) -> Case:
                     "--dataloader_drop_last", "true"]   # every step a full batch (424 training spectra)
             if spec["precision"] == "bf16":
                 argv.append("--bf16")
+            argv += spec.get("cli_args", [])   # more flags of the command, e.g. ["--torch_compile", "true"]
             # (no redirect_stdout: it is process-wide, and this thread never leaves it)
             pretrain_spectra.pretrain_chemomae(argv)
     else:

@@ -105,14 +105,15 @@ class ProteinInteractionModel(ProteinMAEPreTrainedModel):
     config_class = ProteinInteractionConfig
     base_model_prefix = "protein_interaction"
     main_input_name = "residue_embeddings_a"
-    # checkpoints saved when the pair model still held the V2 reconstruction decoder
-    _keys_to_ignore_on_load_unexpected = [r"encoder\.decoder\."]
+    # checkpoints saved when the pair model still held the V2 reconstruction decoder and mask token
+    _keys_to_ignore_on_load_unexpected = [r"encoder\.decoder\.", r"encoder\.mask_token"]
 
     def __init__(self, config: ProteinInteractionConfig):
         super().__init__(config)
         encoder_config = config.encoder_config
         if config.uses_adapter:
-            self.encoder = ProteinMAEV2Model(encoder_config, add_decoder=False)   # only its states are read
+            # only its all-visible states are read: no decoder, no mask token
+            self.encoder = ProteinMAEV2Model(encoder_config, add_decoder=False, add_mask_token=False)
             self.adapter = V2ToV5Adapter(encoder_config.embed_dim, config.hidden_size,
                                          num_patches=config.adapter_num_patches, patch_size=config.adapter_patch_size)
         else:
@@ -146,9 +147,10 @@ class ProteinInteractionModel(ProteinMAEPreTrainedModel):
         if not isinstance(encoder, (ProteinMAEV2Model, ProteinMAEV5Model)):
             raise ValueError(f"`encoder` must be a V2 or V5 protein MAE, got {type(encoder).__name__}.")
         model = cls(ProteinInteractionConfig(encoder_config=encoder.config, **config_kwargs))
-        # a V2 model's reconstruction decoder stays behind: the pair model reads the encoder's states only
+        # a V2 model's reconstruction decoder and mask token stay behind: the pair model reads all-visible states
+        left_behind = ("decoder.", "mask_token") if isinstance(encoder, ProteinMAEV2Model) else ("decoder.",)
         model.get_encoder().load_state_dict({name: tensor for name, tensor in encoder.state_dict().items()
-                                             if not name.startswith("decoder.")})
+                                             if not name.startswith(left_behind)})
         return model
 
     def get_encoder(self) -> ProteinMAEV2Model | ProteinMAEV5Model:
@@ -240,7 +242,7 @@ class ProteinInteractionForSequenceClassification(ProteinMAEPreTrainedModel):
     base_model_prefix = "protein_interaction"
     main_input_name = "residue_embeddings_a"
     accepts_loss_kwargs = False
-    _keys_to_ignore_on_load_unexpected = [r"encoder\.decoder\."]
+    _keys_to_ignore_on_load_unexpected = [r"encoder\.decoder\.", r"encoder\.mask_token"]
 
     def __init__(self, config: ProteinInteractionConfig):
         super().__init__(config)
