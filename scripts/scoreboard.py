@@ -672,7 +672,7 @@ def markdown(results: dict, args) -> str:
             wins += better
             ratio = model[1] / base[1] if base[1] else float("inf")
             worse = 100 * abs(model[1] - base[1]) / abs(base[1]) if base[1] else float("inf")
-            how = f"x{ratio:.2f}, {worse:.0f} % {'higher' if direction == 'lower' else 'lower'}"
+            how = f"x{ratio:.2f}, {worse:.{0 if worse >= 10 else 1}f} % {'higher' if direction == 'lower' else 'lower'}"
             tie = np.isclose(model[1], base[1], rtol=1e-9, atol=0.0)
             verdict = (f"model wins ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if better else
                        f"tie, not a win ({metric} {_fmt(model[1])} vs {_fmt(base[1])})" if tie else
