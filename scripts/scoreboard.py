@@ -744,7 +744,9 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     torch.set_num_threads(args.threads)
-    configure_model_rows(args.workdir or tempfile.mkdtemp(prefix="scoreboard-"), args.pretrain_steps,
+    # a temporary folder only when model rows may run
+    workdir = args.workdir or (tempfile.mkdtemp(prefix="scoreboard-") if args.model_rows else tempfile.gettempdir())
+    configure_model_rows(workdir, args.pretrain_steps,
                          args.finetune_steps)
     args.model_settings = MODEL_SETTINGS
     rows = BASELINE_ROWS + (MODEL_ROWS if args.model_rows else [])

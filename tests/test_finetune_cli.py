@@ -141,12 +141,15 @@ def test_test_labels_errors_are_one_line(scene_run, tmp_path, capsys):
     np.save(tmp_path / "overlap.npy", label_map)
     np.save(tmp_path / "empty.npy", np.zeros_like(test_map))
     np.save(tmp_path / "new_class.npy", np.where(test_map != 0, 9, 0))
+    np.save(tmp_path / "fractional.npy", np.where(test_map != 0, 1.5, 0.0))
     base = ["finetune", "spectral-gpt", "--model", str(run), "--output_dir", str(tmp_path / "o"), "--data",
             str(folder / "scene.npy"), "--band_axis", "-1", "--labels", str(tmp_path / "train_labels.npy")]
     for name, message in [("small.npy", "has shape (10, 24); expected the shape of `--labels`"),
                           ("overlap.npy", "that `--labels` " + str(tmp_path / "train_labels.npy") + " labels too"),
                           ("empty.npy", "has no labelled pixel"),
-                          ("new_class.npy", "has classes [9] that `--labels`")]:
+                          ("new_class.npy", "has classes [9] that `--labels`"),
+                          ("fractional.npy", "`--test_labels` " + str(tmp_path / "fractional.npy") + " holds float64 "
+                                             "values that are not whole numbers; expected integer class labels")]:
         assert main([*base, "--test_labels", str(tmp_path / name)]) == 1, name
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (name, err)

@@ -323,10 +323,22 @@ def _given_test_pixels(cube: np.ndarray, label_map: np.ndarray, test_map: np.nda
     return pixels, parts
 
 
+def _label_map(path: str, flag: str) -> np.ndarray:
+    """A (H, W) label map file of whole-number class values; anything else names the flag and the file."""
+    from ..data.hyperspectral import load_array
+
+    label_map = load_array(path, ndims=(2,))
+    whole = np.issubdtype(label_map.dtype, np.integer) or (
+        np.issubdtype(label_map.dtype, np.floating) and np.all(np.mod(label_map, 1) == 0))
+    if not whole:
+        raise ValueError(f"`{flag}` {path} holds {label_map.dtype} values that are not whole numbers; expected "
+                         "integer class labels.")
+    return label_map.astype(np.int64)
+
+
 def prepare_pixels(args: FinetuneArguments, seed: int) -> Prepared:
     """Windows of ``image_size`` pixels around each labelled pixel of ``--data``'s cube (``--labels``)."""
     from ..data.cube_files import read_cube
-    from ..data.hyperspectral import load_array
     from ..data.pixels import (DataCollatorForPixelWindows, LabelledPixels, PixelWindowDataset, band_statistics,
                                pixel_spectra, split_pixels)
 
@@ -338,14 +350,15 @@ def prepare_pixels(args: FinetuneArguments, seed: int) -> Prepared:
                          "the test pixels; `--target` and `--test_data` are for the other architectures.")
     config = run_config(args.model)
     cube, meta = read_cube(args.data, args.band_axis)
-    label_map = load_array(args.labels, ndims=(2,))
+    label_map = _label_map(args.labels, "--labels")
     if args.test_labels is None:
         pixels = LabelledPixels(cube, label_map, band_axis=0, ignore_value=args.ignore_value)
         test = args.test_fraction
         validation = (1 - test) * args.validation_fraction
         parts = split_pixels(pixels, (1 - test - validation, validation, test), seed)
     else:
-        pixels, parts = _given_test_pixels(cube, label_map, load_array(args.test_labels, ndims=(2,)), args, seed)
+        pixels, parts = _given_test_pixels(cube, label_map, _label_map(args.test_labels, "--test_labels"), args,
+                                            seed)
     if pixels.num_bands != config.num_bands:
         raise ValueError(f"{args.data} has {pixels.num_bands} bands but {args.model} was pretrained on "
                          f"{config.num_bands}; fine-tune a run pretrained on this sensor's bands.")
