@@ -169,14 +169,23 @@ def _pretrained(data: dict, seed: int) -> tuple[Path, float]:
 
     key = (data["name"], seed)
     out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-pretrain"
-    if key not in _RUNS:
-        out.mkdir(parents=True, exist_ok=True)
+
+    def run() -> None:
         table = _spectra_table(data["train"], out.parent / f"{data['name']}-unlabelled.csv")
-        start = time.perf_counter()
         pretrain("chemomae", ["--data", str(table), *sum(([f"--{k}", str(v)] for k, v in
                                                           MODEL_SETTINGS["model"].items()), []),
                               "--eval_steps", str(MODEL_SETTINGS["pretrain_steps"]),
                               *_common(seed, MODEL_SETTINGS["pretrain_steps"], out)])
+
+    return _once(key, out, run)
+
+
+def _once(key: tuple[str, int], out: Path, run: Callable[[], None]) -> tuple[Path, float]:
+    """Run a pretraining into ``out`` once per ``key`` (task or field, seed), timed; ``(out, seconds)``."""
+    if key not in _RUNS:
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        run()
         _RUNS[key] = out
         (out / "seconds.txt").write_text(f"{time.perf_counter() - start}")
     return out, float((out / "seconds.txt").read_text())
@@ -388,17 +397,15 @@ def _scene_pretrained(data: dict, seed: int) -> tuple[Path, float]:
     s = SCENE_SETTINGS
     key = (f"{data['name']}-gpt", seed)
     out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-gpt-pretrain"
-    if key not in _RUNS:
-        out.mkdir(parents=True, exist_ok=True)
+
+    def run() -> None:
         cube = _scene_files(data)["cube"]
-        start = time.perf_counter()
         pretrain_spectral_gpt(["--data", str(cube), "--band_axis", "0", "--tile_size", str(s["tile_size"]),
                                *sum(([f"--{k}", str(v)] for k, v in SCENE_GPT.items()), []),
                                "--eval_steps", str(s["pretrain_steps"]),
                                *_cli_common(seed, s["pretrain_steps"], s["pretrain_batch"], out, save=False)])
-        _RUNS[key] = out
-        (out / "seconds.txt").write_text(f"{time.perf_counter() - start}")
-    return out, float((out / "seconds.txt").read_text())
+
+    return _once(key, out, run)
 
 
 def _scene_untrained(data: dict, seed: int) -> Path:
