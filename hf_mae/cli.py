@@ -85,5 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def console() -> None:
+    """The ``hf-mae`` executable: ``main``, then, under torchrun, both ranks meet and tear the process group down,
+    so that a finished run exits 0 instead of aborting in the group's destructor at interpreter exit."""
+    code = main()
+    distributed = sys.modules.get("torch.distributed")   # never import torch just for this
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+        distributed.destroy_process_group()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -192,13 +192,20 @@ def _record_job_masks(model: str, out: Path) -> None:
 
 def main(out_dir: str) -> None:
     out = Path(out_dir)
-    for model in ONE_STEP:
-        if model in JOB_FLAGS:   # the task head has no pretrain job, only the one-step check
-            _record_job_masks(model, out)
-        rank = torch.distributed.get_rank()
-        loss, grads, world_size = ONE_STEP[model](str(out / f"{model}_step"), accumulation=1)
-        (out / f"{model}_step_rank{rank}.json").write_text(json.dumps({"loss": loss, "world_size": world_size}))
-        save_file(grads, str(out / f"{model}_grads_rank{rank}.safetensors"))
+    try:
+        for model in ONE_STEP:
+            if model in JOB_FLAGS:   # the task head has no pretrain job, only the one-step check
+                _record_job_masks(model, out)
+            rank = torch.distributed.get_rank()
+            loss, grads, world_size = ONE_STEP[model](str(out / f"{model}_step"), accumulation=1)
+            (out / f"{model}_step_rank{rank}.json").write_text(json.dumps({"loss": loss, "world_size": world_size}))
+            save_file(grads, str(out / f"{model}_grads_rank{rank}.safetensors"))
+    finally:
+        # leaving gloo's process group to the interpreter's exit can abort a rank ("terminate called without an
+        # active exception") after all the work is done; both ranks meet, then tear it down explicitly
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -78,3 +78,22 @@ def test_two_processes_equal_one_process_with_gradient_accumulation(ddp_run, mod
     for name, grad in grads_ga.items():
         assert torch.equal(grads_ddp[0][name], grads_ddp[1][name]), name      # all-reduced: identical on both ranks
         assert torch.allclose(grads_ddp[0][name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_console_entry_tears_the_process_group_down(tmp_path, monkeypatch):
+    """``hf-mae`` under torchrun: after a run, the executable destroys the process group itself (left to the
+    interpreter's exit, gloo's destructor can abort a rank that has finished its work)."""
+    import torch.distributed as dist
+
+    from hf_mae.cli import console
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(sys, "argv", ["hf-mae", "--help"])
+        with pytest.raises(SystemExit) as exited:
+            console()
+        assert exited.value.code == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
