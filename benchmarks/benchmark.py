@@ -433,11 +433,24 @@ def _count_syncs(step: Callable[[], None]) -> int | None:
     return syncs if calibration == 1 else None
 
 
+def _allocator(spec: dict) -> None:
+    """``spec["keep_freed_memory"]``: True calls ``hf_mae.keep_freed_memory()`` before the case is built, False
+    stops the training jobs from calling it; absent, the process runs as a user's would (the jobs call it on
+    the CPU, a plain ``Trainer`` or hand loop does not)."""
+    from hf_mae.training import cpu_memory
+
+    if spec.get("keep_freed_memory") is True and not cpu_memory.keep_freed_memory():
+        raise RuntimeError("keep_freed_memory() did not apply here (not glibc)")
+    if spec.get("keep_freed_memory") is False:
+        os.environ[cpu_memory.ENV_SWITCH] = "0"
+
+
 def run_worker(spec: dict) -> dict:
     """Measure one spec in this process; returns the raw figures."""
     import torch
 
     torch.set_num_threads(spec["threads"])
+    _allocator(spec)
     # Import everything a row of this section might import, so absolute RSS compares like with like.
     import transformers  # noqa: F401
 
@@ -538,8 +551,14 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                 _spec("chemomae-trainer", "train", "fp32", b), "peer-train-fp32"),
             Row("ours-trainer-bf16", "hf_mae ChemoMAE, Trainer(bf16=True)",
                 _spec("chemomae-trainer", "train", "bf16", b), "peer-train-fp32"),
-            Row("ours-job-bf16", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16` (tablet NIR)",
-                _spec("chemomae-trainer", "train", "bf16", b, job=True), "peer-train-fp32"),
+            Row("ours-job-bf16", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16` (tablet NIR; the job keeps "
+                "freed memory)", _spec("chemomae-trainer", "train", "bf16", b, job=True), "peer-train-fp32"),
+            Row("ours-train-bf16-keep", "hf_mae ChemoMAE, train, bf16 autocast, keep_freed_memory()",
+                _spec("chemomae", "train", "bf16", b, keep_freed_memory=True), "peer-train-fp32"),
+            Row("ours-trainer-bf16-keep", "hf_mae ChemoMAE, Trainer(bf16=True), keep_freed_memory()",
+                _spec("chemomae-trainer", "train", "bf16", b, keep_freed_memory=True), "peer-train-fp32"),
+            Row("peer-train-fp32-keep", "chemomae 0.2.4, train, fp32, keep_freed_memory() (for fairness)",
+                _spec("chemomae-peer", "train", "fp32", b, keep_freed_memory=True), "peer-train-fp32"),
             Row("peer-encode-fp32", "chemomae 0.2.4, encode, fp32", _spec("chemomae-peer", "encode", "fp32", b)),
             Row("ours-encode-fp32", "hf_mae ChemoMAE, encode, fp32", _spec("chemomae", "encode", "fp32", b),
                 "peer-encode-fp32"),
@@ -850,6 +869,12 @@ def _targets(by_key: dict[str, Row], threads: int = 0) -> list[str]:
                    "peer-train-fp32", 3.0),
              check("bf16 training through `hf-mae pretrain chemomae --bf16` vs chemomae fp32", "ours-job-bf16",
                    "peer-train-fp32", 3.0),
+             check("bf16 training (hand loop) + keep_freed_memory() vs chemomae fp32", "ours-train-bf16-keep",
+                   "peer-train-fp32", 3.0),
+             check("bf16 training through Trainer(bf16=True) + keep_freed_memory() vs chemomae fp32",
+                   "ours-trainer-bf16-keep", "peer-train-fp32", 3.0),
+             check("the same, against chemomae fp32 + keep_freed_memory()", "ours-trainer-bf16-keep",
+                   "peer-train-fp32-keep", 3.0),
              check("bf16 all-visible encode (autocast) vs chemomae fp32 encode", "ours-encode-bf16", "peer-encode-fp32",
                    3.0),
              check("bf16 all-visible encode (bf16 weights) vs chemomae fp32 encode", "ours-encode-bf16w",

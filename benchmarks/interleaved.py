@@ -72,7 +72,8 @@ def markdown(results: list[dict], labels: dict[str, str] | None = None) -> list[
         loads = [load[0] for load in result["loads"]]
         for row in result["rows"]:
             lines.append(
-                f"| {result['host_kind']} | {_label(row['spec'])} | {_label(first['spec'])} | {result['threads']} | "
+                f"| {result['host_kind']} | {_label(row['spec'])} | {_label(first['spec'])} | {result['threads']}"
+                f"{' (keep_freed_memory)' if result.get('keep_freed_memory') else ''} | "
                 f"{row['cpu_samples_per_s'] / first['cpu_samples_per_s']:.2f}x | "
                 f"{row['samples_per_s'] / first['samples_per_s']:.2f}x | {row['cpu_samples_per_s']:,.1f} | "
                 f"{min(loads):.1f}-{max(loads):.1f} |")
@@ -93,13 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case per round")
     parser.add_argument("--out", default=None, help="write every measurement here (JSON)")
+    parser.add_argument("--keep_freed_memory", action="store_true",
+                        help="call hf_mae.keep_freed_memory() first: it is process-wide, so it applies to every case "
+                             "(without it, the training jobs are stopped from turning it on mid-run)")
     args = parser.parse_args(argv)
     if args.markdown:
         print("\n".join(markdown([json.loads(Path(f).read_text()) for f in args.markdown])))
         return 0
     if not args.specs:
         parser.error("give at least one spec (or --markdown FILES)")
+    from hf_mae.training import cpu_memory
+
+    if args.keep_freed_memory:
+        if not cpu_memory.keep_freed_memory():
+            parser.error("--keep_freed_memory: not applied here (the C library is not glibc)")
+    else:
+        os.environ[cpu_memory.ENV_SWITCH] = "0"
     result = run([json.loads(s) for s in args.specs], args.rounds, args.steps, args.threads)
+    result["keep_freed_memory"] = args.keep_freed_memory
     first = result["rows"][0]
     for row in result["rows"]:
         print(f"{json.dumps(row['spec']):100s} wall {row['samples_per_s']:8.1f}/s "

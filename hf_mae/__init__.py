@@ -39,6 +39,7 @@ _PUBLIC: dict[str, str] = {
     "SpectraProcessor": ".processing.spectra",
     "HyperspectralProcessor": ".processing.hyperspectral",
     "load_smiles_tokenizer": ".processing.smiles",
+    "keep_freed_memory": ".training.cpu_memory",
     **dict.fromkeys(["CosineKMeans", "VMFMixture", "select_n_clusters", "sample_vmf", "sample_vmf_mixture"],
                     ".analysis.clustering"),
     **dict.fromkeys(["extract_features", "register_feature_rule"], ".analysis.features"),
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time they load on 
     from .processing.hyperspectral import HyperspectralProcessor
     from .processing.smiles import load_smiles_tokenizer
     from .processing.spectra import SpectraProcessor
+    from .training.cpu_memory import keep_freed_memory
     from .training.smiles_mlm import CHEMBERTA_MODELS, ChemBERTaMLM, SmilesMLMFeaturizer
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 
+from .cpu_memory import keep_freed_memory_for_cpu_training
+
 # Defaults every job starts from; a job overrides some (output_dir, learning rate, steps ...).
 COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "per_device_train_batch_size": 64,
@@ -174,10 +176,13 @@ def train_and_save(trainer: Trainer, training_args: TrainingArguments,
                    before_save: Callable[[Trainer], None] | None = None) -> dict[str, float]:
     """Train (resuming when asked), save the final model + processor, return the final eval metrics.
 
-    ``before_save(trainer)`` runs between training and saving (e.g. folding a target scaling into the head)."""
+    ``before_save(trainer)`` runs between training and saving (e.g. folding a target scaling into the head).
+    On the CPU, freed memory stays in the process for the next step (``cpu_memory.keep_freed_memory``;
+    ``HF_MAE_KEEP_FREED_MEMORY=0`` turns it off)."""
     resume = training_args.resume_from_checkpoint
     if resume is not None and not os.path.isdir(resume):
         raise ValueError(f"`resume_from_checkpoint`={resume!r} is not a directory (expected .../checkpoint-N).")
+    keep_freed_memory_for_cpu_training(training_args.device.type)
     trainer.train(resume_from_checkpoint=resume)
     if before_save is not None:
         before_save(trainer)
