@@ -566,6 +566,12 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                 "peer-encode-fp32"),
             Row("ours-encode-bf16w", "hf_mae ChemoMAE, encode, bf16 weights (dtype=torch.bfloat16)",
                 _spec("chemomae", "encode", "bf16", b, bf16_weights=True), "peer-encode-fp32"),
+            Row("ours-encode-bf16-keep", "hf_mae ChemoMAE, encode, bf16 autocast, keep_freed_memory()",
+                _spec("chemomae", "encode", "bf16", b, keep_freed_memory=True), "peer-encode-fp32"),
+            Row("ours-encode-bf16w-keep", "hf_mae ChemoMAE, encode, bf16 weights, keep_freed_memory()",
+                _spec("chemomae", "encode", "bf16", b, bf16_weights=True, keep_freed_memory=True), "peer-encode-fp32"),
+            Row("peer-encode-fp32-keep", "chemomae 0.2.4, encode, fp32, keep_freed_memory() (for fairness)",
+                _spec("chemomae-peer", "encode", "fp32", b, keep_freed_memory=True), "peer-encode-fp32"),
         ]
     if "vitmae" in sections:
         rows = []
@@ -878,7 +884,13 @@ def _targets(by_key: dict[str, Row], threads: int = 0) -> list[str]:
              check("bf16 all-visible encode (autocast) vs chemomae fp32 encode", "ours-encode-bf16", "peer-encode-fp32",
                    3.0),
              check("bf16 all-visible encode (bf16 weights) vs chemomae fp32 encode", "ours-encode-bf16w",
-                   "peer-encode-fp32", 3.0)]
+                   "peer-encode-fp32", 3.0),
+             check("bf16 all-visible encode (autocast) + keep_freed_memory() vs chemomae fp32 encode",
+                   "ours-encode-bf16-keep", "peer-encode-fp32", 3.0),
+             check("bf16 all-visible encode (bf16 weights) + keep_freed_memory() vs chemomae fp32 encode",
+                   "ours-encode-bf16w-keep", "peer-encode-fp32", 3.0),
+             check("the same, against chemomae fp32 encode + keep_freed_memory()", "ours-encode-bf16w-keep",
+                   "peer-encode-fp32-keep", 3.0)]
     peer, ours = by_key.get("peer-train-fp32"), [by_key.get(k) for k in ("ours-train-fp32", "ours-train-bf16")]
     if peer and peer.ok and all(r and r.ok for r in ours):
         def increment(row):
@@ -1003,6 +1015,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = {key: value for run in runs for key, value in run.items() if not key.startswith("_")}
         tables = build_rows(sections, cuda=any(key.startswith("gpu-") for key in saved))
         _restore(tables, saved, keep_failed=True)
+        tables = {name: rows for name, rows in tables.items() if any(row.runs for row in rows)}   # measured ones
         cpu_runs = [run for run in runs if any(not k.startswith(("_", "gpu-")) for k in run)] or runs
         load_start, load_end = cpu_runs[0].get("_load", {}).get("start", (0, 0, 0)), cpu_runs[0].get("_load", {}).get("end", (0, 0, 0))
         machine = cpu_runs[0].get("_machine") or _machine()
