@@ -156,11 +156,21 @@ def _spectra_table(split, path: Path, labels=None) -> Path:
     return path
 
 
-def _common(seed: int, steps: int, out: Path) -> list[str]:
-    s = MODEL_SETTINGS
-    return ["--max_steps", str(steps), "--per_device_train_batch_size", str(s["batch"]), "--seed", str(seed),
+def _cli_common(seed: int, steps: int, batch: int, out: Path, save: bool) -> list[str]:
+    """Trainer flags shared by every row's CLI call (pretraining: ``save=False``; fine-tuning keeps checkpoints so
+    that early stopping can restore the best one)."""
+    return ["--max_steps", str(steps), "--per_device_train_batch_size", str(batch), "--seed", str(seed),
             "--output_dir", str(out), "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
-            "--save_strategy", "no" if "pretrain" in out.name else "steps", "--logging_steps", str(max(steps, 1))]
+            "--save_strategy", "steps" if save else "no", "--logging_steps", str(max(steps, 1))]
+
+
+def finetune_defaults_note() -> str:
+    """How ``hf-mae finetune`` evaluates and stops by default (every model row uses these)."""
+    from hf_mae.training.finetune import FINETUNE_DEFAULTS, FinetuneArguments
+
+    patience = FinetuneArguments.__dataclass_fields__["early_stopping_patience"].default
+    return (f"evaluated every {FINETUNE_DEFAULTS['eval_steps']} steps with a patience of {patience} evaluations "
+            "(the CLI's defaults)")
 
 
 def _pretrained(data: dict, seed: int) -> tuple[Path, float]:
@@ -175,7 +185,8 @@ def _pretrained(data: dict, seed: int) -> tuple[Path, float]:
         pretrain("chemomae", ["--data", str(table), *sum(([f"--{k}", str(v)] for k, v in
                                                           MODEL_SETTINGS["model"].items()), []),
                               "--eval_steps", str(MODEL_SETTINGS["pretrain_steps"]),
-                              *_common(seed, MODEL_SETTINGS["pretrain_steps"], out)])
+                              *_cli_common(seed, MODEL_SETTINGS["pretrain_steps"], MODEL_SETTINGS["batch"], out,
+                                           save=False)])
 
     return _once(key, out, run)
 
@@ -219,7 +230,7 @@ def _finetuned(data: dict, seed: int, model: Path, name: str, extra: list[str]) 
     start = time.perf_counter()
     finetune("chemomae", ["--model", str(model), "--data", str(files[0]), "--test_data", str(files[1]),
                           "--target", "y", "--task", data["task"], "--baseline", "false",
-                          *extra, *_common(seed, steps, out)])   # evaluation, checkpoints, patience: the defaults
+                          *extra, *_cli_common(seed, steps, MODEL_SETTINGS["batch"], out, save=True)])
     seconds = time.perf_counter() - start
     test = json.loads((out / "finetune_results.json").read_text())["test"]
     return {k: v for k, v in test.items() if k in SECONDARY[data["task"]] or k == PRIMARY[data["task"]][0]}, seconds
@@ -252,15 +263,9 @@ register_model_row("ChemoMAE untrained + fine-tuned", ("spectra",), _untrained_f
 SMILES_TASKS = ("solubility_logs", "solubility_class", "freesolv", "qm9_gap")
 SMILES_BERT = {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 512,
                "max_length": 96}
-SMILES_SETTINGS = {"moses": 50_000, "pretrain_steps": 800, "pretrain_batch": 64, "finetune_steps": 300,
-                   "finetune_batch": 32, "probe_learning_rate": 1e-3, "patience": 5}
-
-
-def _cli_common(seed: int, steps: int, batch: int, out: Path, save: bool) -> list[str]:
-    """Trainer flags shared by the SMILES and scene rows' CLI calls."""
-    return ["--max_steps", str(steps), "--per_device_train_batch_size", str(batch), "--seed", str(seed),
-            "--output_dir", str(out), "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
-            "--save_strategy", "steps" if save else "no", "--logging_steps", str(max(steps, 1))]
+SMILES_SETTINGS = {"moses": 50_000, "pretrain_steps": 800, "pretrain_batch": 64, "finetune_steps": 1000,
+                   "finetune_batch": 32, "probe_learning_rate": 1e-3}
+SMILES_PRETRAINING = ("moses", "pretrain_steps", "pretrain_batch")   # what a reused pretraining run must match
 
 
 def smiles_corpus(path: Path, seed: int, n_moses: int) -> Path:
@@ -291,7 +296,7 @@ def _smiles_pretrained(seed: int) -> tuple[Path, float]:
 
     s = SMILES_SETTINGS
     out = MODEL_SETTINGS["workdir"] / f"smiles-bert-seed{seed}-pretrain"
-    stamp = json.dumps({**SMILES_BERT, **s}, sort_keys=True)   # a reused run must have today's sizes
+    stamp = json.dumps({**SMILES_BERT, **{k: s[k] for k in SMILES_PRETRAINING}}, sort_keys=True)   # today's sizes
     done = out / "seconds.txt"
     if not done.is_file() or (out / "settings.json").read_text() != stamp:
         out.mkdir(parents=True, exist_ok=True)
@@ -333,12 +338,10 @@ def _smiles_finetuned(data: dict, seed: int, model: Path, name: str, extra: list
 
     s = SMILES_SETTINGS
     out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-smiles-{name}"
-    every = str(max(s["finetune_steps"] // 10, 1))
     start = time.perf_counter()
     finetune("smiles-bert", ["--model", str(model), "--data", str(_smiles_table(data, "train")),
                              "--test_data", str(_smiles_table(data, "test")), "--target", "y", "--task", data["task"],
-                             "--baseline", "false", "--eval_steps", every, "--save_steps", every,
-                             "--early_stopping_patience", str(s["patience"]), *extra,
+                             "--baseline", "false", *extra,   # evaluation, checkpoints, patience: the defaults
                              *_cli_common(seed, s["finetune_steps"], s["finetune_batch"], out, save=True)])
     seconds = time.perf_counter() - start
     test = json.loads((out / "finetune_results.json").read_text())["test"]
@@ -373,8 +376,8 @@ register_model_row("SMILES BERT untrained + fine-tuned", ("smiles",), _smiles_un
 SCENE_GPT = {"image_size": 8, "patch_size": 4, "band_patch_size": 12, "hidden_size": 128, "num_hidden_layers": 2,
              "num_attention_heads": 4, "intermediate_size": 256, "decoder_hidden_size": 64,
              "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 128}
-SCENE_SETTINGS = {"tile_size": 8, "pretrain_steps": 600, "pretrain_batch": 16, "finetune_steps": 300,
-                  "finetune_batch": 32, "probe_learning_rate": 1e-3, "patience": 5}
+SCENE_SETTINGS = {"tile_size": 8, "pretrain_steps": 600, "pretrain_batch": 16, "finetune_steps": 1000,
+                  "finetune_batch": 32, "probe_learning_rate": 1e-3}
 
 
 def _scene_files(data: dict) -> dict[str, Path]:
@@ -427,13 +430,11 @@ def _scene_finetuned(data: dict, seed: int, model: Path, name: str, extra: list[
     s = SCENE_SETTINGS
     files = _scene_files(data)
     out = MODEL_SETTINGS["workdir"] / f"{data['name']}-seed{seed}-gpt-{name}"
-    every = str(max(s["finetune_steps"] // 10, 1))
     start = time.perf_counter()
     finetune("spectral-gpt", ["--model", str(model), "--data", str(files["cube"]), "--band_axis", "0",
                               "--labels", str(files["train"]), "--test_labels", str(files["test"]),
                               "--ignore_value", str(data["pixels"].ignore_value), "--baseline", "false",
-                              "--eval_steps", every, "--save_steps", every,
-                              "--early_stopping_patience", str(s["patience"]), *extra,
+                              *extra,   # evaluation, checkpoints, patience: the defaults
                               *_cli_common(seed, s["finetune_steps"], s["finetune_batch"], out, save=True)])
     seconds = time.perf_counter() - start
     results = json.loads((out / "finetune_results.json").read_text())
@@ -488,8 +489,8 @@ def model_row_notes(results: dict, seeds: list[int]) -> list[str]:
                   f"plus the training SMILES of {', '.join(SMILES_TASKS)}, minus every test SMILES of those tasks "
                   "(10 % held out for its check), once per seed and shared by the four tasks; then `hf-mae finetune "
                   f"smiles-bert` with the task's test split as `--test_data` (at most {s['finetune_steps']} steps, "
-                  f"batch {s['finetune_batch']}, early stopping on a validation tenth of the training split, evaluated "
-                  f"every {max(s['finetune_steps'] // 10, 1)} steps, patience {s['patience']}): "
+                  f"batch {s['finetune_batch']}, early stopping on a validation tenth of the training split, "
+                  f"{finetune_defaults_note()}): "
                   "*pretrained + fine-tuned*, *pretrained + frozen probe* (`--freeze_encoder`, learning rate "
                   f"{s['probe_learning_rate']:g}) and *untrained + fine-tuned* (the same config, random seeded "
                   "weights). Seconds of the pretrained rows include the whole pretraining (corpus included) in "
@@ -503,8 +504,8 @@ def model_row_notes(results: dict, seeds: list[int]) -> list[str]:
                   "spectral-gpt` on a window of image_size pixels around each pixel of the training label map, "
                   "scored on exactly the baselines' test pixels (`--test_labels`; at most "
                   f"{s['finetune_steps']} steps, batch {s['finetune_batch']}, early stopping on a validation tenth "
-                  f"of the training pixels, evaluated every {max(s['finetune_steps'] // 10, 1)} steps, patience "
-                  f"{s['patience']}): the same three rows. Seconds of the pretrained rows include the "
+                  f"of the training pixels, {finetune_defaults_note()}): the same three rows. Seconds of the "
+                  "pretrained rows include the "
                   "pretraining.", ""]
     partial = [f"{row} on {name} (seeds {', '.join(str(r['seed']) for r in data['runs'])})"
                for name, result in results.items() for row, data in result["rows"].items()
@@ -656,8 +657,8 @@ def markdown(results: dict, args) -> str:
                   "unlabelled spectra of the task's training split only (10 % of them held out for its check; the "
                   "test split is never seen), once per task and seed, then fine-tuned by `hf-mae finetune chemomae` "
                   f"(the same loop users run: at most {settings['finetune_steps']} steps, batch {settings['batch']}, "
-                  "early stopping on a validation tenth of the training split, evaluated every 40 steps with a patience of 10 "
-                  "evaluations (the CLI's defaults), standardised targets): "
+                  f"early stopping on a validation tenth of the training split, {finetune_defaults_note()}, "
+                  "standardised targets): "
                   "*pretrained + fine-tuned* (all weights), *pretrained + frozen probe* (`--freeze_encoder`, head "
                   "only, learning rate 1e-3) and *untrained + fine-tuned* (the same head on a randomly initialised "
                   "encoder). Seconds of the pretrained rows include the pretraining.", ""]
