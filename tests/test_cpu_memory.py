@@ -34,7 +34,10 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 rounds()
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
-PAGES_40MIB = 40 * 2**20 // 4096
+# By default every round pages the 40 MiB block in again: at least one fault per 2 MiB (transparent huge pages
+# "always"), 10,240 per round with 4 KiB pages (102,410+ measured here). Kept: next to none.
+DEFAULT_AT_LEAST = 10 * (40 // 2)
+KEPT_AT_MOST = 100
 
 
 def _faults(mode: str, switch: str | None = None) -> tuple[str, int]:
@@ -50,15 +53,16 @@ def _faults(mode: str, switch: str | None = None) -> tuple[str, int]:
 
 @glibc_only
 def test_freed_blocks_are_reused_without_page_faults():
-    assert _faults("keep") == ("True", pytest.approx(0, abs=500))
+    applied, kept = _faults("keep")
+    assert applied == "True" and kept <= KEPT_AT_MOST
     applied, faults = _faults("default")
-    assert applied == "False" and faults >= 10 * PAGES_40MIB     # every 40 MiB block paged in again
+    assert applied == "False" and faults >= DEFAULT_AT_LEAST     # every 40 MiB block paged in again
 
 
 @glibc_only
 def test_enable_false_restores_glibc_default():
     applied, faults = _faults("undo")
-    assert applied == "True" and faults >= 10 * PAGES_40MIB
+    assert applied == "True" and faults >= DEFAULT_AT_LEAST
 
 
 @glibc_only
@@ -66,7 +70,7 @@ def test_enable_false_restores_glibc_default():
 def test_jobs_apply_it_on_cpu_unless_switched_off(switch, kept):
     applied, faults = _faults("job", switch)
     assert applied == str(kept)
-    assert (faults < 500) if kept else (faults >= 10 * PAGES_40MIB)
+    assert (faults <= KEPT_AT_MOST) if kept else (faults >= DEFAULT_AT_LEAST)
 
 
 def test_not_applied_off_the_cpu_and_bad_values_refused(monkeypatch):

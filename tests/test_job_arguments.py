@@ -88,6 +88,7 @@ def test_job_help_lists_model_options_with_defaults_before_the_training_flags(jo
     assert "default " in lines[model_line]
     assert f"hf-mae pretrain {job} --help-training" in text
     assert "--adam_beta1" not in text          # Trainer's full list only with --help-training
+    assert "HF_MAE_KEEP_FREED_MEMORY=0" in text  # how to turn off what the job does to the allocator
 
 
 def test_help_training_lists_every_trainer_flag(capsys):
