@@ -765,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         done = saved[name] if name in saved and saved[name].get("seeds") == args.seeds else None
         # --resume: rows already run with these seeds are kept, only the missing ones run
         missing = [row for row in rows if done is None or row.name not in done["rows"]]
-        if done is not None and not any(row.kind == "baseline" for row in missing):
+        if done is not None:   # rows of other fields or task kinds are not missing here
             meta = done["meta"]
             missing = [row for row in missing if row.applies({"name": name, "field": meta["field"],
                                                                "task": meta["task"]})]
