@@ -211,6 +211,9 @@ def extract_features(model: PreTrainedModel | str | os.PathLike, data, *, batch_
                      out_path: str | os.PathLike | None = None, progress: bool = True):
     """One feature vector per sample of ``data``, from ``model`` in eval mode with nothing masked.
 
+    On the CPU, ``hf_mae.keep_freed_memory()`` before a large extraction keeps each batch from paging its
+    activations in again (bf16 ChemoMAE encode 1.58x faster on AMX; README "Speed").
+
     Args:
         model: an hf_mae model (or any transformers encoder), or a folder to load with ``AutoModel``. It is
             used where it is (its device and dtype); its training flag is restored afterwards.
