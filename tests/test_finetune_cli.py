@@ -315,3 +315,28 @@ def test_push_publishes_a_finetuned_run_with_metrics_and_baseline_in_the_card(sc
     assert baseline["name"] == "svm_rbf" and baseline["description"] == "RBF-SVM on pixel spectra"
     assert baseline["metrics"]["accuracy"] == pytest.approx(expected["baselines"][0]["metrics"]["accuracy"])
     assert "## Fine-tuning results" in card["text"] and "RBF-SVM on pixel spectra (baseline)" in card["text"]
+
+
+def test_seed_fixes_the_initial_weights_of_pretraining_and_fine_tuning(corn_run, tmp_path):
+    """--seed reaches the weights a job initialises before Trainer exists (the model from scratch, the new head):
+    two runs with the global generator in different states end with identical weights."""
+    from safetensors.torch import load_file
+
+    folder, _, _ = corn_run
+    pretrain = ["pretrain", "chemomae", "--data", str(folder / "corn.csv"), "--seq_len", "64", "--d_model", "16",
+                "--nhead", "2", "--num_layers", "1", "--dim_feedforward", "32", "--n_blocks", "8", "--n_mask", "4",
+                "--seed", "3", *STEPS]
+    runs = []
+    for index in range(2):
+        torch.rand(100 + index)                     # a different global random state before each run
+        run = tmp_path / f"pretrain{index}"
+        assert main([*pretrain, "--output_dir", str(run)]) == 0
+        torch.rand(7 + index)
+        tuned = tmp_path / f"tuned{index}"
+        assert main(["finetune", "chemomae", "--model", str(run), "--data", str(folder / "corn.csv"), "--target",
+                     "moisture", "--baseline", "false", "--seed", "3", "--output_dir", str(tuned), *STEPS]) == 0
+        runs.append((load_file(run / "model.safetensors"), load_file(tuned / "model.safetensors")))
+    for first, second in zip(*runs):
+        assert first.keys() == second.keys()
+        for name in first:
+            assert torch.equal(first[name], second[name]), name

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .cpu_memory import keep_freed_memory_for_cpu_training
 
@@ -134,6 +134,7 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defa
     """Parse ``argv`` into the given dataclasses plus ``TrainingArguments`` (always last).
 
     ``defaults`` override the dataclass and TrainingArguments defaults; the command line overrides both.
+    Every random generator is then seeded with ``--seed`` (``transformers.set_seed``).
     ``-h``/``--help`` prints the job's own options first (``_job_help``) and exits; ``--help-training``
     prints the full help, Trainer's flags included.
     """
@@ -150,7 +151,11 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None, defa
     if HELP_TRAINING in argv:
         parser.print_help()
         raise SystemExit(0)
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    # Trainer seeds only when it is built, after the job has initialised its model (a new head, a model from
+    # scratch): seed first, so that --seed fixes the initial weights too
+    set_seed(parsed[-1].seed)
+    return parsed
 
 
 class PerRankMaskSeed(TrainerCallback):
