@@ -85,14 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def console() -> None:
-    """The ``hf-mae`` executable: ``main``, then, under torchrun, both ranks meet and tear the process group down,
-    so that a finished run exits 0 instead of aborting in the group's destructor at interpreter exit."""
-    code = main()
-    distributed = sys.modules.get("torch.distributed")   # never import torch just for this
+def close_process_group() -> None:
+    """Under torchrun: every rank meets, then the process group is torn down here, so that a finished run exits 0
+    instead of aborting in gloo's destructor at interpreter exit. Nothing otherwise (torch is never imported
+    just for this)."""
+    distributed = sys.modules.get("torch.distributed")
     if distributed is not None and distributed.is_available() and distributed.is_initialized():
         distributed.barrier()
         distributed.destroy_process_group()
+
+
+def console() -> None:
+    """The ``hf-mae`` executable: ``main``, then ``close_process_group``."""
+    code = main()
+    close_process_group()
     sys.exit(code)
 
 

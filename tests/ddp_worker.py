@@ -27,6 +27,7 @@ from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallba
 
 from hf_mae import (ChemoMAEForPreTraining, ChemoMAEForSequenceClassification, SMILESBERTForMaskedLM,
                     SMILESBERTMLMConfig)
+from hf_mae.cli import close_process_group
 from hf_mae.cli import main as cli_main
 from hf_mae.processing.smiles import load_smiles_tokenizer
 from hf_mae.training.smiles_mlm import make_mlm_trainer
@@ -201,11 +202,7 @@ def main(out_dir: str) -> None:
             (out / f"{model}_step_rank{rank}.json").write_text(json.dumps({"loss": loss, "world_size": world_size}))
             save_file(grads, str(out / f"{model}_grads_rank{rank}.safetensors"))
     finally:
-        # leaving gloo's process group to the interpreter's exit can abort a rank ("terminate called without an
-        # active exception") after all the work is done; both ranks meet, then tear it down explicitly
-        if torch.distributed.is_initialized():
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+        close_process_group()   # as the hf-mae executable does: never leave gloo's group to the interpreter's exit
 
 
 if __name__ == "__main__":
