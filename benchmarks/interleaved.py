@@ -103,13 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.specs:
         parser.error("give at least one spec (or --markdown FILES)")
-    from hf_mae.training import cpu_memory
-
-    if args.keep_freed_memory:
-        if not cpu_memory.keep_freed_memory():
-            parser.error("--keep_freed_memory: not applied here (the C library is not glibc)")
-    else:
-        os.environ[cpu_memory.ENV_SWITCH] = "0"
+    try:   # process-wide, as a benchmark worker does for its one case
+        benchmark._allocator({"keep_freed_memory": args.keep_freed_memory})
+    except RuntimeError as error:
+        parser.error(f"--keep_freed_memory: {error}")
     result = run([json.loads(s) for s in args.specs], args.rounds, args.steps, args.threads)
     result["keep_freed_memory"] = args.keep_freed_memory
     first = result["rows"][0]
