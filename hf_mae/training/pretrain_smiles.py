@@ -136,8 +136,7 @@ def pretrain_smiles_bert(argv: Sequence[str] | None = None) -> int:
                                  pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id)
     if config.vocab_size < len(tokenizer):
         raise ValueError(f"`vocab_size`={config.vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens).")
-    torch.manual_seed(training_args.seed)
-    model = SMILESBERTForMaskedLM(config)
+    model = SMILESBERTForMaskedLM(config)   # initialised from --seed (parse_args seeds every generator)
 
     collator = mlm_collator(tokenizer, config.mask_probability, config.replace_probability, config.random_probability)
     trainer = make_mlm_trainer(model, tokenizer, training_args, train_examples, collator, eval_examples=eval_examples,
