@@ -392,6 +392,12 @@ def _matmul_case(spec: dict) -> Case:
     return Case(lambda: torch.mm(a, b), 1, 2.0 * m * k * n)
 
 
+# Cases whose steps run in a thread of their own (a parked Trainer). With more than one torch thread, two OS
+# threads that have run torch ops slow each other's steps even while one of them waits (libgomp keeps a thread
+# team per OS thread; BENCHMARKS.md has the figures). So these cases are timed in a process of their own (this
+# script's workers), or at one thread when interleaved (interleaved.py refuses more).
+OWN_THREAD_CASES = {"chemomae-trainer"}
+
 BUILDERS: dict[str, Callable[[dict], Case]] = {
     "chemomae": _chemo_ours,
     "chemomae-peer": _chemo_peer,
@@ -553,6 +559,13 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                 _spec("chemomae-trainer", "train", "bf16", b), "peer-train-fp32"),
             Row("ours-job-bf16", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16` (tablet NIR; the job keeps "
                 "freed memory)", _spec("chemomae-trainer", "train", "bf16", b, job=True), "peer-train-fp32"),
+            Row("ours-trainer-bf16-compile", "hf_mae ChemoMAE, Trainer(bf16=True, torch_compile=True), "
+                "keep_freed_memory()", _spec("chemomae-trainer", "train", "bf16", b, keep_freed_memory=True,
+                                             training_args={"torch_compile": True}),
+                "peer-train-fp32"),
+            Row("ours-job-bf16-compile", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16 --torch_compile true`",
+                _spec("chemomae-trainer", "train", "bf16", b, job=True, cli_args=["--torch_compile", "true"]),
+                "peer-train-fp32"),
             Row("ours-train-bf16-keep", "hf_mae ChemoMAE, train, bf16 autocast, keep_freed_memory()",
                 _spec("chemomae", "train", "bf16", b, keep_freed_memory=True), "peer-train-fp32"),
             Row("ours-trainer-bf16-keep", "hf_mae ChemoMAE, Trainer(bf16=True), keep_freed_memory()",
@@ -881,6 +894,10 @@ def _targets(by_key: dict[str, Row], threads: int = 0) -> list[str]:
                    "ours-trainer-bf16-keep", "peer-train-fp32", 3.0),
              check("the same, against chemomae fp32 + keep_freed_memory()", "ours-trainer-bf16-keep",
                    "peer-train-fp32-keep", 3.0),
+             check("bf16 training through Trainer(bf16=True, torch_compile=True) + keep_freed_memory() vs chemomae "
+                   "fp32", "ours-trainer-bf16-compile", "peer-train-fp32", 3.0),
+             check("bf16 training through `hf-mae pretrain chemomae --bf16 --torch_compile true` vs chemomae fp32",
+                   "ours-job-bf16-compile", "peer-train-fp32", 3.0),
              check("bf16 all-visible encode (autocast) vs chemomae fp32 encode", "ours-encode-bf16", "peer-encode-fp32",
                    3.0),
              check("bf16 all-visible encode (bf16 weights) vs chemomae fp32 encode", "ours-encode-bf16w",

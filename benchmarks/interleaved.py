@@ -10,6 +10,8 @@ Each argument is a spec of ``benchmark.py`` (``case``, ``mode``, ``precision``, 
 case's options); the first is the reference of the printed ratios. Why CPU time: on a 2-core machine shared
 with other work, wall time measures the other work as much as this one; with one thread, the CPU time a step
 takes barely depends on it (with two, OpenMP threads that wait for a descheduled partner spin and count).
+Cases stepped in a thread of their own (a Trainer) can share the process only at one thread: at more, the
+threads' OpenMP teams slow every case, and the script refuses (``benchmark.py`` times them apart).
 """
 
 from __future__ import annotations
@@ -25,6 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # noqa: E402  (benchmarks/benchmark.py; it puts this checkout's hf_mae on the path)
+
+
+def threads_problem(specs: list[dict], threads: int) -> str | None:
+    """Why these cases cannot share one process at ``threads`` threads, or None when they can: with more than
+    one thread, cases stepped in threads of their own (``benchmark.OWN_THREAD_CASES``) slow every other case."""
+    own_thread = [s["case"] for s in specs if s.get("case") in benchmark.OWN_THREAD_CASES]
+    os_threads = len(own_thread) + any(s.get("case") not in benchmark.OWN_THREAD_CASES for s in specs)
+    if threads > 1 and os_threads > 1:
+        return (f"{', '.join(own_thread)} run in threads of their own, and at --threads {threads} two threads "
+                f"that run torch ops slow each other's steps (OpenMP); use --threads 1, or "
+                f"benchmarks/benchmark.py, which times every case in a process of its own")
+    return None
 
 
 def run(specs: list[dict], rounds: int, steps: int, threads: int) -> dict:
@@ -103,11 +117,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.specs:
         parser.error("give at least one spec (or --markdown FILES)")
+    specs = []
+    for text in args.specs:
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as error:
+            parser.error(f"spec {text!r} is not JSON ({error})")
+        if not isinstance(spec, dict) or spec.get("case") not in benchmark.BUILDERS:
+            parser.error(f"spec {text!r}: expected an object whose \"case\" is one of {sorted(benchmark.BUILDERS)}")
+        if spec.get("mode") not in ("train", "encode") or spec.get("precision") not in ("fp32", "bf16"):
+            parser.error(f"spec {text!r}: expected \"mode\" train or encode and \"precision\" fp32 or bf16")
+        specs.append(spec)
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: expected at least 1")
+    problem = threads_problem(specs, args.threads)
+    if problem:
+        parser.error(problem)
     try:   # process-wide, as a benchmark worker does for its one case
         benchmark._allocator({"keep_freed_memory": args.keep_freed_memory})
     except RuntimeError as error:
         parser.error(f"--keep_freed_memory: {error}")
-    result = run([json.loads(s) for s in args.specs], args.rounds, args.steps, args.threads)
+    result = run(specs, args.rounds, args.steps, args.threads)
     result["keep_freed_memory"] = args.keep_freed_memory
     first = result["rows"][0]
     for row in result["rows"]:

@@ -130,3 +130,35 @@ def test_the_installed_command_says_where_the_benchmark_is(capsys):
     assert "python benchmarks/benchmark.py" in capsys.readouterr().err
     assert main(["benchmark", "--help"]) == 0
     assert "python benchmarks/benchmark.py" in capsys.readouterr().out
+
+
+def _load_interleaved():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interleaved.py"
+    spec = importlib.util.spec_from_file_location("hf_mae_interleaved_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interleaved_refuses_a_trainer_beside_other_cases_at_more_than_one_thread(capsys):
+    import pytest
+
+    interleaved = _load_interleaved()
+    peer = {"case": "chemomae-peer", "mode": "train", "precision": "fp32"}
+    trainer = {"case": "chemomae-trainer", "mode": "train", "precision": "bf16"}
+    assert interleaved.threads_problem([peer, trainer], 1) is None
+    assert interleaved.threads_problem([peer, {**peer, "precision": "bf16"}], 2) is None   # one OS thread
+    assert interleaved.threads_problem([trainer], 2) is None                               # the Trainer's only
+    assert "chemomae-trainer" in interleaved.threads_problem([peer, trainer], 2)
+    assert "chemomae-trainer" in interleaved.threads_problem([trainer, {**trainer, "job": True}], 2)
+    for argv, expected in (
+            (["--threads", "2", json.dumps(peer), json.dumps(trainer)], "--threads 1"),
+            (["{not json"], "is not JSON"),
+            ([json.dumps({"case": "nope", "mode": "train", "precision": "fp32"})], '"case" is one of'),
+            ([json.dumps({**peer, "precision": "fp16"})], '"precision" fp32 or bf16'),
+            (["--threads", "0", json.dumps(peer)], "--threads 0: expected at least 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            interleaved.main(argv)          # refused before anything is built or timed
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
