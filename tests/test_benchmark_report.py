@@ -11,17 +11,17 @@ import torch
 from hf_mae.models.validation import check_tensor
 
 
-def _load_benchmark():
-    """benchmarks/benchmark.py is a script of the checkout, not a module of the package: load it by path."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
-    spec = importlib.util.spec_from_file_location("hf_mae_benchmark_script", path)
+def _load_script(name: str):
+    """benchmarks/NAME.py is a script of the checkout, not a module of the package: load it by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"hf_mae_{name}_script", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module            # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-benchmark = _load_benchmark()
+benchmark = _load_script("benchmark")
 
 
 def _run(samples, step_s, **extra):
@@ -132,18 +132,10 @@ def test_the_installed_command_says_where_the_benchmark_is(capsys):
     assert "python benchmarks/benchmark.py" in capsys.readouterr().out
 
 
-def _load_interleaved():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "interleaved.py"
-    spec = importlib.util.spec_from_file_location("hf_mae_interleaved_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_interleaved_refuses_a_trainer_beside_other_cases_at_more_than_one_thread(capsys):
     import pytest
 
-    interleaved = _load_interleaved()
+    interleaved = _load_script("interleaved")
     peer = {"case": "chemomae-peer", "mode": "train", "precision": "fp32"}
     trainer = {"case": "chemomae-trainer", "mode": "train", "precision": "bf16"}
     assert interleaved.threads_problem([peer, trainer], 1) is None
