@@ -9,6 +9,8 @@ from transformers import (
     BertConfig,
     BertModel,
     BertTokenizer,
+    EsmConfig,
+    EsmModel,
     T5Config,
     T5EncoderModel,
     T5ForConditionalGeneration,
@@ -70,7 +72,7 @@ def plm_folders(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
 def test_saved_plm_gives_one_embedding_per_residue_equal_to_its_own_forward(plm_folders, kind):
-    embedder = ProteinEmbedder.from_pretrained(plm_folders[kind], max_length=64, progress=False)
+    embedder = ProteinEmbedder.from_pretrained(plm_folders[kind], max_length=60, progress=False)
     assert embedder.input_format == BUILDERS[kind][1]
     assert embedder.name == str(plm_folders[kind])
     if kind == "prott5":   # encoder only: the decoder's weights are never loaded
@@ -117,6 +119,32 @@ def test_progress_bar_on_when_asked_and_off_when_not_a_terminal(plm_folders, cap
     assert embedder.progress is False
     embedder.embed(SEQUENCES)
     assert "Embedding proteins" not in capsys.readouterr().err
+
+
+def test_absolute_position_tables_cap_max_length_where_the_model_ends(plm_folders, caplog):
+    # ProtBert-style: 64 positions from 0, less [CLS] and [SEP] -> 62 residues; longer proteins are truncated
+    protbert = ProteinEmbedder.from_pretrained(plm_folders["protbert"], progress=False)
+    assert protbert.max_length == 62
+    with caplog.at_level("WARNING", logger="hf_mae.processing.protein"):
+        assert protbert.embed(["M" * 80], ids=["long"])[0].shape == (62, 16)
+    assert "long (80)" in caplog.text
+    with pytest.raises(ValueError, match=rf"max_length=63 is more residues than '{plm_folders['protbert']}' can embed: "
+                                         r"its absolute position embeddings end at 62 residues.*max_length=62 or less"):
+        ProteinEmbedder.from_pretrained(plm_folders["protbert"], max_length=63)
+    # ESM-1b-style: positions counted from the padding index + 1, so 34 rows hold 32 tokens -> 30 residues
+    torch.manual_seed(0)
+    esm1b = EsmModel(EsmConfig(vocab_size=33, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32, position_embedding_type="absolute", pad_token_id=1,
+                               mask_token_id=32, max_position_embeddings=34), add_pooling_layer=False)
+    tokenizer = ProteinEmbedder.tiny_random("esm2").tokenizer
+    embedder = ProteinEmbedder(esm1b, tokenizer, progress=False)
+    assert embedder.max_length == 30
+    assert embedder.embed(["ACDEFGHIKL" * 3])[0].shape == (30, 16)
+    with pytest.raises(IndexError):   # the limit is tight: one residue more is past the table
+        esm1b(**tokenizer(["ACDEFGHIKL" * 3 + "M"], return_tensors="pt"))
+    # rotary (ESM2, ESM C) and relative (T5) positions have no table to run past
+    for kind in ("esm2", "esmc", "prott5"):
+        assert ProteinEmbedder.from_pretrained(plm_folders[kind], progress=False).max_length == 1502
 
 
 def test_plm_checkpoint_flag_and_its_esm_alias():

@@ -65,6 +65,8 @@ _ENCODER_ONLY_CLASSES: dict[str, type[PreTrainedModel]] = {
     "t5": T5EncoderModel, "mt5": MT5EncoderModel, "umt5": UMT5EncoderModel,
 }
 _PROBE = "ACDEFGHIKLMNPQRSTVWY"   # the 20 standard residues, for detecting the input format
+#: The protein MAEs' longest protein (``max_length`` of the seeds' V2 and V5 configs).
+DEFAULT_MAX_LENGTH = 1502
 
 
 def clean_sequence(sequence: str, name: str = "sequence") -> str:
@@ -146,6 +148,29 @@ def encoder_only(model: PreTrainedModel) -> torch.nn.Module:
     return model
 
 
+def residue_limit(model: torch.nn.Module, tokenizer, input_format: str = "plain") -> int | None:
+    """Most residues ``model`` can embed in one piece: ``None`` when its positions are rotary or relative (ESM2,
+    ESM C, T5), else what its absolute position table holds, less the tokenizer's special tokens. ESM-1b and
+    RoBERTa-style tables start after the padding index (ESM-1b: 1026 rows, 1022 residues).
+
+    Example:
+        >>> from transformers import BertConfig, BertModel
+        >>> bert = BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        ...                             intermediate_size=16, max_position_embeddings=40))
+        >>> residue_limit(bert, ProteinEmbedder.tiny_random().tokenizer)
+        38
+    """
+    embeddings = getattr(encoder_only(model), "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    if not isinstance(table, torch.nn.Embedding):
+        return None
+    # positions counted from the padding index + 1 (create_position_ids_from_input_ids), else from 0
+    padding_idx = getattr(embeddings, "padding_idx", None)
+    first_position = padding_idx + 1 if isinstance(padding_idx, int) else 0
+    special = len(tokenizer(format_residues("A", input_format))["input_ids"]) - 1
+    return table.num_embeddings - first_position - special
+
+
 def _stderr_is_terminal() -> bool:
     return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
@@ -161,7 +186,8 @@ class ProteinEmbedder:
         input_format: ``"plain"`` (``"MKT"``), ``"spaced"`` (``"M K T"``) or ``"auto"`` (detected from the
             tokenizer, see ``detect_input_format``).
         name: how errors and logs name the model (default: its ``name_or_path``, else its class).
-        max_length: most residues per protein (the MAEs' ``max_length``, 1502 by default).
+        max_length: most residues per protein. Default: the MAEs' 1502, or fewer when the PLM's absolute position
+            embeddings hold fewer tokens (ESM-1b, BERT-style: see ``residue_limit``); a larger value is refused.
         too_long: ``"truncate"`` (keep the first ``max_length`` residues and log a warning) or ``"error"``.
         max_tokens_per_batch: padded tokens per forward pass; sorting by length keeps padding small.
         progress: show a progress bar over the proteins; ``None`` (default) shows it when stderr is a terminal.
@@ -174,18 +200,27 @@ class ProteinEmbedder:
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, input_format: str = "auto", name: str | None = None,
-                 max_length: int = 1502, too_long: str = "truncate", max_tokens_per_batch: int = 16384,
+                 max_length: int | None = None, too_long: str = "truncate", max_tokens_per_batch: int = 16384,
                  device: str | torch.device | None = None, progress: bool | None = None):
         check_choice("input_format", input_format, INPUT_FORMATS)
-        check_int("max_length", max_length)
+        if max_length is not None:
+            check_int("max_length", max_length)
         check_choice("too_long", too_long, ("truncate", "error"))
-        check_int("max_tokens_per_batch", max_tokens_per_batch, minimum=max_length + 2)
         model = encoder_only(model)
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.input_format = (detect_input_format(tokenizer, repr(self.name)) if input_format == "auto"
                              else input_format)
+        limit = residue_limit(model, tokenizer, self.input_format)
+        if max_length is None:
+            max_length = DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
+        elif limit is not None and max_length > limit:
+            raise ValueError(
+                f"max_length={max_length} is more residues than {self.name!r} can embed: its absolute position "
+                f"embeddings end at {limit} residues (with its special tokens). Pass max_length={limit} or less; "
+                f"longer proteins are then truncated, or refused with too_long='error'.")
+        check_int("max_tokens_per_batch", max_tokens_per_batch, minimum=max_length + 2)
         self.progress = _stderr_is_terminal() if progress is None else progress
         self.max_length = max_length
         self.too_long = too_long
@@ -242,7 +277,7 @@ class ProteinEmbedder:
         config = EsmConfig(vocab_size=len(_ESM2_VOCAB), hidden_size=hidden_size, num_hidden_layers=num_layers,
                            num_attention_heads=num_heads, intermediate_size=2 * hidden_size,
                            position_embedding_type="rotary", pad_token_id=1, mask_token_id=32,
-                           max_position_embeddings=kwargs.get("max_length", 1502) + 2)
+                           max_position_embeddings=(kwargs.get("max_length") or DEFAULT_MAX_LENGTH) + 2)
         return cls(EsmModel(config, add_pooling_layer=False), tokenizer, **kwargs)
 
     def prepare(self, sequences: Sequence[str], ids: Sequence[str] | None = None) -> list[str]:
