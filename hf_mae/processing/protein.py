@@ -148,7 +148,7 @@ def encoder_only(model: PreTrainedModel) -> torch.nn.Module:
     return model
 
 
-def residue_limit(model: torch.nn.Module, tokenizer, input_format: str = "plain") -> int | None:
+def residue_limit(model: torch.nn.Module, tokenizer) -> int | None:
     """Most residues ``model`` can embed in one piece: ``None`` when its positions are rotary or relative (ESM2,
     ESM C, T5), else what its absolute position table holds, less the tokenizer's special tokens. ESM-1b and
     RoBERTa-style tables start after the padding index (ESM-1b: 1026 rows, 1022 residues).
@@ -167,8 +167,7 @@ def residue_limit(model: torch.nn.Module, tokenizer, input_format: str = "plain"
     # positions counted from the padding index + 1 (create_position_ids_from_input_ids), else from 0
     padding_idx = getattr(embeddings, "padding_idx", None)
     first_position = padding_idx + 1 if isinstance(padding_idx, int) else 0
-    special = len(tokenizer(format_residues("A", input_format))["input_ids"]) - 1
-    return table.num_embeddings - first_position - special
+    return table.num_embeddings - first_position - tokenizer.num_special_tokens_to_add()
 
 
 def _stderr_is_terminal() -> bool:
@@ -212,7 +211,7 @@ class ProteinEmbedder:
         self.tokenizer = tokenizer
         self.input_format = (detect_input_format(tokenizer, repr(self.name)) if input_format == "auto"
                              else input_format)
-        limit = residue_limit(model, tokenizer, self.input_format)
+        limit = residue_limit(model, tokenizer)
         if max_length is None:
             max_length = DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
         elif limit is not None and max_length > limit:
