@@ -1,25 +1,87 @@
 """What the fast paths change and what they must not: which attention kernel runs, and that it agrees."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import PreTrainedConfig
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from hf_mae.models.layers import CPU_EAGER_MAX_KEYS, SelfAttention, attention_kernel, eager_attention_forward
+from hf_mae.models import layers
+from hf_mae.models.layers import (CPU_EAGER_MAX_KEYS, CPU_EAGER_MAX_KEYS_AMX, SelfAttention, attention_kernel,
+                                  eager_attention_forward, padding_to_attention_mask)
 
 
-def _qk(length, dtype=torch.float32):
-    q = torch.zeros(2, 2, length, 8, dtype=dtype)
+def _qk(length, dtype=torch.float32, requires_grad=False):
+    q = torch.zeros(2, 2, length, 8, dtype=dtype, requires_grad=requires_grad)
     return q, q
 
 
-def test_sdpa_on_cpu_runs_the_eager_kernel_for_short_sequences_only():
+@pytest.mark.parametrize("amx", [False, True])
+def test_sdpa_on_cpu_runs_the_eager_kernel_for_short_sequences_only_where_it_is_faster(monkeypatch, amx):
+    """Per host kind: without AMX, the measured limits for every pass; with AMX, eager only where a backward
+    follows, and only in the dtypes whose SDPA backward is slow there."""
+    monkeypatch.setattr(layers, "CPU_HAS_AMX", amx)
     sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    for dtype, limit in CPU_EAGER_MAX_KEYS.items():
-        assert attention_kernel("sdpa", *_qk(limit, dtype)) is eager_attention_forward
-        assert attention_kernel("sdpa", *_qk(limit + 1, dtype)) is sdpa
+    limits = CPU_EAGER_MAX_KEYS_AMX if amx else CPU_EAGER_MAX_KEYS
+    for dtype, limit in limits.items():
+        assert attention_kernel("sdpa", *_qk(limit, dtype, requires_grad=True)) is eager_attention_forward
+        assert attention_kernel("sdpa", *_qk(limit + 1, dtype, requires_grad=True)) is sdpa
+        forward_only = attention_kernel("sdpa", *_qk(limit, dtype))
+        assert forward_only is (sdpa if amx else eager_attention_forward)
+        with torch.no_grad():   # parameters that require grad, but nothing is recorded: no backward follows
+            assert (attention_kernel("sdpa", *_qk(limit, dtype, requires_grad=True))
+                    is (sdpa if amx else eager_attention_forward))
+    if amx:   # fp32 SDPA is the faster one there, backward included
+        assert attention_kernel("sdpa", *_qk(8, torch.float32, requires_grad=True)) is sdpa
     assert attention_kernel("eager", *_qk(1000)) is eager_attention_forward
-    assert attention_kernel("sdpa", *_qk(8, torch.float64)) is sdpa          # no measured limit: leave SDPA alone
+    assert attention_kernel("sdpa", *_qk(8, torch.float64, requires_grad=True)) is sdpa   # no measured limit
+
+
+def test_the_host_kind_of_the_attention_limits_is_this_cpus():
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():    # Linux: the kernel's flags say whether AMX tiles are there
+        assert layers.CPU_HAS_AMX is (" amx_tile" in cpuinfo.read_text())
+    assert layers.cpu_eager_max_keys(torch.bfloat16, True, amx=False) == CPU_EAGER_MAX_KEYS[torch.bfloat16]
+    assert layers.cpu_eager_max_keys(torch.bfloat16, False, amx=True) == 0
+
+
+def test_no_padding_on_cpu_gives_no_mask_and_the_same_attention_as_an_all_zero_mask():
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    assert padding_to_attention_mask(padding, torch.float32) is None
+    assert padding_to_attention_mask(None, torch.float32) is None
+    padding[1, 5:] = True
+    mask = padding_to_attention_mask(padding, torch.float32)
+    assert mask.shape == (3, 1, 1, 7) and torch.equal(mask[1, 0, 0, 5:], torch.full((2,), torch.finfo(torch.float32).min))
+    assert not mask[[0, 2]].any() and not mask[1, 0, 0, :5].any()
+    module = SelfAttention(PreTrainedConfig(), hidden_size=16, num_heads=2).eval()
+    x = torch.randn(3, 7, 16)
+    with torch.inference_mode():
+        unmasked, _ = module(x)
+        zero_masked, _ = module(x, torch.zeros(3, 1, 1, 7))
+    assert torch.allclose(unmasked, zero_masked, rtol=0, atol=16 * torch.finfo(torch.float32).eps)
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("amx", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_forward_only_attention_agrees_with_the_eager_kernel_whichever_kernel_runs(monkeypatch, amx, dtype):
+    """Encoding (no backward) may take another kernel than training on the same input: the outputs agree to
+    the dtype's rounding, with and without padding."""
+    monkeypatch.setattr(layers, "CPU_HAS_AMX", amx)
+    config = PreTrainedConfig()
+    module = SelfAttention(config, hidden_size=32, num_heads=4).to(dtype).eval()
+    x = torch.randn(3, 17, 32, dtype=dtype)
+    padding = torch.zeros(3, 17, dtype=torch.bool)
+    padding[2, 11:] = True
+    outputs = []
+    for implementation in ("eager", "sdpa"):
+        config._attn_implementation = implementation
+        with torch.inference_mode():
+            outputs.append(module(x, padding_to_attention_mask(padding, dtype))[0].float())
+    eager, sdpa = outputs
+    scale = eager.abs().max().item()
+    assert torch.allclose(eager, sdpa, rtol=0, atol=8 * torch.finfo(dtype).eps * scale)
 
 
 @pytest.mark.usefixtures("single_thread")

@@ -16,6 +16,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .validation import value_checks_apply
+
 
 def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
@@ -37,28 +39,57 @@ def output_flag(value: bool | None, default: bool) -> bool:
 
 
 def padding_to_attention_mask(key_padding: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, T) bool with True = padding -> additive (B, 1, 1, T) mask, or None when nothing is padded."""
-    if key_padding is None:
+    """(B, T) bool with True = padding -> additive (B, 1, 1, T) mask, or None when nothing is padded.
+
+    A CPU tensor is looked at: with no padding in it there is no mask, and attention runs its unmasked kernel
+    (elsewhere, looking would cost a host-device sync; the all-zero mask is added instead).
+    """
+    if key_padding is None or (value_checks_apply(key_padding) and not bool(key_padding.any())):
         return None
     mask = torch.zeros(key_padding.shape, dtype=dtype, device=key_padding.device)
     mask = mask.masked_fill(key_padding, torch.finfo(dtype).min)
     return mask[:, None, None, :]
 
 
-# On CPU, torch's SDPA kernel is slower than the two batched matmuls of the eager path for short sequences,
-# several times so in bf16 (torch 2.13, 2-core EPYC, 64 x 4 heads x 17 tokens x 64, forward + backward:
-# fp32 8.0 vs 5.4 ms, bf16 28 vs 4.7 ms; SDPA wins from about 128 keys in fp32, 512 in bf16). Up to these key
-# counts the "sdpa" implementation runs the eager kernel on CPU; results agree to rounding. The eager path
-# keeps the (T, S) probabilities for backward, which is why the limits are small.
-CPU_EAGER_MAX_KEYS = {torch.float32: 64, torch.bfloat16: 256, torch.float16: 256}
+# On CPU, the backward of torch's SDPA kernel is slower than that of the eager path's two batched matmuls for
+# short sequences, several times so in bf16; forward only, SDPA is the faster of the two. Which sequences count
+# as short depends on the host kind (BENCHMARKS.md, "Attention kernel"): up to these key counts, where a
+# backward follows, the "sdpa" implementation runs the eager kernel on CPU. Results agree to rounding. The
+# eager path keeps the (T, S) probabilities for backward, which is why the limits are small.
+CPU_EAGER_MAX_KEYS = {torch.float32: 64, torch.bfloat16: 256, torch.float16: 256}      # AVX512-BF16 (EPYC Zen 4)
+CPU_EAGER_MAX_KEYS_AMX = {torch.bfloat16: 256, torch.float16: 256}                     # AMX (Xeon Sapphire Rapids)
+
+
+def _cpu_has_amx() -> bool:
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
+CPU_HAS_AMX = _cpu_has_amx()
+
+
+def cpu_eager_max_keys(dtype: torch.dtype, backward: bool, *, amx: bool | None = None) -> int:
+    """The longest key sequence for which the eager kernel beats SDPA on this CPU (0: never).
+
+    On AMX hosts only a backward makes eager worth it; on the others (measured on AVX512-BF16 only) the limits
+    hold forward-only too, since only training steps were measured there.
+
+    Example:
+        >>> cpu_eager_max_keys(torch.bfloat16, backward=True, amx=True), cpu_eager_max_keys(torch.float32, False, amx=True)
+        (256, 0)
+    """
+    if amx if amx is not None else CPU_HAS_AMX:
+        return CPU_EAGER_MAX_KEYS_AMX.get(dtype, 0) if backward else 0
+    return CPU_EAGER_MAX_KEYS.get(dtype, 0)
 
 
 def attention_kernel(implementation: str, query: torch.Tensor, key: torch.Tensor) -> Callable:
     """The attention function for ``implementation`` (transformers' interface), or the eager kernel where it
-    is faster: SDPA on CPU with at most ``CPU_EAGER_MAX_KEYS[dtype]`` keys."""
-    if (implementation == "sdpa" and query.device.type == "cpu"
-            and key.shape[2] <= CPU_EAGER_MAX_KEYS.get(query.dtype, 0)):
-        return eager_attention_forward
+    is faster: SDPA on CPU with at most ``cpu_eager_max_keys`` keys."""
+    if implementation == "sdpa" and query.device.type == "cpu":
+        backward = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad)
+        if key.shape[2] <= cpu_eager_max_keys(query.dtype, backward):
+            return eager_attention_forward
     return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
 
