@@ -587,6 +587,11 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                 _spec("chemomae-peer", "encode", "fp32", b, keep_freed_memory=True), "peer-encode-fp32"),
         ]
     if "vitmae" in sections:
+        # Freed memory kept on both sides: without it a fresh process of either model settles in one of two
+        # allocator states far apart in speed, and a ratio of two processes measured those (BENCHMARKS.md)
+        def kept(*args, **extra) -> dict:
+            return _spec(*args, keep_freed_memory=True, **extra)
+
         rows = []
         for ours, peer, label, peer_label, batch in (
                 ("spectral-gpt", "vitmae-196", "SpectralGPT (HSI MAE, 196 tokens)", "ViTMAE (196 tokens)", 16),
@@ -594,18 +599,18 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
             for mode in ("train", "encode"):
                 for p in ("fp32", "bf16"):
                     key = f"{peer}-{mode}-{p}"
-                    rows.append(Row(key, f"{peer_label}, {mode}, {p}", _spec(peer, mode, p, batch)))
-                    rows.append(Row(f"{ours}-{mode}-{p}", f"{label}, {mode}, {p}", _spec(ours, mode, p, batch), key))
+                    rows.append(Row(key, f"{peer_label}, {mode}, {p}", kept(peer, mode, p, batch)))
+                    rows.append(Row(f"{ours}-{mode}-{p}", f"{label}, {mode}, {p}", kept(ours, mode, p, batch), key))
                     if ours == "protein-v5":
                         rows.append(Row(f"{ours}-1568-{mode}-{p}", f"V5, 1568 residues pooled into 49 patches, {mode}, "
-                                        f"{p}", _spec(ours, mode, p, batch, residues=1568, max_length=1568), key))
+                                        f"{p}", kept(ours, mode, p, batch, residues=1568, max_length=1568), key))
         # 784 tokens: SpectralGPT's 224 x 224 x 12 cube against ViTMAE's 28 x 28 patches of 16 x 16 x 3 (448 px)
         for mode in ("train", "encode"):
             for p in ("fp32", "bf16"):
                 key = f"vitmae-784-{mode}-{p}"
-                rows.append(Row(key, f"ViTMAE (784 tokens), {mode}, {p}", _spec("vitmae-784", mode, p, 4, warmup=1, steps=4)))
+                rows.append(Row(key, f"ViTMAE (784 tokens), {mode}, {p}", kept("vitmae-784", mode, p, 4, warmup=1, steps=4)))
                 rows.append(Row(f"spectral-gpt-784-{mode}-{p}", f"SpectralGPT (HSI MAE, 784 tokens), {mode}, {p}",
-                                _spec("spectral-gpt", mode, p, 4, image_size=224, bands=12, warmup=1, steps=4), key))
+                                kept("spectral-gpt", mode, p, 4, image_size=224, bands=12, warmup=1, steps=4), key))
         tables["vitmae"] = rows
     if "smiles" in sections:
         tables["smiles"] = [
@@ -926,7 +931,8 @@ TITLES = {
     "chemomae": f"ChemoMAE vs the chemomae package 0.2.4 (batch {CHEMO_BATCH}; seq_len 256, 32 blocks, 16 masked, "
                 "d_model 256, 4 heads, 4 layers, FFN 1024, latent 64, dropout 0)",
     "vitmae": "SpectralGPT and the V5 protein MAE vs transformers' ViTMAEForPreTraining at equal size (width 192, 4 "
-              "layers, 3 heads, FFN 768; decoder 128 x 2 layers; mask ratio 0.75; fused AdamW for both)",
+              "layers, 3 heads, FFN 768; decoder 128 x 2 layers; mask ratio 0.75; fused AdamW for both; freed memory "
+              "kept for both, `keep_freed_memory()`)",
     "smiles": f"SMILES BERT vs stock BertForMaskedLM of the same size ({SMILES['layers']} layers x {SMILES['hidden']}, "
               f"{SMILES['length']} tokens, batch 64, 15% labelled)",
     "scale": "Scale: bf16 training step vs batch size, tokens and activation checkpointing (small width, 1 run each)",
