@@ -451,22 +451,26 @@ def _allocator(spec: dict) -> None:
         os.environ[cpu_memory.ENV_SWITCH] = "0"
 
 
-def run_worker(spec: dict) -> dict:
-    """Measure one spec in this process; returns the raw figures."""
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    _allocator(spec)
-    # Import everything a row of this section might import, so absolute RSS compares like with like and the
-    # increment is the model's and its steps' alone. hf_mae's and transformers' top levels are lazy: their models
-    # (transformers.modeling_utils, which brings torch._dynamo and accelerate, about 100 MiB) must be resolved
-    # here, or they land in the increment of the rows that build one and not in the chemomae package's.
+def import_models() -> None:
+    """Import everything a row might import, before a worker's RSS baseline: absolute RSS then compares like with
+    like and the increment is the model's and its steps' alone. hf_mae's and transformers' top levels are lazy:
+    their models (transformers.modeling_utils, which brings torch._dynamo and accelerate, about 100 MiB) must be
+    resolved here, or they land in the increment of the rows that build one and not in the chemomae package's."""
     import torch.utils.flop_counter  # noqa: F401
     import transformers.modeling_utils  # noqa: F401
 
     import hf_mae.models  # noqa: F401
     with contextlib.suppress(ImportError):
         import chemomae.models  # noqa: F401
+
+
+def run_worker(spec: dict) -> dict:
+    """Measure one spec in this process; returns the raw figures."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    _allocator(spec)
+    import_models()
     on_cuda = spec["device"] == "cuda"
     if on_cuda:
         torch.cuda.reset_peak_memory_stats()

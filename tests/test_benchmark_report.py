@@ -154,3 +154,30 @@ def test_interleaved_refuses_a_trainer_beside_other_cases_at_more_than_one_threa
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
+
+
+def test_a_worker_imports_both_packages_models_before_its_rss_baseline():
+    """hf_mae's top level is lazy: unless its models (and transformers.modeling_utils) are imported before the
+    baseline, their 100 MiB of imports count as our rows' training memory and not as chemomae's."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark.py"
+    code = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('b', {str(script)!r}); "
+            "b = importlib.util.module_from_spec(spec); sys.modules['b'] = b; spec.loader.exec_module(b); "
+            "before = {'transformers.modeling_utils', 'hf_mae.models.modeling_spectral_mae'} & set(sys.modules); "
+            "b.import_models(); "
+            "print(sorted(before), all(m in sys.modules for m in ('transformers.modeling_utils', "
+            "'hf_mae.models.modeling_spectral_mae', 'hf_mae.models.modeling_protein_mae_v5', "
+            "'torch.utils.flop_counter')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "True"
+    assert out.stdout.startswith("[]")          # the script alone does not import them: the call does
+
+
+def test_the_vitmae_section_keeps_freed_memory_on_both_sides():
+    rows = benchmark.build_rows({"vitmae"}, cuda=False)["vitmae"]
+    assert len(rows) == 28                     # 196 and 784 tokens: 8 each; 49 patches: 12 (with 1,568 residues)
+    assert all(row.spec.get("keep_freed_memory") is True for row in rows)
+    peers = [row for row in rows if row.spec["case"].startswith("vitmae")]
+    assert len(peers) == 12
