@@ -547,6 +547,13 @@ def _spec(case: str, mode: str, precision: str, batch: int, **extra) -> dict:
 def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
     """Every table of the report with its rows (not yet measured)."""
     tables: dict[str, list[Row]] = {}
+
+    def kept(*args, **extra) -> dict:
+        """A spec with freed memory kept: the ViTMAE and BERT sections time both sides so. Without it a fresh
+        process of either model settles in one of two allocator states far apart in speed, and a ratio of two
+        processes measured those (BENCHMARKS.md)."""
+        return _spec(*args, keep_freed_memory=True, **extra)
+
     if "matmul" in sections:
         tables["matmul"] = [
             Row(f"mm-{p}-{'x'.join(map(str, s))}", f"{p} {s[0]}x{s[1]} @ {s[1]}x{s[2]}",
@@ -595,11 +602,6 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                 _spec("chemomae-peer", "encode", "fp32", b, keep_freed_memory=True), "peer-encode-fp32"),
         ]
     if "vitmae" in sections:
-        # Freed memory kept on both sides: without it a fresh process of either model settles in one of two
-        # allocator states far apart in speed, and a ratio of two processes measured those (BENCHMARKS.md)
-        def kept(*args, **extra) -> dict:
-            return _spec(*args, keep_freed_memory=True, **extra)
-
         rows = []
         for ours, peer, label, peer_label, batch in (
                 ("spectral-gpt", "vitmae-196", "SpectralGPT (HSI MAE, 196 tokens)", "ViTMAE (196 tokens)", 16),
@@ -623,8 +625,8 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
     if "smiles" in sections:
         tables["smiles"] = [
             row for mode in ("train", "encode") for p in ("fp32", "bf16") for row in (
-                Row(f"bert-{mode}-{p}", f"BertForMaskedLM, {mode}, {p}", _spec("bert", mode, p, 64)),
-                Row(f"smiles-{mode}-{p}", f"SMILES BERT, {mode}, {p}", _spec("smiles-bert", mode, p, 64),
+                Row(f"bert-{mode}-{p}", f"BertForMaskedLM, {mode}, {p}", kept("bert", mode, p, 64)),
+                Row(f"smiles-{mode}-{p}", f"SMILES BERT, {mode}, {p}", kept("smiles-bert", mode, p, 64),
                     f"bert-{mode}-{p}"))]
     if "scale" in sections:
         rows = []
@@ -942,7 +944,7 @@ TITLES = {
               "layers, 3 heads, FFN 768; decoder 128 x 2 layers; mask ratio 0.75; fused AdamW for both; freed memory "
               "kept for both, `keep_freed_memory()`)",
     "smiles": f"SMILES BERT vs stock BertForMaskedLM of the same size ({SMILES['layers']} layers x {SMILES['hidden']}, "
-              f"{SMILES['length']} tokens, batch 64, 15% labelled)",
+              f"{SMILES['length']} tokens, batch 64, 15% labelled; freed memory kept for both)",
     "scale": "Scale: bf16 training step vs batch size, tokens and activation checkpointing (small width, 1 run each)",
     "gpu": "GPU (CUDA): training step with and without torch.compile; host-device syncs per step",
 }

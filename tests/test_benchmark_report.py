@@ -175,9 +175,13 @@ def test_a_worker_imports_both_packages_models_before_its_rss_baseline():
     assert out.stdout.startswith("[]")          # the script alone does not import them: the call does
 
 
-def test_the_vitmae_section_keeps_freed_memory_on_both_sides():
-    rows = benchmark.build_rows({"vitmae"}, cuda=False)["vitmae"]
-    assert len(rows) == 28                     # 196 and 784 tokens: 8 each; 49 patches: 12 (with 1,568 residues)
-    assert all(row.spec.get("keep_freed_memory") is True for row in rows)
-    peers = [row for row in rows if row.spec["case"].startswith("vitmae")]
-    assert len(peers) == 12
+def test_the_vitmae_and_bert_sections_keep_freed_memory_on_both_sides():
+    tables = benchmark.build_rows({"vitmae", "smiles"}, cuda=False)
+    vitmae, smiles = tables["vitmae"], tables["smiles"]
+    assert len(vitmae) == 28                   # 196 and 784 tokens: 8 each; 49 patches: 12 (with 1,568 residues)
+    assert len(smiles) == 8
+    assert all(row.spec.get("keep_freed_memory") is True for row in vitmae + smiles)
+    assert len([row for row in vitmae if row.spec["case"].startswith("vitmae")]) == 12
+    assert len([row for row in smiles if row.spec["case"] == "bert"]) == 4
+    chemomae = benchmark.build_rows({"chemomae"}, cuda=False)["chemomae"]   # as users run it, plus "keep" rows
+    assert "keep_freed_memory" not in next(row.spec for row in chemomae if row.key == "ours-train-bf16")
