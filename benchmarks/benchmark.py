@@ -618,7 +618,8 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
         for mode in ("train", "encode"):
             for p in ("fp32", "bf16"):
                 key = f"vitmae-784-{mode}-{p}"
-                rows.append(Row(key, f"ViTMAE (784 tokens), {mode}, {p}", kept("vitmae-784", mode, p, 4, warmup=1, steps=4)))
+                rows.append(Row(key, f"ViTMAE (784 tokens), {mode}, {p}",
+                                kept("vitmae-784", mode, p, 4, warmup=1, steps=4)))
                 rows.append(Row(f"spectral-gpt-784-{mode}-{p}", f"SpectralGPT (HSI MAE, 784 tokens), {mode}, {p}",
                                 kept("spectral-gpt", mode, p, 4, image_size=224, bands=12, warmup=1, steps=4), key))
         tables["vitmae"] = rows

@@ -52,7 +52,8 @@ def test_no_padding_on_cpu_gives_no_mask_and_the_same_attention_as_an_all_zero_m
     assert padding_to_attention_mask(None, torch.float32) is None
     padding[1, 5:] = True
     mask = padding_to_attention_mask(padding, torch.float32)
-    assert mask.shape == (3, 1, 1, 7) and torch.equal(mask[1, 0, 0, 5:], torch.full((2,), torch.finfo(torch.float32).min))
+    assert mask.shape == (3, 1, 1, 7)
+    assert torch.equal(mask[1, 0, 0, 5:], torch.full((2,), torch.finfo(torch.float32).min))
     assert not mask[[0, 2]].any() and not mask[1, 0, 0, :5].any()
     module = SelfAttention(PreTrainedConfig(), hidden_size=16, num_heads=2).eval()
     x = torch.randn(3, 7, 16)

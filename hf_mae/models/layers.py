@@ -61,6 +61,7 @@ CPU_EAGER_MAX_KEYS_AMX = {torch.bfloat16: 256, torch.float16: 256}              
 
 
 def _cpu_has_amx() -> bool:
+    """torch's own probe (private, so looked up: a torch without it is taken for a host without AMX)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe and probe())
 
@@ -75,10 +76,13 @@ def cpu_eager_max_keys(dtype: torch.dtype, backward: bool, *, amx: bool | None =
     hold forward-only too, since only training steps were measured there.
 
     Example:
-        >>> cpu_eager_max_keys(torch.bfloat16, backward=True, amx=True), cpu_eager_max_keys(torch.float32, False, amx=True)
-        (256, 0)
+        >>> cpu_eager_max_keys(torch.bfloat16, backward=True, amx=True)
+        256
+        >>> [cpu_eager_max_keys(torch.float32, backward=False, amx=amx) for amx in (True, False)]
+        [0, 64]
     """
-    if amx if amx is not None else CPU_HAS_AMX:
+    on_amx = CPU_HAS_AMX if amx is None else amx
+    if on_amx:
         return CPU_EAGER_MAX_KEYS_AMX.get(dtype, 0) if backward else 0
     return CPU_EAGER_MAX_KEYS.get(dtype, 0)
 
