@@ -44,6 +44,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from ..models.configuration_protein_mae import ProteinMAEConfig
 from ..models.serialization import check_pretrained_source, load_safetensors_only
 from .pretrained import load_config, load_tokenizer
 from ..models.validation import check_choice, check_int
@@ -65,8 +66,8 @@ _ENCODER_ONLY_CLASSES: dict[str, type[PreTrainedModel]] = {
     "t5": T5EncoderModel, "mt5": MT5EncoderModel, "umt5": UMT5EncoderModel,
 }
 _PROBE = "ACDEFGHIKLMNPQRSTVWY"   # the 20 standard residues, for detecting the input format
-#: The protein MAEs' longest protein (``max_length`` of the seeds' V2 and V5 configs).
-DEFAULT_MAX_LENGTH = 1502
+#: The protein MAEs' longest protein: their configs' default ``max_length`` (1502 in the seeds).
+DEFAULT_MAX_LENGTH = ProteinMAEConfig.max_length
 
 
 def clean_sequence(sequence: str, name: str = "sequence") -> str:
