@@ -68,13 +68,17 @@ def _quick(spec: dict) -> dict:
 
 @dataclass
 class Case:
-    """One measured thing: ``step()`` processes ``samples`` samples; ``flops`` per step (None = not counted)."""
+    """One measured thing: ``step()`` processes ``samples`` samples; ``flops`` per step (None = not counted).
 
-    step: Callable[[], None]
+    A case that runs its own loop (a ``Trainer``) has no ``step`` but ``timed(warmup, steps)``, which runs
+    ``warmup`` untimed steps and returns the wall and process CPU seconds of the next ``steps``."""
+
+    step: Callable[[], None] | None
     samples: int
     flops: float | None = None
     sync: Callable[[], None] = lambda: None
     info: dict = field(default_factory=dict)
+    timed: Callable[[int, int], tuple[list[float], list[float]]] | None = None
 
 
 def _autocast(precision: str, device: str):
@@ -178,65 +182,53 @@ def _chemo_peer(spec: dict) -> Case:
     return _train_case(peer, loss, spec, optimizer=build_optimizer(peer))
 
 
-class _SteppedTrainer:
-    """A ``Trainer`` run in a background thread, one optimizer step per ``step()`` call: a callback parks the
-    thread at the end of every step until the next call. A step is then all the Trainer does for it (data
-    loading, collation, clipping, scheduler, callbacks), and it can be timed, and interleaved with other cases,
-    like any hand-written step. The waiting thread uses no CPU, so process CPU time is the Trainer's."""
+class _StopTiming(Exception):
+    """Raised by ``_StepClock`` once every timed step has ended: the Trainer (or the job) stops there, before
+    saving, evaluating or anything else that is not a training step."""
 
-    def __init__(self, run: "Callable[[TrainerCallback], None]"):  # noqa: F821
-        import threading
 
-        from transformers import TrainerCallback
+def _step_clock(steps: int):
+    """A ``TrainerCallback`` that notes the wall and process CPU time at the end of each optimizer step and stops
+    training after ``steps`` of them. A step's time is the gap between two ends: everything the Trainer's loop
+    does for it (fetching and collating the batch, forward, backward, clipping, optimizer, scheduler,
+    callbacks)."""
+    from transformers import TrainerCallback
 
-        self.go, self.done = threading.Semaphore(0), threading.Semaphore(0)
-        gate = self
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
 
-        class Gate(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                gate.done.release()
-                gate.go.acquire()
+        def on_step_end(self, args, state, control, **kwargs):
+            self.wall.append(time.perf_counter())
+            self.cpu.append(time.process_time())
+            if len(self.wall) >= steps:
+                raise _StopTiming
 
-        self.error: BaseException | None = None
-
-        def target():
-            try:
-                run(Gate())
-            except BaseException as error:  # noqa: BLE001  (reported by the next step())
-                self.error = error
-                self.done.release()
-
-        threading.Thread(target=target, daemon=True).start()
-        self.done.acquire()                  # the first step (it builds the optimizer) happens here
-
-    def step(self) -> None:
-        self.go.release()
-        self.done.acquire()
-        if self.error is not None:
-            raise RuntimeError("the Trainer stopped") from self.error
+    return StepClock()
 
 
 def _chemo_trainer(spec: dict) -> Case:
-    """ChemoMAE through ``Trainer`` (``spec["job"]``: through the ``hf-mae pretrain chemomae`` command), one
-    Trainer step per ``step()``; ``spec["training_args"]``: more ``TrainingArguments`` (with ``job``:
-    ``spec["cli_args"]``, more flags of the command)."""
+    """ChemoMAE through ``Trainer`` (``spec["job"]``: through the ``hf-mae pretrain chemomae`` command), in this
+    process's main thread as a user runs it; ``spec["training_args"]``: more ``TrainingArguments`` (with ``job``:
+    ``spec["cli_args"]``, more flags of the command). The Trainer runs its own loop, so the case times its own
+    steps (``Case.timed``): ``warmup`` steps, then ``steps`` timed ones, each from the end of the one before."""
     import numpy as np
     import torch
     from transformers import Trainer, TrainingArguments
 
     out_dir = Path(spec.get("tmp", "/tmp")) / f"trainer-{spec['precision']}-{os.getpid()}"
-    max_steps = 10**9   # never reached: the thread stays parked when the process ends
+    max_steps = 10**9   # never reached: the clock stops the Trainer
 
     if spec.get("job"):
         from hf_mae.training import common, pretrain_spectra
 
-        def run(gate):
-            class GatedTrainer(Trainer):  # the jobs' own Trainer (hf_mae.training.common), with the gate added
+        def run(clock):
+            class ClockedTrainer(Trainer):  # the jobs' own Trainer (hf_mae.training.common), with the clock added
                 def __init__(self, *args, **kwargs):
                     super().__init__(*args, **kwargs)
-                    self.add_callback(gate)
+                    self.add_callback(clock)
 
-            common.Trainer = GatedTrainer
             argv = ["--output_dir", str(out_dir), "--per_device_train_batch_size", str(spec["batch"]),
                     "--max_steps", str(max_steps), "--eval_strategy", "no", "--save_strategy", "no",
                     "--logging_steps", str(max_steps), "--disable_tqdm", "true", "--dropout", "0",
@@ -245,15 +237,18 @@ def _chemo_trainer(spec: dict) -> Case:
             if spec["precision"] == "bf16":
                 argv.append("--bf16")
             argv += spec.get("cli_args", [])   # more flags of the command, e.g. ["--torch_compile", "true"]
-            # (no redirect_stdout: it is process-wide, and this thread never leaves it)
-            pretrain_spectra.pretrain_chemomae(argv)
+            common.Trainer = ClockedTrainer
+            try:
+                pretrain_spectra.pretrain_chemomae(argv)
+            finally:
+                common.Trainer = Trainer
     else:
         import datasets
 
         from hf_mae import ChemoMAEConfig, ChemoMAEForPreTraining
         from hf_mae.data.spectra import DataCollatorForSpectra
 
-        def run(gate):
+        def run(clock):
             torch.manual_seed(0)
             model = ChemoMAEForPreTraining(ChemoMAEConfig(**CHEMO, dec_dropout=0.0))
             rows = np.random.default_rng(0).standard_normal((spec["batch"] * 8, CHEMO["seq_len"]), dtype=np.float32)
@@ -264,9 +259,18 @@ def _chemo_trainer(spec: dict) -> Case:
                                      logging_steps=max_steps, dataloader_pin_memory=spec["device"] == "cuda",
                                      **spec.get("training_args", {}))
             Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSpectra(),
-                    callbacks=[gate]).train()
+                    callbacks=[clock]).train()
 
-    return Case(_SteppedTrainer(run).step, spec["batch"])
+    def timed(warmup: int, steps: int) -> tuple[list[float], list[float]]:
+        clock = _step_clock(max(warmup, 1) + steps)   # the first timed step needs the end of one before it
+        with contextlib.suppress(_StopTiming):
+            run(clock)
+        if len(clock.wall) < max(warmup, 1) + steps:
+            raise RuntimeError(f"the Trainer stopped after {len(clock.wall)} steps")
+        first = max(warmup, 1) - 1
+        return [float(t) for t in np.diff(clock.wall[first:])], [float(t) for t in np.diff(clock.cpu[first:])]
+
+    return Case(None, spec["batch"], timed=timed)
 
 
 def _vitmae(spec: dict, *, tokens_side: int, patch: int, channels: int):
@@ -392,11 +396,10 @@ def _matmul_case(spec: dict) -> Case:
     return Case(lambda: torch.mm(a, b), 1, 2.0 * m * k * n)
 
 
-# Cases whose steps run in a thread of their own (a parked Trainer). With more than one torch thread, two OS
-# threads that have run torch ops slow each other's steps even while one of them waits (libgomp keeps a thread
-# team per OS thread; BENCHMARKS.md has the figures). So these cases are timed in a process of their own (this
-# script's workers), or at one thread when interleaved (interleaved.py refuses more).
-OWN_THREAD_CASES = {"chemomae-trainer"}
+# Cases that run their own loop (a Trainer, in the worker's main thread as users run it) and time their own
+# steps: each is timed in a process of its own by this script; interleaved.py, which steps cases in turns,
+# refuses them.
+OWN_LOOP_CASES = {"chemomae-trainer"}
 
 BUILDERS: dict[str, Callable[[dict], Case]] = {
     "chemomae": _chemo_ours,
@@ -464,19 +467,11 @@ def import_models() -> None:
         import chemomae.models  # noqa: F401
 
 
-def run_worker(spec: dict) -> dict:
-    """Measure one spec in this process; returns the raw figures."""
+def _time_steps(case: Case, spec: dict, on_cuda: bool, result: dict) -> tuple[list[float], list[float]]:
+    """``warmup`` untimed calls of ``case.step``, then the wall and process CPU seconds of ``steps`` more (and,
+    on CUDA, the host-device syncs of one training step in ``result``)."""
     import torch
 
-    torch.set_num_threads(spec["threads"])
-    _allocator(spec)
-    import_models()
-    on_cuda = spec["device"] == "cuda"
-    if on_cuda:
-        torch.cuda.reset_peak_memory_stats()
-    rss_before = _rss_mib()
-    result = {"load_before": os.getloadavg()[0]}
-    case = BUILDERS[spec["case"]](spec)
     sync = torch.cuda.synchronize if on_cuda else (lambda: None)
     for _ in range(spec["warmup"]):
         case.step()
@@ -490,6 +485,26 @@ def run_worker(spec: dict) -> dict:
         sync()
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)   # all threads; with 1 thread, robust to load
+    return times, cpu_times
+
+
+def run_worker(spec: dict) -> dict:
+    """Measure one spec in this process; returns the raw figures."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    _allocator(spec)
+    import_models()
+    on_cuda = spec["device"] == "cuda"
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_mib()
+    result = {"load_before": os.getloadavg()[0]}
+    case = BUILDERS[spec["case"]](spec)
+    if case.timed is not None:
+        times, cpu_times = case.timed(spec["warmup"], spec["steps"])
+    else:
+        times, cpu_times = _time_steps(case, spec, on_cuda, result)
     result.update(step_s=times, cpu_s=cpu_times, samples=case.samples, flops=case.flops, **case.info)
     result["load_after"] = os.getloadavg()[0]
     result["rss_before_mib"] = rss_before

@@ -10,8 +10,8 @@ Each argument is a spec of ``benchmark.py`` (``case``, ``mode``, ``precision``, 
 case's options); the first is the reference of the printed ratios. Why CPU time: on a 2-core machine shared
 with other work, wall time measures the other work as much as this one; with one thread, the CPU time a step
 takes barely depends on it (with two, OpenMP threads that wait for a descheduled partner spin and count).
-Cases stepped in a thread of their own (a Trainer) can share the process only at one thread: at more, the
-threads' OpenMP teams slow every case, and the script refuses (``benchmark.py`` times them apart).
+A Trainer runs its own loop and cannot be stepped in turns with other cases: the script refuses it
+(``benchmark.py`` times it in a process of its own, in the main thread, as users run it).
 """
 
 from __future__ import annotations
@@ -29,15 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # noqa: E402  (benchmarks/benchmark.py; it puts this checkout's hf_mae on the path)
 
 
-def threads_problem(specs: list[dict], threads: int) -> str | None:
-    """Why these cases cannot share one process at ``threads`` threads, or None when they can: with more than
-    one thread, cases stepped in threads of their own (``benchmark.OWN_THREAD_CASES``) slow every other case."""
-    own_thread = [s["case"] for s in specs if s.get("case") in benchmark.OWN_THREAD_CASES]
-    os_threads = len(own_thread) + any(s.get("case") not in benchmark.OWN_THREAD_CASES for s in specs)
-    if threads > 1 and os_threads > 1:
-        return (f"{', '.join(own_thread)} run in threads of their own, and at --threads {threads} two threads "
-                f"that run torch ops slow each other's steps (OpenMP); use --threads 1, or "
-                f"benchmarks/benchmark.py, which times every case in a process of its own")
+def own_loop_problem(specs: list[dict]) -> str | None:
+    """Why these cases cannot be stepped in turns, or None when they can: cases that run their own loop
+    (``benchmark.OWN_LOOP_CASES``, a Trainer) time their own steps."""
+    own_loop = sorted({s["case"] for s in specs if s.get("case") in benchmark.OWN_LOOP_CASES})
+    if own_loop:
+        return (f"{', '.join(own_loop)} run their own training loop and cannot be stepped in turns with other "
+                f"cases; time them with benchmarks/benchmark.py, which runs each in a process of its own")
     return None
 
 
@@ -130,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         specs.append(spec)
     if args.threads < 1:
         parser.error(f"--threads {args.threads}: expected at least 1")
-    problem = threads_problem(specs, args.threads)
+    problem = own_loop_problem(specs)
     if problem:
         parser.error(problem)
     try:   # process-wide, as a benchmark worker does for its one case

@@ -132,19 +132,17 @@ def test_the_installed_command_says_where_the_benchmark_is(capsys):
     assert "python benchmarks/benchmark.py" in capsys.readouterr().out
 
 
-def test_interleaved_refuses_a_trainer_beside_other_cases_at_more_than_one_thread(capsys):
+def test_interleaved_refuses_a_trainer_and_bad_arguments_in_one_line(capsys):
     import pytest
 
     interleaved = _load_script("interleaved")
     peer = {"case": "chemomae-peer", "mode": "train", "precision": "fp32"}
     trainer = {"case": "chemomae-trainer", "mode": "train", "precision": "bf16"}
-    assert interleaved.threads_problem([peer, trainer], 1) is None
-    assert interleaved.threads_problem([peer, {**peer, "precision": "bf16"}], 2) is None   # one OS thread
-    assert interleaved.threads_problem([trainer], 2) is None                               # the Trainer's only
-    assert "chemomae-trainer" in interleaved.threads_problem([peer, trainer], 2)
-    assert "chemomae-trainer" in interleaved.threads_problem([trainer, {**trainer, "job": True}], 2)
+    assert interleaved.own_loop_problem([peer, {**peer, "precision": "bf16"}]) is None
+    assert "chemomae-trainer" in interleaved.own_loop_problem([peer, trainer])
+    assert "chemomae-trainer" in interleaved.own_loop_problem([trainer])      # a Trainer is never stepped in turns
     for argv, expected in (
-            (["--threads", "2", json.dumps(peer), json.dumps(trainer)], "--threads 1"),
+            (["--threads", "1", json.dumps(peer), json.dumps(trainer)], "benchmarks/benchmark.py"),
             (["{not json"], "is not JSON"),
             ([json.dumps({"case": "nope", "mode": "train", "precision": "fp32"})], '"case" is one of'),
             ([json.dumps({**peer, "precision": "fp16"})], '"precision" fp32 or bf16'),
@@ -154,6 +152,27 @@ def test_interleaved_refuses_a_trainer_beside_other_cases_at_more_than_one_threa
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
+
+
+def test_a_trainer_case_runs_in_the_calling_thread_and_times_its_own_steps(tmp_path):
+    """The Trainer rows run ``Trainer.train()`` in the worker's main thread, as users run it, and stop right after
+    the last timed step (no save, no evaluation); the job's module gets its own Trainer back."""
+    import threading
+
+    import transformers
+
+    from hf_mae.training import common
+
+    for extra in ({}, {"job": True}):
+        spec = {"case": "chemomae-trainer", "mode": "train", "precision": "fp32", "batch": 8, "device": "cpu",
+                "tmp": str(tmp_path), **extra}
+        case = benchmark.BUILDERS["chemomae-trainer"](spec)
+        assert case.step is None
+        wall, cpu = case.timed(2, 3)
+        assert len(wall) == len(cpu) == 3 and all(t > 0 for t in wall) and all(t >= 0 for t in cpu)
+        assert [t for t in threading.enumerate() if not t.daemon] == [threading.main_thread()]   # (tqdm's monitor is a daemon)
+        assert not list(tmp_path.rglob("model.safetensors"))                  # stopped before saving
+        assert common.Trainer is transformers.Trainer
 
 
 def test_a_worker_imports_both_packages_models_before_its_rss_baseline():
