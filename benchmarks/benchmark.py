@@ -1039,7 +1039,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per measurement")
     parser.add_argument("--from-json", default=None,
                         help="rewrite the report from --json files (comma-separated: e.g. a CPU run and a GPU run "
-                             "from another machine), measuring nothing")
+                             "from another machine; a row in several files is taken from the last), measuring nothing")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in the --json file and measure only what is missing")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -1065,11 +1065,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables = build_rows(sections, cuda=any(key.startswith("gpu-") for key in saved))
         _restore(tables, saved, keep_failed=True)
         tables = {name: rows for name, rows in tables.items() if any(row.runs for row in rows)}   # measured ones
+        # a row measured in several files is taken from the last one, and the machine lines name that run
         cpu_runs = [run for run in runs if any(not k.startswith(("_", "gpu-")) for k in run)] or runs
-        load_start, load_end = cpu_runs[0].get("_load", {}).get("start", (0, 0, 0)), cpu_runs[0].get("_load", {}).get("end", (0, 0, 0))
-        machine = cpu_runs[0].get("_machine") or _machine()
+        last = cpu_runs[-1]
+        load_start, load_end = last.get("_load", {}).get("start", (0, 0, 0)), last.get("_load", {}).get("end", (0, 0, 0))
+        machine = last.get("_machine") or _machine()
         gpu_runs = [run for run in runs if any(k.startswith("gpu-") for k in run)]
-        if gpu_runs and gpu_runs[0] is not cpu_runs[0]:
+        if gpu_runs and gpu_runs[0] is not last:
             gpu_machine = gpu_runs[0].get("_machine")
     else:
         tables = build_rows(sections, torch.cuda.is_available())

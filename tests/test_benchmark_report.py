@@ -79,6 +79,28 @@ def test_report_merges_a_cpu_run_and_a_gpu_run(tmp_path):
     assert "| fp32 8192x8192 @ 8192x8192 (TF32 off) | 10.0 |" in report   # TFLOP/s from 2mkn / time
 
 
+def test_a_row_measured_in_two_runs_is_taken_from_the_later_one_with_its_machine_lines(tmp_path):
+    """``--from-json old.json,new.json``: rows of the new run replace the old run's, the old run's other rows stay,
+    and the machine lines name the new run."""
+    old = benchmark.build_rows({"matmul", "chemomae"}, cuda=False)
+    for row in old["matmul"]:
+        row.runs = [_run(1, 0.01)]
+    for row in old["chemomae"]:
+        row.runs = [_run(64, 0.2 if row.key.startswith("peer") else 0.1)]        # 2.00x
+    new = {"chemomae": benchmark.build_rows({"chemomae"}, cuda=False)["chemomae"]}
+    for row in new["chemomae"]:
+        row.runs = [_run(64, 0.3 if row.key.startswith("peer") else 0.1)]        # 3.00x
+    (tmp_path / "old.json").write_text(json.dumps(_raw(old, ["- CPU: old run"])))
+    (tmp_path / "new.json").write_text(json.dumps(_raw(new, ["- CPU: new run"])))
+    out = tmp_path / "B.md"
+    assert benchmark.main(["--from-json", f"{tmp_path / 'old.json'},{tmp_path / 'new.json'}",
+                           "--only", "matmul,chemomae", "--output", str(out)]) == 0
+    report = out.read_text()
+    assert "- fp32 training vs chemomae fp32: 3.00x" in report and "2.00x" not in report
+    assert "| fp32 2048x2048 @ 2048x2048 |" in report                            # the old run's matmul rows
+    assert "- CPU: new run" in report and "- CPU: old run" not in report
+
+
 def test_finiteness_check_stays_on_in_eager_mode_and_is_skipped_when_compiling(monkeypatch):
     bad = torch.tensor([[1.0, float("nan")]])
     try:
