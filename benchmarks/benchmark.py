@@ -153,17 +153,24 @@ def _chemo_ours(spec: dict) -> Case:
     return _train_case(model, lambda: model(x).loss, spec)
 
 
-def _chemo_peer(spec: dict) -> Case:
+def _peer_model(spec: dict):
+    """chemomae's ChemoMAE at the shared size, seeded."""
     import torch
     from chemomae.models import ChemoMAE
-    from chemomae.models.losses import masked_mse
-    from chemomae.training.optim import build_optimizer
 
     torch.manual_seed(0)
-    peer = ChemoMAE(seq_len=CHEMO["seq_len"], n_patches=CHEMO["n_blocks"], n_mask=CHEMO["n_mask"],
+    return ChemoMAE(seq_len=CHEMO["seq_len"], n_patches=CHEMO["n_blocks"], n_mask=CHEMO["n_mask"],
                     d_model=CHEMO["d_model"], nhead=CHEMO["nhead"], num_layers=CHEMO["num_layers"],
                     dim_feedforward=CHEMO["dim_feedforward"], latent_dim=CHEMO["latent_dim"],
                     dropout=CHEMO["dropout"], decoder_num_layers=1).to(spec["device"])
+
+
+def _chemo_peer(spec: dict) -> Case:
+    import torch
+    from chemomae.models.losses import masked_mse
+    from chemomae.training.optim import build_optimizer
+
+    peer = _peer_model(spec)
     x = torch.randn(spec["batch"], CHEMO["seq_len"], device=spec["device"])
     if spec["mode"] == "encode":
         # nn.TransformerEncoder's fused inference kernels hide their matmuls from the FLOP counter: count the
@@ -183,29 +190,47 @@ def _chemo_peer(spec: dict) -> Case:
 
 
 class _StopTiming(Exception):
-    """Raised by ``_StepClock`` once every timed step has ended: the Trainer (or the job) stops there, before
-    saving, evaluating or anything else that is not a training step."""
+    """Raised by ``_StepClock`` once every timed step has ended: the training loop stops there, before saving,
+    evaluating or anything else that is not a training step."""
 
 
-def _step_clock(steps: int):
-    """A ``TrainerCallback`` that notes the wall and process CPU time at the end of each optimizer step and stops
-    training after ``steps`` of them. A step's time is the gap between two ends: everything the Trainer's loop
-    does for it (fetching and collating the batch, forward, backward, clipping, optimizer, scheduler,
-    callbacks)."""
+class _StepClock:
+    """The wall and process CPU time at the end of each step of a training loop that runs itself (a ``Trainer``);
+    ``tick()`` at every step end, and the loop is stopped (``_StopTiming``) after ``warmup`` + ``steps`` ends. A
+    step's time is the gap between two ends: everything the loop does for it (fetching and collating the batch,
+    forward, backward, clipping, optimizer, scheduler, callbacks)."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.first = max(warmup, 1) - 1          # the first timed step needs the end of one before it
+        self.ends = self.first + 1 + steps
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+        if len(self.wall) >= self.ends:
+            raise _StopTiming
+
+    def run(self, loop: Callable[[], None]) -> tuple[list[float], list[float]]:
+        """Run ``loop`` until the clock stops it; the wall and CPU seconds of the timed steps."""
+        with contextlib.suppress(_StopTiming):
+            loop()
+        if len(self.wall) < self.ends:
+            raise RuntimeError(f"the training loop stopped after {len(self.wall)} of {self.ends} steps")
+        wall, cpu = self.wall[self.first:], self.cpu[self.first:]
+        return [b - a for a, b in zip(wall, wall[1:])], [b - a for a, b in zip(cpu, cpu[1:])]
+
+
+def _trainer_callback(clock: _StepClock):
+    """A transformers ``TrainerCallback`` that ticks ``clock`` at the end of every optimizer step."""
     from transformers import TrainerCallback
 
-    class StepClock(TrainerCallback):
-        def __init__(self):
-            self.wall: list[float] = []
-            self.cpu: list[float] = []
-
+    class StepClockCallback(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            self.wall.append(time.perf_counter())
-            self.cpu.append(time.process_time())
-            if len(self.wall) >= steps:
-                raise _StopTiming
+            clock.tick()
 
-    return StepClock()
+    return StepClockCallback()
 
 
 def _chemo_trainer(spec: dict) -> Case:
@@ -223,11 +248,11 @@ def _chemo_trainer(spec: dict) -> Case:
     if spec.get("job"):
         from hf_mae.training import common, pretrain_spectra
 
-        def run(clock):
+        def run(callback):
             class ClockedTrainer(Trainer):  # the jobs' own Trainer (hf_mae.training.common), with the clock added
                 def __init__(self, *args, **kwargs):
                     super().__init__(*args, **kwargs)
-                    self.add_callback(clock)
+                    self.add_callback(callback)
 
             argv = ["--output_dir", str(out_dir), "--per_device_train_batch_size", str(spec["batch"]),
                     "--max_steps", str(max_steps), "--eval_strategy", "no", "--save_strategy", "no",
@@ -248,7 +273,7 @@ def _chemo_trainer(spec: dict) -> Case:
         from hf_mae import ChemoMAEConfig, ChemoMAEForPreTraining
         from hf_mae.data.spectra import DataCollatorForSpectra
 
-        def run(clock):
+        def run(callback):
             torch.manual_seed(0)
             model = ChemoMAEForPreTraining(ChemoMAEConfig(**CHEMO, dec_dropout=0.0))
             rows = np.random.default_rng(0).standard_normal((spec["batch"] * 8, CHEMO["seq_len"]), dtype=np.float32)
@@ -259,16 +284,44 @@ def _chemo_trainer(spec: dict) -> Case:
                                      logging_steps=max_steps, dataloader_pin_memory=spec["device"] == "cuda",
                                      **spec.get("training_args", {}))
             Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForSpectra(),
-                    callbacks=[clock]).train()
+                    callbacks=[callback]).train()
 
     def timed(warmup: int, steps: int) -> tuple[list[float], list[float]]:
-        clock = _step_clock(max(warmup, 1) + steps)   # the first timed step needs the end of one before it
-        with contextlib.suppress(_StopTiming):
-            run(clock)
-        if len(clock.wall) < max(warmup, 1) + steps:
-            raise RuntimeError(f"the Trainer stopped after {len(clock.wall)} steps")
-        first = max(warmup, 1) - 1
-        return [float(t) for t in np.diff(clock.wall[first:])], [float(t) for t in np.diff(clock.cpu[first:])]
+        clock = _StepClock(warmup, steps)
+        return clock.run(lambda: run(_trainer_callback(clock)))
+
+    return Case(None, spec["batch"], timed=timed)
+
+
+def _chemo_peer_trainer(spec: dict) -> Case:
+    """chemomae's own training loop (``chemomae.training.trainer.Trainer`` with its defaults: gradient clipping
+    at 1.0, an EMA of the weights, its warmup-cosine schedule, a finiteness check of every loss), fp32: it refuses
+    autocast on the CPU. Like the ``Trainer`` rows, it runs its own loop and times its own steps."""
+    import torch
+    from chemomae.training.optim import build_optimizer, build_scheduler
+    from chemomae.training.trainer import Trainer, TrainerConfig
+
+    peer = _peer_model(spec)
+    rows = torch.randn(spec["batch"] * 8, CHEMO["seq_len"], generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(rows), batch_size=spec["batch"],
+                                         shuffle=True, drop_last=True)
+    optimizer = build_optimizer(peer)
+    epochs = 10**6   # never reached: the clock stops the loop
+    scheduler = build_scheduler(optimizer, steps_per_epoch=len(loader), epochs=epochs)
+    config = TrainerConfig(out_dir=Path(spec.get("tmp", "/tmp")) / f"peer-trainer-{os.getpid()}", device=spec["device"],
+                           resume_from=None, history_file=None, checkpoint_dir=None, raw_weights_file=None,
+                           ema_weights_file=None, model_artifacts=False, progress=False, verbose=False)
+
+    def timed(warmup: int, steps: int) -> tuple[list[float], list[float]]:
+        clock = _StepClock(warmup, steps)
+
+        class ClockedTrainer(Trainer):
+            def after_step(self, *args, **kwargs):
+                super().after_step(*args, **kwargs)
+                clock.tick()
+
+        trainer = ClockedTrainer(peer, optimizer, loader, scheduler=scheduler, cfg=config)
+        return clock.run(lambda: trainer.fit(epochs))
 
     return Case(None, spec["batch"], timed=timed)
 
@@ -399,12 +452,13 @@ def _matmul_case(spec: dict) -> Case:
 # Cases that run their own loop (a Trainer, in the worker's main thread as users run it) and time their own
 # steps: each is timed in a process of its own by this script; interleaved.py, which steps cases in turns,
 # refuses them.
-OWN_LOOP_CASES = {"chemomae-trainer"}
+OWN_LOOP_CASES = {"chemomae-trainer", "chemomae-peer-trainer"}
 
 BUILDERS: dict[str, Callable[[dict], Case]] = {
     "chemomae": _chemo_ours,
     "chemomae-peer": _chemo_peer,
     "chemomae-trainer": _chemo_trainer,
+    "chemomae-peer-trainer": _chemo_peer_trainer,
     "spectral-gpt": _spectral_gpt_case,
     "vitmae-196": lambda s: _vitmae_case(s, tokens_side=14, patch=16, channels=3),
     "protein-v5": _protein_v5_case,
@@ -602,6 +656,8 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
                 _spec("chemomae-trainer", "train", "bf16", b, keep_freed_memory=True), "peer-train-fp32"),
             Row("peer-train-fp32-keep", "chemomae 0.2.4, train, fp32, keep_freed_memory() (for fairness)",
                 _spec("chemomae-peer", "train", "fp32", b, keep_freed_memory=True), "peer-train-fp32"),
+            Row("peer-trainer-fp32", "chemomae 0.2.4, its own Trainer (clipping 1.0, EMA, warmup-cosine), fp32",
+                _spec("chemomae-peer-trainer", "train", "fp32", b), "peer-train-fp32"),
             Row("peer-encode-fp32", "chemomae 0.2.4, encode, fp32", _spec("chemomae-peer", "encode", "fp32", b)),
             Row("ours-encode-fp32", "hf_mae ChemoMAE, encode, fp32", _spec("chemomae", "encode", "fp32", b),
                 "peer-encode-fp32"),
@@ -708,6 +764,7 @@ def _availability() -> dict[str, str]:
     missing = {}
     if importlib.util.find_spec("chemomae") is None:
         missing["chemomae-peer"] = "the chemomae package is not installed (pip install chemomae==0.2.4)"
+        missing["chemomae-peer-trainer"] = missing["chemomae-peer"]
     if not hasattr(hf_mae, "ProteinMAEV5ForPreTraining"):
         missing["protein-v5"] = "hf_mae has no ProteinMAEV5ForPreTraining yet (protein branch not merged)"
     if not hasattr(hf_mae, "SMILESBERTForMaskedLM"):
@@ -929,6 +986,10 @@ def _targets(by_key: dict[str, Row], threads: int = 0) -> list[str]:
                    "fp32", "ours-trainer-bf16-compile", "peer-train-fp32", 3.0),
              check("bf16 training through `hf-mae pretrain chemomae --bf16 --torch_compile true` vs chemomae fp32",
                    "ours-job-bf16-compile", "peer-train-fp32", 3.0),
+             check("training loop against training loop: `hf-mae pretrain chemomae --bf16` vs chemomae's own Trainer "
+                   "fp32", "ours-job-bf16", "peer-trainer-fp32", 3.0),
+             check("the same, Trainer(bf16=True) + keep_freed_memory() vs chemomae's own Trainer fp32",
+                   "ours-trainer-bf16-keep", "peer-trainer-fp32", 3.0),
              check("bf16 all-visible encode (autocast) vs chemomae fp32 encode", "ours-encode-bf16", "peer-encode-fp32",
                    3.0),
              check("bf16 all-visible encode (bf16 weights) vs chemomae fp32 encode", "ours-encode-bf16w",

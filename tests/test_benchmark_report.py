@@ -197,6 +197,36 @@ def test_a_trainer_case_runs_in_the_calling_thread_and_times_its_own_steps(tmp_p
         assert common.Trainer is transformers.Trainer
 
 
+def test_chemomaes_own_trainer_is_timed_the_same_way(tmp_path):
+    """The peer's full training loop (clipping, EMA, scheduler) as a row of its own, for a loop-to-loop ratio."""
+    spec = {"case": "chemomae-peer-trainer", "mode": "train", "precision": "fp32", "batch": 8, "device": "cpu",
+            "tmp": str(tmp_path)}
+    case = benchmark.BUILDERS["chemomae-peer-trainer"](spec)
+    wall, cpu = case.timed(1, 4)
+    assert case.step is None and len(wall) == len(cpu) == 4 and all(t > 0 for t in wall)
+    assert not list(tmp_path.rglob("*.pt"))                                    # no checkpoints, no weights
+    assert "chemomae-peer-trainer" in benchmark.OWN_LOOP_CASES
+
+
+def test_a_step_clock_stops_its_loop_and_times_the_gaps_between_step_ends():
+    import pytest
+
+    ticks = []
+    clock = benchmark._StepClock(warmup=2, steps=3)
+
+    def loop():
+        for _ in range(100):
+            ticks.append(1)
+            clock.tick()
+
+    wall, cpu = clock.run(loop)
+    assert len(ticks) == 5 and len(wall) == len(cpu) == 3      # ends 2..5 bound the 3 timed steps
+    assert all(t >= 0 for t in wall)
+    short = benchmark._StepClock(warmup=2, steps=3)
+    with pytest.raises(RuntimeError, match="stopped after 2 of 5 steps"):
+        short.run(lambda: [short.tick() for _ in range(2)])
+
+
 def test_a_worker_imports_both_packages_models_before_its_rss_baseline():
     """hf_mae's top level is lazy: unless its models (and transformers.modeling_utils) are imported before the
     baseline, their 100 MiB of imports count as our rows' training memory and not as chemomae's."""
