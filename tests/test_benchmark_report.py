@@ -33,6 +33,28 @@ def _raw(tables, machine):
     return benchmark._raw(tables, (0.1, 0.1, 0.1), (0.2, 0.2, 0.2), machine)
 
 
+def _measured(sections: set[str], peer_step_s: float = 0.2) -> dict:
+    """CPU rows of ``sections`` with one made-up run each: the matmul rows at 100 GFLOP/s (1 GFLOP in 10 ms), the
+    ChemoMAE rows at 0.1 s a step for ours and ``peer_step_s`` for the peer's."""
+    tables = benchmark.build_rows(sections, cuda=False)
+    for row in tables.get("matmul", []):
+        row.runs = [_run(1, 0.01)]
+    for row in tables.get("chemomae", []):
+        row.runs = [_run(64, peer_step_s if row.key.startswith("peer") else 0.1)]
+    return tables
+
+
+def _report_from(tmp_path, runs: list[tuple[dict, str]], only: str) -> str:
+    """Write each (tables, machine line) as a --json file, then the report ``--from-json`` all of them, in order."""
+    paths = []
+    for index, (tables, machine) in enumerate(runs):
+        paths.append(tmp_path / f"run{index}.json")
+        paths[-1].write_text(json.dumps(_raw(tables, [machine])))
+    out = tmp_path / "B.md"
+    assert benchmark.main(["--from-json", ",".join(map(str, paths)), "--only", only, "--output", str(out)]) == 0
+    return out.read_text()
+
+
 def test_resume_measures_only_rows_without_runs(monkeypatch):
     tables = benchmark.build_rows({"matmul"}, cuda=False)
     rows = tables["matmul"]
@@ -47,11 +69,7 @@ def test_resume_measures_only_rows_without_runs(monkeypatch):
 
 
 def test_report_merges_a_cpu_run_and_a_gpu_run(tmp_path):
-    cpu = benchmark.build_rows({"matmul", "chemomae"}, cuda=False)
-    for row in cpu["matmul"]:
-        row.runs = [_run(1, 0.01)]                      # 1 GFLOP in 10 ms: 100 GFLOP/s
-    for row in cpu["chemomae"]:
-        row.runs = [_run(64, 0.2 if row.key.startswith("peer") else 0.1)]
+    cpu = _measured({"matmul", "chemomae"})
     gpu = {"gpu": benchmark.build_rows({"gpu"}, cuda=True)["gpu"]}
     for row in gpu["gpu"]:
         if row.spec["case"] == "matmul":
@@ -60,12 +78,7 @@ def test_report_merges_a_cpu_run_and_a_gpu_run(tmp_path):
             peer = "peer" in row.key or "vitmae" in row.key
             row.runs = [_run(row.spec["batch"], 0.02 if peer else 0.01, peak_cuda_mib=500.0,
                              syncs_per_step=4 if "chemomae-peer" in row.key else 0)]
-    (tmp_path / "cpu.json").write_text(json.dumps(_raw(cpu, ["- CPU: test cpu"])))
-    (tmp_path / "gpu.json").write_text(json.dumps(_raw(gpu, ["- GPU: test gpu"])))
-    out = tmp_path / "B.md"
-    assert benchmark.main(["--from-json", f"{tmp_path / 'cpu.json'},{tmp_path / 'gpu.json'}",
-                           "--only", "matmul,chemomae,gpu", "--output", str(out)]) == 0
-    report = out.read_text()
+    report = _report_from(tmp_path, [(cpu, "- CPU: test cpu"), (gpu, "- GPU: test gpu")], "matmul,chemomae,gpu")
     assert "- CPU: test cpu" in report and "Measured on another machine, in another run:" in report
     assert "- GPU: test gpu" in report and "Not run: no CUDA device" not in report
     assert "- fp32 training vs chemomae fp32: 2.00x (target >= 1.1x): met" in report
@@ -82,20 +95,9 @@ def test_report_merges_a_cpu_run_and_a_gpu_run(tmp_path):
 def test_a_row_measured_in_two_runs_is_taken_from_the_later_one_with_its_machine_lines(tmp_path):
     """``--from-json old.json,new.json``: rows of the new run replace the old run's, the old run's other rows stay,
     and the machine lines name the new run."""
-    old = benchmark.build_rows({"matmul", "chemomae"}, cuda=False)
-    for row in old["matmul"]:
-        row.runs = [_run(1, 0.01)]
-    for row in old["chemomae"]:
-        row.runs = [_run(64, 0.2 if row.key.startswith("peer") else 0.1)]        # 2.00x
-    new = {"chemomae": benchmark.build_rows({"chemomae"}, cuda=False)["chemomae"]}
-    for row in new["chemomae"]:
-        row.runs = [_run(64, 0.3 if row.key.startswith("peer") else 0.1)]        # 3.00x
-    (tmp_path / "old.json").write_text(json.dumps(_raw(old, ["- CPU: old run"])))
-    (tmp_path / "new.json").write_text(json.dumps(_raw(new, ["- CPU: new run"])))
-    out = tmp_path / "B.md"
-    assert benchmark.main(["--from-json", f"{tmp_path / 'old.json'},{tmp_path / 'new.json'}",
-                           "--only", "matmul,chemomae", "--output", str(out)]) == 0
-    report = out.read_text()
+    old = _measured({"matmul", "chemomae"}, peer_step_s=0.2)           # 2.00x
+    new = _measured({"chemomae"}, peer_step_s=0.3)                     # 3.00x
+    report = _report_from(tmp_path, [(old, "- CPU: old run"), (new, "- CPU: new run")], "matmul,chemomae")
     assert "- fp32 training vs chemomae fp32: 3.00x" in report and "2.00x" not in report
     assert "| fp32 2048x2048 @ 2048x2048 |" in report                            # the old run's matmul rows
     assert "- CPU: new run" in report and "- CPU: old run" not in report
@@ -122,18 +124,8 @@ def test_host_kind_comes_from_the_isa_line():
 
 
 def test_a_run_replaces_only_its_own_host_kinds_section(tmp_path):
-    tables = benchmark.build_rows({"chemomae"}, cuda=False)
-    for row in tables["chemomae"]:
-        row.runs = [_run(64, 0.2 if row.key.startswith("peer") else 0.1)]
-    out = tmp_path / "B.md"
-
-    def report(isa, step_s):
-        for row in tables["chemomae"]:
-            row.runs = [_run(64, step_s if row.key.startswith("peer") else 0.1)]
-        raw = _raw(tables, [f"- CPU: test; ISA: {isa}"])
-        (tmp_path / "run.json").write_text(json.dumps(raw))
-        assert benchmark.main(["--from-json", str(tmp_path / "run.json"), "--only", "chemomae", "--output", str(out)]) == 0
-        return out.read_text()
+    def report(isa, step_s):     # each run rewrites the same B.md
+        return _report_from(tmp_path, [(_measured({"chemomae"}, step_s), f"- CPU: test; ISA: {isa}")], "chemomae")
 
     report("avx2, avx512f, avx512_bf16", 0.2)                     # an AMD-like host: 2.00x
     text = report("avx2, avx512f, avx512_bf16, amx_bf16", 0.3)   # then an AMX host: 3.00x
