@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -219,7 +220,7 @@ class _StepClock:
         if len(self.wall) < self.ends:
             raise RuntimeError(f"the training loop stopped after {len(self.wall)} of {self.ends} steps")
         wall, cpu = self.wall[self.first:], self.cpu[self.first:]
-        return [b - a for a, b in zip(wall, wall[1:])], [b - a for a, b in zip(cpu, cpu[1:])]
+        return [b - a for a, b in itertools.pairwise(wall)], [b - a for a, b in itertools.pairwise(cpu)]
 
 
 def _trainer_callback(clock: _StepClock):
