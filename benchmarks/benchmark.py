@@ -619,9 +619,10 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
     tables: dict[str, list[Row]] = {}
 
     def kept(*args, **extra) -> dict:
-        """A spec with freed memory kept: the ViTMAE and BERT sections time both sides so. Without it a fresh
-        process of either model settles in one of two allocator states far apart in speed, and a ratio of two
-        processes measured those (BENCHMARKS.md)."""
+        """A spec with freed memory kept (``hf_mae.keep_freed_memory()``): the ChemoMAE section's "keep" rows,
+        and both sides of the ViTMAE and BERT sections. Without it a fresh process of either model there settles
+        in one of two allocator states far apart in speed, and a ratio of two processes measured those
+        (BENCHMARKS.md)."""
         return _spec(*args, keep_freed_memory=True, **extra)
 
     if "matmul" in sections:
@@ -645,18 +646,18 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
             Row("ours-job-bf16", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16` (tablet NIR; the job keeps "
                 "freed memory)", _spec("chemomae-trainer", "train", "bf16", b, job=True), "peer-train-fp32"),
             Row("ours-trainer-bf16-compile", "hf_mae ChemoMAE, Trainer(bf16=True, torch_compile=True), "
-                "keep_freed_memory()", _spec("chemomae-trainer", "train", "bf16", b, keep_freed_memory=True,
-                                             training_args={"torch_compile": True}),
+                "keep_freed_memory()", kept("chemomae-trainer", "train", "bf16", b,
+                                            training_args={"torch_compile": True}),
                 "peer-train-fp32"),
             Row("ours-job-bf16-compile", "hf_mae ChemoMAE, `hf-mae pretrain chemomae --bf16 --torch_compile true`",
                 _spec("chemomae-trainer", "train", "bf16", b, job=True, cli_args=["--torch_compile", "true"]),
                 "peer-train-fp32"),
             Row("ours-train-bf16-keep", "hf_mae ChemoMAE, train, bf16 autocast, keep_freed_memory()",
-                _spec("chemomae", "train", "bf16", b, keep_freed_memory=True), "peer-train-fp32"),
+                kept("chemomae", "train", "bf16", b), "peer-train-fp32"),
             Row("ours-trainer-bf16-keep", "hf_mae ChemoMAE, Trainer(bf16=True), keep_freed_memory()",
-                _spec("chemomae-trainer", "train", "bf16", b, keep_freed_memory=True), "peer-train-fp32"),
+                kept("chemomae-trainer", "train", "bf16", b), "peer-train-fp32"),
             Row("peer-train-fp32-keep", "chemomae 0.2.4, train, fp32, keep_freed_memory() (for fairness)",
-                _spec("chemomae-peer", "train", "fp32", b, keep_freed_memory=True), "peer-train-fp32"),
+                kept("chemomae-peer", "train", "fp32", b), "peer-train-fp32"),
             Row("peer-trainer-fp32", "chemomae 0.2.4, its own Trainer (clipping 1.0, EMA, warmup-cosine), fp32",
                 _spec("chemomae-peer-trainer", "train", "fp32", b), "peer-train-fp32"),
             Row("peer-encode-fp32", "chemomae 0.2.4, encode, fp32", _spec("chemomae-peer", "encode", "fp32", b)),
@@ -667,11 +668,11 @@ def build_rows(sections: set[str], cuda: bool) -> dict[str, list[Row]]:
             Row("ours-encode-bf16w", "hf_mae ChemoMAE, encode, bf16 weights (dtype=torch.bfloat16)",
                 _spec("chemomae", "encode", "bf16", b, bf16_weights=True), "peer-encode-fp32"),
             Row("ours-encode-bf16-keep", "hf_mae ChemoMAE, encode, bf16 autocast, keep_freed_memory()",
-                _spec("chemomae", "encode", "bf16", b, keep_freed_memory=True), "peer-encode-fp32"),
+                kept("chemomae", "encode", "bf16", b), "peer-encode-fp32"),
             Row("ours-encode-bf16w-keep", "hf_mae ChemoMAE, encode, bf16 weights, keep_freed_memory()",
-                _spec("chemomae", "encode", "bf16", b, bf16_weights=True, keep_freed_memory=True), "peer-encode-fp32"),
+                kept("chemomae", "encode", "bf16", b, bf16_weights=True), "peer-encode-fp32"),
             Row("peer-encode-fp32-keep", "chemomae 0.2.4, encode, fp32, keep_freed_memory() (for fairness)",
-                _spec("chemomae-peer", "encode", "fp32", b, keep_freed_memory=True), "peer-encode-fp32"),
+                kept("chemomae-peer", "encode", "fp32", b), "peer-encode-fp32"),
         ]
     if "vitmae" in sections:
         rows = []
